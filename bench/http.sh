@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# HTTP proxy benchmark on loopback: berth side by side with HAProxy and nginx.
+#
+# One nginx backend (1 worker, ports 9101-9104) answers `200 "hello from backend\n"`. In front
+# of it: HAProxy on 8081 (nbthread 1, http-reuse always, roundrobin), nginx on 8082 (1 worker,
+# keepalive upstream) and berth on 8083 (workers: 1). wrk runs keep-alive load against each
+# proxy in turn, ROUNDS times, and the script prints per run and as medians: requests/s, p50,
+# p99, proxy CPU time per request (utime+stime from /proc/PID/stat; for nginx its worker),
+# non-2xx responses and socket errors, then berth's ratios to HAProxy and nginx.
+#
+# Usage: bench/http.sh [--markdown]
+#   --markdown   print the summary as markdown tables (for bench/README.md)
+# Environment:
+#   BERTH_BIN=PATH   berth binary (default: <repo>/build/berth); when missing, berth is skipped
+#   BERTH_ONLY=1     do not start or measure HAProxy and nginx
+#   CONN=64 DUR=8 ROUNDS=3   wrk connections, seconds per run, rounds
+#   WARMUP=1         seconds of unmeasured load per proxy before round 1 (0: none)
+# Exit status: 0 ok; 1 a berth run had non-2xx responses or socket errors, or berth died;
+# 2 setup failure (missing tool, busy port, a server that did not come up).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
+BERTH_ONLY=${BERTH_ONLY:-0}
+CONN=${CONN:-64}
+DUR=${DUR:-8}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1}
+READY_TIMEOUT=10 # seconds each server gets to answer its first request
+MARKDOWN=0
+
+BACKEND_PORTS=(9101 9102 9103 9104)
+declare -A PORT=([haproxy]=8081 [nginx]=8082 [berth]=8083)
+declare -A PID=()   # proxy name -> pid whose CPU time is measured
+declare -A LOG=()   # proxy name -> its log file
+STARTED=()          # every pid this script started, for cleanup
+EXPECT="hello from backend"
+
+usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+die() { echo "error: $*" >&2; exit 2; }
+
+for arg in "$@"; do
+    case $arg in
+    --markdown) MARKDOWN=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $arg" ;;
+    esac
+done
+for v in CONN DUR ROUNDS WARMUP; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
+done
+((CONN > 0 && DUR > 0 && ROUNDS > 0)) || die "CONN, DUR and ROUNDS must be positive"
+
+# ---- tools -------------------------------------------------------------------------------
+need=(wrk curl nginx awk sort)
+[[ $BERTH_ONLY == 1 ]] || need+=(haproxy)
+missing=()
+for t in "${need[@]}"; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+if ((${#missing[@]})); then
+    die "missing tools: ${missing[*]} (Debian: apt-get install wrk curl nginx haproxy)"
+fi
+# Debian keeps nginx and haproxy in /usr/sbin, which is not always on PATH for non-root users.
+NGINX=$(command -v nginx)
+HAPROXY=$(command -v haproxy || true)
+
+RUN_BERTH=1
+if [[ ! -x $BERTH_BIN ]]; then
+    if [[ $BERTH_ONLY == 1 ]]; then die "berth binary not found at $BERTH_BIN (set BERTH_BIN or build it)"; fi
+    echo "berth binary not found at $BERTH_BIN, skipping berth"
+    RUN_BERTH=0
+fi
+
+PROXIES=()
+[[ $BERTH_ONLY == 1 ]] || PROXIES+=(haproxy nginx)
+[[ $RUN_BERTH == 0 ]] || PROXIES+=(berth)
+
+# ---- temp dir and cleanup ----------------------------------------------------------------
+D=$(mktemp -d /tmp/berth-bench-http.XXXXXX)
+chmod 755 "$D" # nginx workers may run as nobody and still need to reach their temp dirs
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local p i alive
+    trap - EXIT INT TERM
+    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for i in {1..30}; do # up to 3s for graceful exits
+        alive=0
+        for p in "${STARTED[@]}"; do
+            if kill -0 "$p" 2>/dev/null; then alive=1; fi
+        done
+        if ((alive == 0)); then break; fi
+        sleep 0.1
+    done
+    for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$D"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ulimit -n 65536 2>/dev/null || true
+
+# ---- helpers -----------------------------------------------------------------------------
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_ready NAME PORT PID: poll until the server answers with the backend's body.
+wait_ready() {
+    local name=$1 port=$2 pid=$3 body deadline=$((SECONDS + READY_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "error: $name exited during start-up; its log:" >&2
+            tail -n 20 "${LOG[$name]}" >&2 || true
+            exit 2
+        fi
+        body=$(curl -sS -m 1 "http://127.0.0.1:$port/" 2>/dev/null || true)
+        [[ $body == "$EXPECT" ]] && return 0
+        sleep 0.1
+    done
+    echo "error: $name did not answer on 127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
+    tail -n 20 "${LOG[$name]}" >&2 || true
+    exit 2
+}
+
+# nginx_worker MASTER_PID: the pid of its single worker.
+nginx_worker() {
+    local w i
+    for i in {1..50}; do
+        w=$(pgrep -P "$1" 2>/dev/null | head -n1 || true)
+        [[ -n $w ]] && { echo "$w"; return 0; }
+        sleep 0.1
+    done
+    die "no worker process under nginx master $1"
+}
+
+# cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15; comm may contain spaces).
+cpu_ticks() {
+    local s f
+    s=$(<"/proc/$1/stat")
+    read -ra f <<<"${s##*) }"
+    echo $((f[11] + f[12]))
+}
+
+# nginx prefix directives that keep every path inside $D.
+nginx_paths() {
+    local n=$1
+    cat <<EOF
+pid $D/$n.pid; error_log $D/$n.log warn;
+EOF
+}
+nginx_http_paths() {
+    local n=$1 t
+    for t in client_body proxy fastcgi uwsgi scgi; do
+        echo "  ${t}_temp_path $D/$n-tmp-$t;"
+    done
+}
+
+# ---- configs -----------------------------------------------------------------------------
+for p in "${BACKEND_PORTS[@]}"; do
+    port_busy "$p" && die "127.0.0.1:$p is already in use (backend port)"
+done
+for n in "${PROXIES[@]}"; do
+    port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
+done
+
+listens=""
+servers=""
+targets=""
+for p in "${BACKEND_PORTS[@]}"; do
+    listens+="    listen 127.0.0.1:$p;"$'\n'
+    servers+="    server 127.0.0.1:$p;"$'\n'
+    targets+="${targets:+, }\"127.0.0.1:$p\""
+done
+
+cat >"$D/backend.conf" <<EOF
+worker_processes 1; daemon off; master_process on;
+$(nginx_paths backend)
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+$(nginx_http_paths backend)
+  server {
+$listens    location / { return 200 "$EXPECT\n"; }
+  }
+}
+EOF
+
+cat >"$D/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:${PORT[haproxy]}
+  default_backend be
+backend be
+  balance roundrobin
+$(for i in "${!BACKEND_PORTS[@]}"; do echo "  server s$((i + 1)) 127.0.0.1:${BACKEND_PORTS[$i]}"; done)
+EOF
+
+cat >"$D/nginx.conf" <<EOF
+worker_processes 1; daemon off; master_process on;
+$(nginx_paths nginx)
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+$(nginx_http_paths nginx)
+  upstream be {
+$servers    keepalive 128;
+    keepalive_requests 100000;
+  }
+  server {
+    listen 127.0.0.1:${PORT[nginx]};
+    location / {
+      proxy_pass http://be;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+
+cat >"$D/berth.yaml" <<EOF
+workers: 1
+access_log: "off"
+control: {socket: $D/berth.sock}
+listeners:
+  - name: bench
+    protocol: HTTP
+    bind: 127.0.0.1:${PORT[berth]}
+    default_action: {forward: {target_groups: [{name: be}]}}
+target_groups:
+  - name: be
+    protocol: HTTP
+    health_check: {enabled: false}
+    targets: [$targets]
+EOF
+
+# ---- start -------------------------------------------------------------------------------
+LOG[backend]=$D/backend.log
+# nginx writes its error log (-e, error_log) and its start-up messages (stderr) to one file.
+# shellcheck disable=SC2094
+"$NGINX" -e "$D/backend.log" -p "$D" -c "$D/backend.conf" >>"$D/backend.log" 2>&1 &
+STARTED+=($!)
+BACKEND_PID=$!
+wait_ready backend "${BACKEND_PORTS[0]}" "$BACKEND_PID"
+for p in "${BACKEND_PORTS[@]:1}"; do wait_ready backend "$p" "$BACKEND_PID"; done
+
+for n in "${PROXIES[@]}"; do
+    LOG[$n]=$D/$n.log
+    # shellcheck disable=SC2094 # nginx: -e and stderr share the log on purpose
+    case $n in
+    haproxy) "$HAPROXY" -f "$D/haproxy.cfg" >>"$D/haproxy.log" 2>&1 & ;;
+    nginx) "$NGINX" -e "$D/nginx.log" -p "$D" -c "$D/nginx.conf" >>"$D/nginx.log" 2>&1 & ;;
+    berth) "$BERTH_BIN" -c "$D/berth.yaml" >>"$D/berth.log" 2>&1 & ;;
+    esac
+    STARTED+=($!)
+    PID[$n]=$!
+    wait_ready "$n" "${PORT[$n]}" "${PID[$n]}"
+    if [[ $n == nginx ]]; then PID[$n]=$(nginx_worker "${PID[$n]}"); fi
+done
+
+# ---- header ------------------------------------------------------------------------------
+cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+echo "# berth HTTP benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "# host: $(uname -sr), $(nproc) CPUs${cpu_model:+, $cpu_model}"
+echo "# wrk -t1 -c$CONN -d${DUR}s --latency (keep-alive), $ROUNDS rounds, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+echo "# $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $("$NGINX" -v 2>&1)"
+[[ $BERTH_ONLY == 1 ]] || echo "# $("$HAPROXY" -v | head -n1)"
+if [[ $RUN_BERTH == 1 ]]; then
+    echo "# berth: $BERTH_BIN ($("$BERTH_BIN" --version 2>&1 | head -n1 || true))"
+fi
+
+# ---- measure -----------------------------------------------------------------------------
+RESULTS=$D/results.tsv
+: >"$RESULTS"
+HZ=$(getconf CLK_TCK)
+FAIL=0
+
+check_alive() { # NAME
+    if ! kill -0 "${PID[$1]}" 2>/dev/null; then
+        echo "error: $1 (pid ${PID[$1]}) died; last lines of its log:" >&2
+        tail -n 20 "${LOG[$1]}" >&2 || true
+        if [[ $1 == berth ]]; then exit 1; fi
+        exit 2
+    fi
+}
+
+# run ROUND NAME: one measured wrk run; appends a line to $RESULTS and prints it.
+run() {
+    local round=$1 n=$2 out=$D/wrk.$2.$1 c0 c1 line
+    c0=$(cpu_ticks "${PID[$n]}")
+    wrk -t1 -c"$CONN" -d"${DUR}s" --latency "http://127.0.0.1:${PORT[$n]}/" >"$out" 2>&1 || true
+    check_alive "$n"
+    c1=$(cpu_ticks "${PID[$n]}")
+    line=$(awk -v name="$n" -v round="$round" -v c0="$c0" -v c1="$c1" -v hz="$HZ" '
+        function ms(v) { # wrk prints 123.45us, 1.23ms, 1.02s, 1.50m
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /m$/) return v * 60000
+            if (v ~ /s$/) return v * 1000
+            return v + 0
+        }
+        / requests in /       { req = $1 }
+        /^Requests\/sec:/     { rps = $2 }
+        $1 == "50%"           { p50 = ms($2) }
+        $1 == "99%"           { p99 = ms($2) }
+        /Non-2xx or 3xx/      { non2xx = $NF }
+        /Socket errors:/      { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
+        END {
+            if (req == "") { req = 0; rps = 0; p50 = -1; p99 = -1; sock = (sock == "" ? -1 : sock) }
+            cpu = (req > 0) ? (c1 - c0) / hz * 1e6 / req : -1
+            printf "%s\t%d\t%.0f\t%.3f\t%.3f\t%.2f\t%d\t%d\n", name, round, rps, p50, p99, cpu, non2xx + 0, sock + 0
+        }' "$out")
+    echo "$line" >>"$RESULTS"
+    awk -F'\t' '{
+        printf "round %d  %-8s rps=%-8s p50=%-9s p99=%-9s cpu_us/req=%-7s non2xx=%s sock_err=%s\n",
+               $2, $1, $3, $4 "ms", $5 "ms", $6, $7, $8 }' <<<"$line"
+    if ! grep -q '^Requests/sec:' "$out"; then
+        echo "warning: wrk output for $n not understood:" >&2
+        cat "$out" >&2
+        if [[ $n == berth ]]; then FAIL=1; fi
+    fi
+    if [[ $n == berth ]] && awk -F'\t' '$7 != 0 || $8 != 0 {exit 0} {exit 1}' <<<"$line"; then
+        FAIL=1
+    fi
+}
+
+if ((WARMUP > 0)); then
+    for n in "${PROXIES[@]}"; do
+        wrk -t1 -c"$CONN" -d"${WARMUP}s" "http://127.0.0.1:${PORT[$n]}/" >/dev/null 2>&1 || true
+        check_alive "$n"
+    done
+fi
+
+np=${#PROXIES[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+    # Rotate the starting proxy each round so no proxy always runs first or last.
+    for ((i = 0; i < np; i++)); do
+        run "$r" "${PROXIES[$(((i + r - 1) % np))]}"
+    done
+done
+
+# ---- summary -----------------------------------------------------------------------------
+# median over rounds of rps, p50, p99, cpu_us/req per proxy; errors are summed.
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A MED=()
+for n in "${PROXIES[@]}"; do
+    for col in 3:rps 4:p50 5:p99 6:cpu; do
+        MED[$n.${col#*:}]=$(awk -F'\t' -v n="$n" -v c="${col%:*}" '$1 == n {print $c}' "$RESULTS" | median)
+    done
+    MED[$n.non2xx]=$(awk -F'\t' -v n="$n" '$1 == n {s += $7} END {print s + 0}' "$RESULTS")
+    MED[$n.sock]=$(awk -F'\t' -v n="$n" '$1 == n {s += $8} END {print s + 0}' "$RESULTS")
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a / b; else print "-" }'; }
+
+echo
+if [[ $MARKDOWN == 1 ]]; then
+    echo "Median of $ROUNDS rounds; \`wrk -t1 -c$CONN -d${DUR}s\`, keep-alive, loopback. Errors are totals over all rounds."
+    echo
+    echo "| proxy | req/s | p50 (ms) | p99 (ms) | CPU µs/req | non-2xx | socket errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for n in "${PROXIES[@]}"; do
+        printf "| %s | %.0f | %.3f | %.3f | %.2f | %s | %s |\n" "$n" "${MED[$n.rps]}" "${MED[$n.p50]}" \
+            "${MED[$n.p99]}" "${MED[$n.cpu]}" "${MED[$n.non2xx]}" "${MED[$n.sock]}"
+    done
+else
+    echo "summary: median of $ROUNDS rounds (non2xx and sock_err summed over rounds)"
+    printf "%-8s %10s %10s %10s %11s %7s %9s\n" proxy rps p50_ms p99_ms cpu_us/req non2xx sock_err
+    for n in "${PROXIES[@]}"; do
+        printf "%-8s %10.0f %10.3f %10.3f %11.2f %7s %9s\n" "$n" "${MED[$n.rps]}" "${MED[$n.p50]}" \
+            "${MED[$n.p99]}" "${MED[$n.cpu]}" "${MED[$n.non2xx]}" "${MED[$n.sock]}"
+    done
+fi
+
+if [[ $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
+    echo
+    if [[ $MARKDOWN == 1 ]]; then
+        echo "| berth vs | CPU µs/req ratio (lower is better) | req/s ratio (higher is better) |"
+        echo "|---|---:|---:|"
+    fi
+    for a in haproxy nginx; do
+        cr=$(ratio "${MED[berth.cpu]}" "${MED[$a.cpu]}")
+        rr=$(ratio "${MED[berth.rps]}" "${MED[$a.rps]}")
+        if [[ $MARKDOWN == 1 ]]; then
+            echo "| $a | $cr | $rr |"
+        else
+            printf "berth/%-8s cpu_us/req ratio %s (lower is better), rps ratio %s (higher is better)\n" "$a" "$cr" "$rr"
+        fi
+    done
+fi
+
+if [[ $FAIL != 0 ]]; then
+    echo "FAIL: berth had non-2xx responses or socket errors (see the runs above)" >&2
+    exit 1
+fi
+exit 0

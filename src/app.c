@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/* Process life: start-up (config, sockets, workers, control), snapshot publication, signals
+ * and the graceful stop. */
+#include "app.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "control.h"
+#include "log.h"
+#include "mem.h"
+#include "snapshot.h"
+#include "worker.h"
+
+static struct bth_config *load_config(const char *path)
+{
+    struct bth_err err;
+    bth_err_init(&err);
+    struct bth_config *cfg =
+        path ? bth_config_load_file(path, &err)
+             : bth_config_load_buffer("<default>", bth_config_default_yaml,
+                                      strlen(bth_config_default_yaml), &err);
+    for (size_t i = 0; i < err.n; i++)
+        bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
+    bth_err_fini(&err);
+    return cfg;
+}
+
+/* One SO_REUSEPORT socket: the kernel spreads connections over the workers' sockets. */
+static int open_listener(const struct bth_cfg_listener *l)
+{
+    int fd = socket(l->bind.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (l->bind.ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&l->bind.ss, l->bind.len) == -1 ||
+        listen(fd, 4096) == -1) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static unsigned resolve_workers(unsigned configured)
+{
+    if (configured > 0)
+        return configured;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static int start_workers(struct bth_app *app, const struct bth_config *cfg,
+                         struct bth_snapshot *snap)
+{
+    size_t nl = cfg->nlisteners;
+    int *fds = bth_calloc(nl ? nl : 1, sizeof(int));
+    if (fds == NULL)
+        return -1;
+    app->workers = bth_calloc(app->nworkers, sizeof(*app->workers));
+    if (app->workers == NULL) {
+        bth_free(fds);
+        return -1;
+    }
+    for (unsigned w = 0; w < app->nworkers; w++) {
+        for (size_t i = 0; i < nl; i++) {
+            const struct bth_cfg_listener *l = &cfg->listeners[i];
+            if (l->protocol != BTH_PROTO_HTTP) {
+                bth_log(BTH_LOG_ERR, "listener %s: protocol %s is not supported yet", l->name,
+                        bth_proto_name(l->protocol));
+                goto fail;
+            }
+            fds[i] = open_listener(l);
+            if (fds[i] == -1) {
+                bth_log(BTH_LOG_ERR, "listener %s: bind() to %s failed: %s", l->name,
+                        l->bind.text, strerror(errno));
+                for (size_t j = 0; j < i; j++)
+                    close(fds[j]);
+                goto fail;
+            }
+        }
+        bth_snapshot_ref(snap);
+        app->workers[w] = bth_worker_create(w, fds, nl, snap, &app->accesslog);
+        if (app->workers[w] == NULL) {
+            bth_snapshot_unref(snap);
+            for (size_t j = 0; j < nl; j++)
+                close(fds[j]);
+            goto fail;
+        }
+    }
+    bth_free(fds);
+    for (size_t i = 0; i < nl; i++)
+        bth_log(BTH_LOG_NOTICE, "listening on %s (%s)", cfg->listeners[i].bind.text,
+                bth_proto_name(cfg->listeners[i].protocol));
+    for (unsigned w = 0; w < app->nworkers; w++) {
+        if (bth_worker_start(app->workers[w]) != 0)
+            return -1;
+    }
+    return 0;
+fail:
+    bth_free(fds);
+    return -1;
+}
+
+int bth_app_publish(struct bth_app *app)
+{
+    struct bth_snapshot *snap = bth_registry_build_snapshot(&app->registry);
+    if (snap == NULL)
+        return -1;
+    for (unsigned i = 0; i < app->nworkers; i++) {
+        bth_snapshot_ref(snap);
+        if (bth_worker_post(app->workers[i], BTH_MSG_SNAPSHOT, snap, 0) != 0)
+            bth_snapshot_unref(snap);
+    }
+    bth_snapshot_unref(snap);
+    return 0;
+}
+
+static atomic_uint workers_done;
+
+static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_app *app = arg;
+    (void)app;
+    if (atomic_load(&workers_done) == app->nworkers)
+        event_base_loopbreak(app->base);
+}
+
+void bth_app_stop(struct bth_app *app)
+{
+    if (app->stopping)
+        return;
+    app->stopping = true;
+    const struct bth_config *cfg = app->registry.config->cfg;
+    bth_log(BTH_LOG_NOTICE, "stopping: letting in-flight work finish (up to %llums)",
+            (unsigned long long)cfg->shutdown_timeout_ms);
+    for (unsigned i = 0; i < app->nworkers; i++)
+        bth_worker_post(app->workers[i], BTH_MSG_STOP, NULL, cfg->shutdown_timeout_ms);
+    bth_control_stop(app->control);
+    app->control = NULL;
+    struct event *poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
+    struct timeval tv = {0, 50 * 1000};
+    event_add(poll, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct bth_app *app = arg;
+    if (sig == SIGHUP) {
+        bth_log(BTH_LOG_WARN, "SIGHUP: config reload is not available yet; config unchanged");
+        return;
+    }
+    if (app->stopping) {
+        bth_log(BTH_LOG_NOTICE, "second signal: exiting now");
+        _exit(0);
+    }
+    bth_app_stop(app);
+}
+
+int bth_app_start(struct bth_app *app, const char *config_path)
+{
+    memset(app, 0, sizeof(*app));
+    app->accesslog.fd = -1;
+    app->config_path = config_path ? bth_strdup(config_path) : NULL;
+    struct bth_config *cfg = load_config(config_path);
+    if (cfg == NULL) {
+        bth_log(BTH_LOG_ERR, "cannot start: invalid config %s", config_path ? config_path : "<default>");
+        return -1;
+    }
+    if (cfg->log_level != NULL)
+        bth_log_set_level(cfg->log_level);
+    struct bth_config_ref *ref = bth_config_ref_create(cfg);
+    if (ref == NULL) {
+        bth_config_destroy(cfg);
+        return -1;
+    }
+    app->nworkers = resolve_workers(cfg->workers);
+    bth_registry_init(&app->registry, app->nworkers);
+    int rc = bth_registry_apply_config(&app->registry, ref);
+    bth_config_ref_unref(ref);
+    if (rc != 0)
+        return -1;
+    int e = bth_accesslog_open(&app->accesslog, cfg->access_log);
+    if (e != 0) {
+        bth_log(BTH_LOG_ERR, "access log %s: open() failed: %s", cfg->access_log, strerror(-e));
+        return -1;
+    }
+    app->base = event_base_new();
+    if (app->base == NULL)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct event *ev = evsignal_new(app->base, sigs[i], on_signal, app);
+        evsignal_add(ev, NULL);
+    }
+    app->control = bth_control_start(app, cfg->control_socket);
+    if (app->control == NULL)
+        return -1;
+    struct bth_snapshot *snap = bth_registry_build_snapshot(&app->registry);
+    if (snap == NULL)
+        return -1;
+    rc = start_workers(app, cfg, snap);
+    bth_snapshot_unref(snap);
+    if (rc != 0)
+        return -1;
+    bth_log(BTH_LOG_NOTICE, "control socket %s", cfg->control_socket);
+    bth_log(BTH_LOG_NOTICE, "ready");
+    return 0;
+}
+
+int bth_app_run(struct bth_app *app)
+{
+    event_base_dispatch(app->base);
+    return app->exit_code;
+}
+
+void bth_worker_mark_done(void)
+{
+    atomic_fetch_add(&workers_done, 1);
+}
+
+void bth_app_fini(struct bth_app *app)
+{
+    for (unsigned i = 0; app->workers != NULL && i < app->nworkers; i++) {
+        if (app->workers[i] != NULL)
+            bth_worker_join_destroy(app->workers[i]);
+    }
+    bth_free(app->workers);
+    bth_control_stop(app->control);
+    bth_registry_fini(&app->registry);
+    bth_accesslog_close(&app->accesslog);
+    if (app->base)
+        event_base_free(app->base);
+    bth_free(app->config_path);
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* Main thread only. The running process: config, registry, workers, listening sockets, the
+ * control server. Owns start-up, snapshot publication and shutdown. */
+#ifndef BERTH_APP_H
+#define BERTH_APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "accesslog.h"
+#include "registry.h"
+
+struct event_base;
+struct bth_worker;
+struct bth_control;
+struct bth_config_ref;
+
+struct bth_app {
+    char *config_path;           /* owned; NULL for the embedded default */
+    struct event_base *base;     /* owned: the main loop */
+    struct bth_registry registry;
+    struct bth_worker **workers; /* owned */
+    unsigned nworkers;
+    struct bth_accesslog accesslog;
+    struct bth_control *control; /* owned */
+    bool stopping;
+    int exit_code;
+};
+
+/* Loads the config, binds every listener and the control socket, starts the workers and
+ * logs "ready". Returns 0, or -1 after logging one clear line. */
+int bth_app_start(struct bth_app *app, const char *config_path);
+
+/* Runs the main loop until shutdown completes. Returns the exit status. */
+int bth_app_run(struct bth_app *app);
+
+/* Builds a snapshot from the registry and hands one reference to each worker. Returns 0
+ * or -1 (out of memory; the workers keep the previous snapshot). */
+int bth_app_publish(struct bth_app *app);
+
+/* Starts a graceful stop: workers stop accepting and finish within shutdown_timeout. */
+void bth_app_stop(struct bth_app *app);
+
+void bth_app_fini(struct bth_app *app);
+
+#endif /* BERTH_APP_H */

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* Main thread only. The YAML config file (SPEC.md "Config file") parsed and validated into
+ * a plain, immutable struct bth_config. Errors carry FILE:LINE:COL. A loaded config is
+ * never written again: the snapshot builder reads it, reload replaces it whole. */
+#ifndef BERTH_CONFIG_H
+#define BERTH_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum bth_proto {
+    BTH_PROTO_HTTP = 0,
+    BTH_PROTO_HTTPS,
+    BTH_PROTO_TCP,
+    BTH_PROTO_TLS,
+    BTH_PROTO_UDP,
+    BTH_PROTO_TCP_UDP,
+};
+
+enum bth_algorithm {
+    BTH_ALG_ROUND_ROBIN = 0,
+    BTH_ALG_LEAST_OUTSTANDING,
+    BTH_ALG_WEIGHTED_RANDOM,
+    BTH_ALG_FLOW_HASH,
+};
+
+/* A resolved socket address plus the text it came from. */
+struct bth_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* "10.0.1.5:8080" or "[fd00::5]:8080" */
+};
+
+/* A list of strings (condition values, etc.); all owned. */
+struct bth_strlist {
+    char **v; /* owned, each owned */
+    size_t n;
+};
+
+/* Where a config item was written: for errors raised after parsing (missing reference). */
+struct bth_cfg_mark {
+    int line; /* 1-based */
+    int col;  /* 1-based */
+};
+
+struct bth_cfg_tg_ref {
+    char *name;      /* owned */
+    unsigned weight; /* 0..999, default 1 */
+    struct bth_cfg_mark mark;
+};
+
+enum bth_action_type {
+    BTH_ACTION_FORWARD = 0,
+    BTH_ACTION_REDIRECT,
+    BTH_ACTION_FIXED_RESPONSE,
+};
+
+struct bth_cfg_action {
+    enum bth_action_type type;
+    /* forward */
+    struct bth_cfg_tg_ref *groups; /* owned array */
+    size_t ngroups;
+    uint64_t stickiness_ms; /* 0 = off */
+    /* redirect: templates, NULL = keep "#{...}" default */
+    char *redirect_protocol; /* owned: "HTTP" | "HTTPS" | "#{protocol}" */
+    char *redirect_host;     /* owned */
+    char *redirect_port;     /* owned */
+    char *redirect_path;     /* owned */
+    char *redirect_query;    /* owned */
+    int redirect_status;     /* 301 | 302 */
+    /* fixed_response */
+    int fixed_status;         /* 200..599 */
+    char *fixed_content_type; /* owned, may be NULL */
+    char *fixed_body;         /* owned, may be NULL; at most 1024 bytes */
+};
+
+/* A header or query condition: key plus OR-ed value patterns. */
+struct bth_cfg_kv_cond {
+    char *key; /* owned */
+    struct bth_strlist values;
+};
+
+struct bth_cfg_rule {
+    unsigned priority; /* 1..50000, unique per listener */
+    struct bth_strlist host;
+    struct bth_strlist path;
+    struct bth_strlist method;
+    struct bth_strlist source_ip;
+    struct bth_cfg_kv_cond *headers; /* owned array */
+    size_t nheaders;
+    struct bth_cfg_kv_cond *query; /* owned array */
+    size_t nquery;
+    struct bth_cfg_action action;
+    struct bth_cfg_mark mark;
+};
+
+struct bth_cfg_cert {
+    char *cert; /* owned path */
+    char *key;  /* owned path */
+};
+
+struct bth_cfg_listener {
+    char *name; /* owned; defaults to the bind text */
+    enum bth_proto protocol;
+    struct bth_addr bind;
+    uint64_t idle_timeout_ms;      /* HTTP(S) 60s, TCP/TLS 350s, UDP 120s */
+    uint64_t header_timeout_ms;    /* HTTP(S): whole request head (408); default 10s */
+    size_t max_request_line_bytes; /* 414 above this; default 16k */
+    size_t max_header_bytes;       /* 431 above this (all header lines); default 64k */
+    struct bth_cfg_cert *certificates; /* owned array */
+    size_t ncertificates;
+    char *ssl_policy;                  /* owned, may be NULL */
+    struct bth_cfg_rule *rules;        /* owned array, sorted by ascending priority */
+    size_t nrules;
+    struct bth_cfg_action default_action;
+    struct bth_cfg_mark mark;
+};
+
+struct bth_cfg_target {
+    struct bth_addr addr;
+    unsigned weight; /* default 1 */
+};
+
+struct bth_cfg_health_check {
+    int enabled;            /* default 1 */
+    enum bth_proto protocol; /* HTTP | HTTPS | TCP */
+    int port;               /* 0 = traffic-port */
+    char *path;             /* owned, default "/" */
+    uint64_t interval_ms;   /* 5s..300s, default 30s */
+    uint64_t timeout_ms;    /* 2s..120s, < interval */
+    unsigned healthy_threshold;   /* 2..10, default 5 */
+    unsigned unhealthy_threshold; /* 2..10, default 2 */
+    char *matcher;          /* owned, "200" or "200-399" by group protocol */
+};
+
+enum bth_stickiness_type {
+    BTH_STICKY_NONE = 0,
+    BTH_STICKY_LB_COOKIE,
+    BTH_STICKY_APP_COOKIE,
+    BTH_STICKY_SOURCE_IP,
+};
+
+struct bth_cfg_target_group {
+    char *name; /* owned, unique */
+    enum bth_proto protocol;
+    enum bth_algorithm algorithm;
+    uint64_t deregistration_delay_ms; /* 0..3600s, default 300s */
+    uint64_t slow_start_ms;           /* 0 or 30s..900s */
+    enum bth_stickiness_type stickiness;
+    uint64_t stickiness_duration_ms;
+    char *stickiness_cookie; /* owned, app_cookie */
+    int proxy_protocol_v2;
+    int connection_termination;
+    struct bth_cfg_health_check health_check;
+    struct bth_cfg_target *targets; /* owned array */
+    size_t ntargets;
+    struct bth_cfg_mark mark;
+};
+
+struct bth_config {
+    char *path;       /* owned; "<default>" for the embedded config */
+    unsigned workers; /* 0 = auto (CPU count) */
+    char *control_socket;     /* owned, default "./berth.sock" */
+    char *control_listen;     /* owned, may be NULL */
+    char *control_token_file; /* owned, may be NULL */
+    char *state_file;         /* owned, may be NULL */
+    char *cookie_key_file;    /* owned, may be NULL */
+    char *access_log;         /* owned: "stdout" (default), "off" or a path */
+    uint64_t shutdown_timeout_ms; /* default 30s */
+    char *log_level;              /* owned, may be NULL (keep the command line's): "err".."debug" */
+    struct bth_cfg_listener *listeners; /* owned array */
+    size_t nlisteners;
+    struct bth_cfg_target_group *target_groups; /* owned array */
+    size_t ntarget_groups;
+};
+
+/* Collected errors: each "FILE:LINE:COL: message". */
+struct bth_err {
+    char **msgs; /* owned */
+    size_t n;
+};
+
+/* The embedded default: one HTTP listener on 0.0.0.0:8080 forwarding to an empty group
+ * "default", control socket ./berth.sock. */
+extern const char bth_config_default_yaml[];
+
+/* Parses and validates the YAML file at <path>. Returns a config the caller owns (free
+ * with bth_config_destroy) or NULL with every problem appended to <err>. */
+struct bth_config *bth_config_load_file(const char *path, struct bth_err *err);
+
+/* Same, from a buffer; <name> stands for the file name in messages. */
+struct bth_config *bth_config_load_buffer(const char *name, const char *buf, size_t len,
+                                          struct bth_err *err);
+
+void bth_config_destroy(struct bth_config *cfg);
+
+/* Looks a group up by name; NULL when absent. */
+const struct bth_cfg_target_group *bth_config_find_group(const struct bth_config *cfg,
+                                                         const char *name);
+
+/* Value parsers, exported for the control API and tests. Each returns 0 or -1. */
+int bth_parse_duration_ms(const char *s, uint64_t *out); /* "500ms" "30s" "5m" "1h" "1d" */
+int bth_parse_size(const char *s, size_t *out);          /* "512" "16k" "1m" "1g" */
+/* "10.0.1.5:8080", "[fd00::5]:8080"; numeric addresses only (no DNS). */
+int bth_parse_addr(const char *s, struct bth_addr *out);
+/* An address without port ("10.0.1.5", "fd00::5") plus a port, as the ELBv2 API gives them. */
+int bth_addr_from_ip_port(const char *ip, unsigned port, struct bth_addr *out);
+const char *bth_proto_name(enum bth_proto p);
+const char *bth_algorithm_name(enum bth_algorithm a);
+
+void bth_err_init(struct bth_err *err);
+void bth_err_add(struct bth_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void bth_err_fini(struct bth_err *err);
+
+#endif /* BERTH_CONFIG_H */

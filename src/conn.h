@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* Worker threads; one connection is used by one worker only. A non-blocking socket with
+ * an input and an output evbuffer and one edge-triggered event registered once for
+ * read and write (one epoll_ctl per connection lifetime). Writes go out at once and only
+ * wait for EPOLLOUT when the kernel buffer is full; reads stop at a byte budget so the
+ * owner can apply backpressure, remembering that the socket may still hold data. */
+#ifndef BERTH_CONN_H
+#define BERTH_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+struct evbuffer;
+
+struct bth_conn {
+    int fd;                  /* owned */
+    struct event ev;         /* EV_READ|EV_WRITE|EV_ET|EV_PERSIST on fd */
+    struct evbuffer *in;     /* owned */
+    struct evbuffer *out;    /* owned */
+    bool read_pending;       /* the socket may hold unread bytes (edge already consumed) */
+    bool write_blocked;      /* last write hit EAGAIN: wait for the EPOLLOUT edge */
+    bool eof;                /* peer sent FIN */
+    bool shut_wr;            /* we sent FIN */
+    int error;               /* errno of a failed read/write, 0 if none */
+};
+
+/* Sets up <c> on an open non-blocking <fd> (ownership passes to <c>) and registers its
+ * event with <cb>/<arg>. Returns 0, or -1 when out of memory (fd left open). */
+int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_callback_fn cb,
+                  void *arg);
+
+/* Closes the socket and frees the buffers. Idempotent. */
+void bth_conn_fini(struct bth_conn *c);
+
+/* Reads until EAGAIN, EOF, error or until <in> holds <limit> bytes. Returns the number of
+ * bytes read. Sets eof/error; sets read_pending when it stopped at the limit. */
+size_t bth_conn_read(struct bth_conn *c, size_t limit);
+
+/* Writes as much of <out> as the kernel takes. Returns 0, or -1 on a write error (c->error
+ * set). Sets write_blocked when bytes remain. */
+int bth_conn_flush(struct bth_conn *c);
+
+/* Sends FIN once <out> is empty (call again after each flush). */
+void bth_conn_shutdown_wr(struct bth_conn *c);
+
+#endif /* BERTH_CONN_H */

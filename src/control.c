@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/* Control API handlers. Every change goes registry first, then one snapshot publication,
+ * so a call that fails validation changes nothing. */
+#include "control.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "app.h"
+#include "config.h"
+#include "log.h"
+#include "mem.h"
+#include "metrics.h"
+#include "registry.h"
+#include "snapshot.h"
+#include "target.h"
+
+#define MAX_BODY_BYTES (4 * 1024 * 1024)
+
+struct bth_control {
+    struct bth_app *app; /* borrowed */
+    struct evhttp *http; /* owned */
+    char *path;          /* owned */
+};
+
+static void reply_json(struct evhttp_request *req, int code, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    struct evbuffer *out = evbuffer_new();
+    if (text != NULL && out != NULL) {
+        evbuffer_add(out, text, strlen(text));
+        evbuffer_add(out, "\n", 1);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code, code < 400 ? "OK" : "Error", out);
+    if (out)
+        evbuffer_free(out);
+    free(text);
+    json_decref(body);
+}
+
+static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+
+static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt,
+                        ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    reply_json(req, code, json_pack("{s:{s:s,s:s}}", "Error", "Code", err, "Message", msg));
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *ctype,
+                       struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    evhttp_send_reply(req, code, "OK", body);
+}
+
+static unsigned count_healthy(const struct bth_reg_group *g)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < g->ntargets; i++)
+        n += bth_target_takes_traffic(g->targets[i]);
+    return n;
+}
+
+static void handle_groups(struct bth_control *c, struct evhttp_request *req)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < c->app->registry.ngroups; i++) {
+        const struct bth_reg_group *g = &c->app->registry.groups[i];
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s,s:s,s:I,s:I}", "TargetGroupName", g->name, "Protocol",
+                           bth_proto_name(g->cfg->protocol), "Algorithm",
+                           bth_algorithm_name(g->cfg->algorithm), "Targets",
+                           (json_int_t)g->ntargets, "HealthyTargets",
+                           (json_int_t)count_healthy(g)));
+    }
+    reply_json(req, 200, json_pack("{s:o}", "TargetGroups", arr));
+}
+
+static const char *state_reason(enum bth_target_state st)
+{
+    switch (st) {
+    case BTH_TARGET_INITIAL: return "Elb.InitialHealthChecking";
+    case BTH_TARGET_UNHEALTHY: return "Target.FailedHealthChecks";
+    case BTH_TARGET_DRAINING: return "Target.DeregistrationInProgress";
+    case BTH_TARGET_UNAVAILABLE: return "Target.HealthCheckDisabled";
+    default: return NULL;
+    }
+}
+
+/* Splits "10.0.1.5:8080" / "[fd00::5]:8080" into the ELBv2 Id and Port. */
+static void target_id(const struct bth_target *t, char *id, size_t idsz, unsigned *port)
+{
+    const char *text = t->addr.text;
+    const char *colon = strrchr(text, ':');
+    size_t n = colon ? (size_t)(colon - text) : strlen(text);
+    if (n > 0 && text[0] == '[') {
+        text++;
+        n -= 2;
+    }
+    snprintf(id, idsz, "%.*s", (int)n, text);
+    *port = colon ? (unsigned)atoi(colon + 1) : 0;
+}
+
+static void handle_health(struct bth_control *c, struct evhttp_request *req,
+                          struct bth_reg_group *g)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < g->ntargets; i++) {
+        const struct bth_target *t = g->targets[i];
+        char id[64];
+        unsigned port;
+        target_id(t, id, sizeof(id), &port);
+        enum bth_target_state st = atomic_load(&t->state);
+        json_t *th = json_pack("{s:s}", "State", bth_target_state_name(st));
+        const char *reason = state_reason(st);
+        if (reason != NULL) {
+            json_object_set_new(th, "Reason", json_string(reason));
+            json_object_set_new(th, "Description",
+                                json_string(st == BTH_TARGET_UNAVAILABLE
+                                                ? "Health checks are disabled"
+                                                : bth_target_state_name(st)));
+        }
+        json_array_append_new(
+            arr, json_pack("{s:{s:s,s:i},s:s,s:o,s:s}", "Target", "Id", id, "Port", (int)port,
+                           "HealthCheckPort", "traffic-port", "TargetHealth", th, "Source",
+                           t->dynamic ? "api" : "config"));
+    }
+    reply_json(req, 200, json_pack("{s:o}", "TargetHealthDescriptions", arr));
+}
+
+/* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]} into <addrs>. Returns the count or -1
+ * after replying with the error. */
+static int parse_targets(struct evhttp_request *req, struct bth_addr **addrs, unsigned **weights,
+                         int *wait)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
+    if (root == NULL) {
+        reply_error(req, 400, "ValidationError", "invalid JSON: %s", jerr.text);
+        return -1;
+    }
+    json_t *targets = json_object_get(root, "Targets");
+    if (!json_is_array(targets) || json_array_size(targets) == 0) {
+        reply_error(req, 400, "ValidationError", "\"Targets\" must be a non-empty array");
+        json_decref(root);
+        return -1;
+    }
+    json_t *w = json_object_get(root, "Wait");
+    *wait = json_is_true(w);
+    size_t n = json_array_size(targets);
+    *addrs = bth_calloc(n, sizeof(**addrs));
+    *weights = bth_calloc(n, sizeof(**weights));
+    if (*addrs == NULL || *weights == NULL) {
+        reply_error(req, 500, "InternalFailure", "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(targets, i);
+        json_t *id = json_object_get(t, "Id"), *port = json_object_get(t, "Port");
+        json_t *weight = json_object_get(t, "Weight");
+        if (!json_is_string(id) || !json_is_integer(port)) {
+            reply_error(req, 400, "ValidationError",
+                        "Targets[%zu]: \"Id\" (string) and \"Port\" (integer) are required", i);
+            goto fail;
+        }
+        json_int_t p = json_integer_value(port);
+        if (p < 1 || p > 65535 ||
+            bth_addr_from_ip_port(json_string_value(id), (unsigned)p, &(*addrs)[i]) != 0) {
+            reply_error(req, 400, "InvalidTarget", "Targets[%zu]: invalid target %s:%lld", i,
+                        json_string_value(id), (long long)p);
+            goto fail;
+        }
+        json_int_t wv = 1;
+        if (weight != NULL) {
+            if (!json_is_integer(weight) || json_integer_value(weight) < 0 ||
+                json_integer_value(weight) > 999) {
+                reply_error(req, 400, "ValidationError", "Targets[%zu]: \"Weight\" must be 0..999",
+                            i);
+                goto fail;
+            }
+            wv = json_integer_value(weight);
+        }
+        (*weights)[i] = (unsigned)wv;
+    }
+    json_decref(root);
+    return (int)n;
+fail:
+    bth_free(*addrs);
+    bth_free(*weights);
+    *addrs = NULL;
+    *weights = NULL;
+    json_decref(root);
+    return -1;
+}
+
+static void handle_register(struct bth_control *c, struct evhttp_request *req,
+                            struct bth_reg_group *g, bool add)
+{
+    struct bth_addr *addrs;
+    unsigned *weights;
+    int wait;
+    int n = parse_targets(req, &addrs, &weights, &wait);
+    if (n < 0)
+        return;
+    int changed = 0;
+    for (int i = 0; i < n; i++) {
+        if (add) {
+            if (bth_registry_register(&c->app->registry, g, &addrs[i], weights[i]) != 0) {
+                reply_error(req, 500, "InternalFailure", "out of memory");
+                goto out;
+            }
+            changed = 1;
+        } else {
+            changed |= bth_registry_deregister(&c->app->registry, g, &addrs[i]);
+        }
+    }
+    if (changed && bth_app_publish(c->app) != 0) {
+        reply_error(req, 500, "InternalFailure", "out of memory");
+        goto out;
+    }
+    bth_log(BTH_LOG_NOTICE, "%s %d target(s) %s group %s", add ? "registered" : "deregistered", n,
+            add ? "in" : "from", g->name);
+    reply_json(req, 200, json_object());
+out:
+    bth_free(addrs);
+    bth_free(weights);
+}
+
+static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
+{
+    struct evbuffer *out = evbuffer_new();
+    bth_metrics_render(out, c->app->workers, c->app->nworkers);
+    evbuffer_add_printf(out, "# HELP berth_healthy_targets Targets taking traffic per group.\n"
+                             "# TYPE berth_healthy_targets gauge\n");
+    for (size_t i = 0; i < c->app->registry.ngroups; i++) {
+        const struct bth_reg_group *g = &c->app->registry.groups[i];
+        evbuffer_add_printf(out, "berth_healthy_targets{target_group=\"%s\"} %u\n", g->name,
+                            count_healthy(g));
+    }
+    reply_text(req, 200, "text/plain; version=0.0.4", out);
+    evbuffer_free(out);
+}
+
+/* Routes /v1/target-groups/{name}/{verb}. */
+static void handle_group_path(struct bth_control *c, struct evhttp_request *req, const char *rest,
+                              enum evhttp_cmd_type method)
+{
+    char name[256];
+    const char *slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (n == 0 || n >= sizeof(name)) {
+        reply_error(req, 404, "NotFound", "no such resource");
+        return;
+    }
+    memcpy(name, rest, n);
+    name[n] = '\0';
+    const char *verb = slash ? slash + 1 : "";
+    struct bth_reg_group *g = bth_registry_find_group(&c->app->registry, name);
+    if (g == NULL) {
+        reply_error(req, 404, "TargetGroupNotFound", "target group \"%s\" not found", name);
+        return;
+    }
+    if (strcmp(verb, "health") == 0 && method == EVHTTP_REQ_GET)
+        handle_health(c, req, g);
+    else if (strcmp(verb, "register") == 0 && method == EVHTTP_REQ_POST)
+        handle_register(c, req, g, true);
+    else if (strcmp(verb, "deregister") == 0 && method == EVHTTP_REQ_POST)
+        handle_register(c, req, g, false);
+    else
+        reply_error(req, 404, "NotFound", "no such resource");
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct bth_control *c = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    char path[1024];
+    size_t plen = strcspn(uri, "?");
+    if (plen >= sizeof(path)) {
+        reply_error(req, 414, "ValidationError", "path too long");
+        return;
+    }
+    memcpy(path, uri, plen);
+    path[plen] = '\0';
+    static const char groups_prefix[] = "/v1/target-groups/";
+    if (strcmp(path, "/healthz") == 0) {
+        struct evbuffer *out = evbuffer_new();
+        evbuffer_add(out, "ok\n", 3);
+        reply_text(req, 200, "text/plain", out);
+        evbuffer_free(out);
+    } else if (strcmp(path, "/metrics") == 0) {
+        handle_metrics(c, req);
+    } else if (strcmp(path, "/v1/target-groups") == 0 && method == EVHTTP_REQ_GET) {
+        handle_groups(c, req);
+    } else if (strncmp(path, groups_prefix, sizeof(groups_prefix) - 1) == 0) {
+        handle_group_path(c, req, path + sizeof(groups_prefix) - 1, method);
+    } else {
+        reply_error(req, 404, "NotFound", "no such resource: %s", path);
+    }
+}
+
+static int bind_unix(const char *path)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path); /* stale socket from an earlier run */
+    mode_t old = umask(0117);
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
+    if (rc == -1 || chmod(path, 0660) == -1 || listen(fd, 128) == -1) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+struct bth_control *bth_control_start(struct bth_app *app, const char *path)
+{
+    struct bth_control *c = bth_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->app = app;
+    c->path = bth_strdup(path);
+    c->http = evhttp_new(app->base);
+    int fd = bind_unix(path);
+    if (fd == -1) {
+        bth_log(BTH_LOG_ERR, "control socket %s: bind() failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (c->http == NULL || evhttp_accept_socket(c->http, fd) != 0) {
+        close(fd);
+        goto fail;
+    }
+    evhttp_set_max_body_size(c->http, MAX_BODY_BYTES);
+    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_gencb(c->http, on_request, c);
+    return c;
+fail:
+    if (c->http)
+        evhttp_free(c->http);
+    bth_free(c->path);
+    bth_free(c);
+    return NULL;
+}
+
+void bth_control_stop(struct bth_control *c)
+{
+    if (c == NULL)
+        return;
+    evhttp_free(c->http);
+    unlink(c->path);
+    bth_free(c->path);
+    bth_free(c);
+}

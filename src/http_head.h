@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* Any thread; pure functions over caller-owned structs. An HTTP/1.x message head as parsed
+ * by llhttp: spans (offsets into the head bytes) instead of copies, so parsing allocates
+ * nothing per header. Also the hop-by-hop classification of RFC 9110 section 7.6.1. */
+#ifndef BERTH_HTTP_HEAD_H
+#define BERTH_HTTP_HEAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+struct evbuffer;
+
+#define BTH_HTTP_MAX_HEADERS 128
+
+enum bth_hdr_kind {
+    BTH_HDR_OTHER = 0,
+    BTH_HDR_CONNECTION,
+    BTH_HDR_KEEP_ALIVE,
+    BTH_HDR_PROXY_CONNECTION,
+    BTH_HDR_TE,
+    BTH_HDR_TRAILER,
+    BTH_HDR_UPGRADE,
+    BTH_HDR_TRANSFER_ENCODING,
+    BTH_HDR_CONTENT_LENGTH,
+    BTH_HDR_HOST,
+    BTH_HDR_X_FORWARDED_FOR,
+    BTH_HDR_X_FORWARDED_PROTO,
+    BTH_HDR_X_FORWARDED_PORT,
+    BTH_HDR_X_REQUEST_ID,
+    BTH_HDR_USER_AGENT,
+};
+
+struct bth_span {
+    uint32_t off;
+    uint32_t len;
+};
+
+struct bth_http_hdr {
+    struct bth_span name;
+    struct bth_span value;
+    uint8_t kind; /* enum bth_hdr_kind */
+    bool drop;    /* not forwarded (hop-by-hop or replaced) */
+};
+
+struct bth_http_head {
+    const char *base; /* borrowed: the contiguous head bytes while parsing/forwarding */
+    struct bth_span url;    /* request target (requests) */
+    struct bth_span reason; /* reason phrase (responses) */
+    struct bth_http_hdr hdrs[BTH_HTTP_MAX_HEADERS];
+    unsigned nhdrs;
+    bool in_value;        /* last callback was a header value */
+    bool too_many;        /* more than BTH_HTTP_MAX_HEADERS */
+    bool conn_close;      /* "Connection: close" */
+    bool conn_keep_alive; /* "Connection: keep-alive" */
+    bool conn_upgrade;    /* "Connection: upgrade" */
+    int idx[BTH_HDR_USER_AGENT + 1]; /* first header of each kind, -1 if absent */
+    struct evbuffer *decode_to; /* borrowed: when set, body bytes are copied here */
+};
+
+/* llhttp settings for heads: they record spans and pause at the end of the head; after
+ * resuming they pause again at the end of the message. parser->data must point to the
+ * struct bth_http_head. */
+extern const llhttp_settings_t bth_http_head_settings;
+
+void bth_http_head_reset(struct bth_http_head *h);
+
+/* Classifies header names and applies the Connection header: marks hop-by-hop headers and
+ * those the Connection header names as dropped. Call once the head is complete. */
+void bth_http_head_finish(struct bth_http_head *h);
+
+enum bth_hdr_kind bth_http_hdr_kind(const char *name, size_t len);
+
+static inline const char *bth_span_ptr(const struct bth_http_head *h, struct bth_span s)
+{
+    return h->base + s.off;
+}
+
+/* Case-insensitive comparison of a span with a lowercase literal. */
+bool bth_span_ieq(const struct bth_http_head *h, struct bth_span s, const char *lower);
+
+#endif /* BERTH_HTTP_HEAD_H */

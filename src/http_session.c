@@ -1,0 +1,1276 @@
+/* SPDX-License-Identifier: MIT */
+/* ALB-mode client sessions. One exchange (request + response) at a time per connection;
+ * pipelined requests wait in the input buffer. Bodies are forwarded as raw bytes (chunked
+ * framing included) after llhttp has validated the framing, so there is no decode/encode
+ * copy; only HTTP/1.0 clients of chunked responses get a decoded body.
+ *
+ * Lifetime: every entry point (socket event, upstream event, timer) is a libevent callback
+ * at the top of the stack. Work inside may mark the session closing; the entry point frees
+ * it as its last step, so nothing is freed while a caller still holds it. */
+#include "http_session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <llhttp.h>
+
+#include "accesslog.h"
+#include "balancer.h"
+#include "conn.h"
+#include "http_head.h"
+#include "http_upstream.h"
+#include "log.h"
+#include "mem.h"
+#include "metrics.h"
+#include "snapshot.h"
+#include "target.h"
+#include "worker.h"
+
+/* Backpressure: stop reading one side while the other side's output holds this much. */
+#define HIGH_WATERMARK (256 * 1024)
+#define READ_BUDGET (64 * 1024)
+#define MAX_TRIES 8
+
+enum session_state {
+    SS_IDLE = 0,    /* keep-alive: waiting for the first byte of a request */
+    SS_HEAD,        /* reading a request head */
+    SS_CONNECTING,  /* request routed; waiting for the target connection */
+    SS_PROXYING,    /* request forwarded (body may still stream); response in progress */
+    SS_TUNNEL,      /* after 101 Switching Protocols: bytes both ways */
+    SS_CLOSING,     /* sending berth's last answer, then close */
+};
+
+enum body_mode {
+    BODY_NONE = 0,
+    BODY_LENGTH,  /* Content-Length */
+    BODY_CHUNKED, /* chunked, forwarded raw */
+    BODY_DECHUNK, /* chunked from the target, decoded for an HTTP/1.0 client */
+    BODY_EOF,     /* response delimited by the target closing */
+};
+
+enum close_reason {
+    CLOSE_NONE = 0,
+    CLOSE_CLIENT_EOF,
+    CLOSE_CLIENT_ERROR,
+    CLOSE_IDLE_TIMEOUT,
+    CLOSE_TARGET_ABORT,
+    CLOSE_DONE,
+};
+
+struct bth_http_session {
+    struct bth_conn conn;
+    struct bth_worker *w;              /* borrowed: owner */
+    struct bth_worker_listener *wl;    /* borrowed */
+    struct bth_snapshot *snap;         /* one reference held */
+    const struct bth_snap_listener *listener; /* borrowed from snap */
+    struct bth_http_session *prev, *next;     /* worker's session list */
+    struct event timer;
+    enum session_state state;
+    uint64_t id;
+    bool closing;          /* free at the end of the current callback */
+    bool close_after;      /* close once the current answer is written */
+    bool client_keepalive; /* the client may send another request */
+    bool client_http10;
+    char client_ip[INET6_ADDRSTRLEN];
+    char client_text[INET6_ADDRSTRLEN + 8];
+    unsigned listen_port;
+
+    /* request */
+    llhttp_t req_parser;
+    struct bth_http_head req;
+    size_t req_parsed;      /* head bytes fed to llhttp so far */
+    enum body_mode req_body;
+    uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
+    bool req_done;          /* whole request forwarded (or queued) */
+    bool req_has_body;
+    bool is_head_method;
+    bool is_upgrade;
+    struct evbuffer *pending; /* owned: bytes for the target while no connection is ready */
+    struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
+
+    /* routing */
+    struct bth_snap_group *group; /* borrowed from snap */
+    struct bth_target *target;    /* one reference while an exchange uses it */
+    struct bth_target *tried[MAX_TRIES];
+    unsigned ntried;
+    struct bth_upstream *up; /* attached upstream connection, NULL if none */
+    bool up_reused;
+    bool retried_fresh;
+
+    /* response */
+    llhttp_t resp_parser;
+    struct bth_http_head resp;
+    size_t resp_parsed;
+    enum body_mode resp_body;
+    uint64_t resp_remaining;
+    bool resp_head_sent;
+    bool resp_done;
+    int status;        /* status sent to the client */
+    int target_status; /* status from the target, -1 if none */
+
+    /* access log */
+    struct timespec t_start, t_sent, t_resp;
+    uint64_t rx_bytes, tx_bytes;
+    char *scratch; /* owned: copies of method, uri, host, user agent for the log */
+    size_t scratch_cap;
+    size_t m_len, u_len, h_len, ua_len;
+    char request_id[33];
+    const char *error_reason;
+};
+
+static void on_client_io(evutil_socket_t fd, short what, void *arg);
+static void on_session_timer(evutil_socket_t fd, short what, void *arg);
+static void on_upstream_event(struct bth_upstream *up, short what, void *arg);
+static void process_client(struct bth_http_session *s);
+static void process_response(struct bth_http_session *s);
+static void send_error(struct bth_http_session *s, int status, const char *reason);
+static void start_exchange_on_target(struct bth_http_session *s);
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static const char *state_name(enum session_state st)
+{
+    static const char *const names[] = {"idle", "head", "connecting", "proxying", "tunnel",
+                                        "closing"};
+    return names[st];
+}
+
+static void set_state(struct bth_http_session *s, enum session_state st)
+{
+    bth_log(BTH_LOG_DEBUG, "#%llu %s -> %s", (unsigned long long)s->id, state_name(s->state),
+            state_name(st));
+    s->state = st;
+}
+
+static void arm_timer(struct bth_http_session *s, uint64_t ms)
+{
+    event_add(&s->timer, bth_worker_timeout(s->w, ms));
+}
+
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+    if (a->tv_sec == 0 || b->tv_sec == 0)
+        return -1;
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static void now(struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
+/* ---- teardown ----------------------------------------------------------------------- */
+
+static void release_target(struct bth_http_session *s)
+{
+    if (s->target != NULL) {
+        atomic_fetch_sub_explicit(&s->target->outstanding, 1, memory_order_relaxed);
+        bth_target_unref(s->target);
+        s->target = NULL;
+    }
+}
+
+static void drop_upstream(struct bth_http_session *s, bool reusable)
+{
+    if (s->up != NULL) {
+        bth_upstream_release(s->up, reusable);
+        s->up = NULL;
+    }
+}
+
+/* Marks the session for closing; the entry point frees it. Idempotent. Callers: every
+ * path that gives up on the client (EOF, errors, timeouts, the end of a closing answer). */
+static void session_close(struct bth_http_session *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    drop_upstream(s, false);
+    release_target(s);
+}
+
+static void session_free(struct bth_http_session *s)
+{
+    struct bth_worker *w = s->w;
+    event_del(&s->timer);
+    bth_conn_fini(&s->conn);
+    if (s->pending)
+        evbuffer_free(s->pending);
+    if (s->retry_copy)
+        evbuffer_free(s->retry_copy);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    bth_snapshot_unref(s->snap);
+    bth_free(s->scratch);
+    BTH_STAT_ADD(w->metrics.active_connections, -1);
+    bth_free(s);
+}
+
+/* Runs at the end of every entry point. */
+static void session_settle(struct bth_http_session *s)
+{
+    if (s->closing)
+        session_free(s);
+}
+
+/* ---- client output -------------------------------------------------------------------- */
+
+/* Writes what the client can take; on a write error the session closes. */
+static void flush_client(struct bth_http_session *s)
+{
+    if (bth_conn_flush(&s->conn) != 0) {
+        session_close(s);
+        return;
+    }
+    if (s->state == SS_CLOSING && evbuffer_get_length(s->conn.out) == 0)
+        session_close(s);
+}
+
+static void flush_upstream(struct bth_http_session *s)
+{
+    if (s->up != NULL && s->up->state == BTH_UP_ST_ACTIVE)
+        bth_conn_flush(&s->up->conn); /* errors surface as EV_READ/EOF on the upstream */
+}
+
+/* ---- access log and metrics ----------------------------------------------------------- */
+
+static void scratch_copy(struct bth_http_session *s)
+{
+    const struct bth_http_head *h = &s->req;
+    const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    struct bth_span host = {0, 0}, ua = {0, 0};
+    if (h->idx[BTH_HDR_HOST] >= 0)
+        host = h->hdrs[h->idx[BTH_HDR_HOST]].value;
+    if (h->idx[BTH_HDR_USER_AGENT] >= 0)
+        ua = h->hdrs[h->idx[BTH_HDR_USER_AGENT]].value;
+    s->m_len = strlen(method);
+    s->u_len = h->url.len;
+    s->h_len = host.len;
+    s->ua_len = ua.len;
+    size_t need = s->m_len + s->u_len + s->h_len + s->ua_len + 4;
+    if (need > s->scratch_cap) {
+        char *p = bth_realloc(s->scratch, need);
+        if (p == NULL) {
+            s->m_len = s->u_len = s->h_len = s->ua_len = 0;
+            return;
+        }
+        s->scratch = p;
+        s->scratch_cap = need;
+    }
+    char *p = s->scratch;
+    memcpy(p, method, s->m_len);
+    p[s->m_len] = '\0';
+    p += s->m_len + 1;
+    memcpy(p, bth_span_ptr(h, h->url), s->u_len);
+    p += s->u_len + 1;
+    memcpy(p, bth_span_ptr(h, host), s->h_len);
+    p[s->h_len] = '\0';
+    p += s->h_len + 1;
+    memcpy(p, bth_span_ptr(h, ua), s->ua_len);
+}
+
+static void log_exchange(struct bth_http_session *s)
+{
+    struct bth_worker *w = s->w;
+    struct bth_metrics *m = &w->metrics;
+    BTH_STAT_ADD(m->requests, 1);
+    BTH_STAT_ADD(m->processed_bytes, s->rx_bytes + s->tx_bytes);
+    int cls = s->status / 100;
+    if (cls >= 1 && cls <= 5) {
+        if (s->target_status >= 0)
+            BTH_STAT_ADD(m->target_xx[cls], 1);
+        else
+            BTH_STAT_ADD(m->elb_xx[cls], 1);
+    }
+    struct timespec t_end;
+    now(&t_end);
+    if (s->target_status >= 0 && s->t_sent.tv_sec != 0 && s->t_resp.tv_sec != 0) {
+        double rt = seconds_between(&s->t_sent, &s->t_resp);
+        bth_metrics_observe_rt(m, (uint64_t)(rt * 1e6));
+    }
+    if (w->alog.sink == NULL || w->alog.sink->fd < 0)
+        return;
+    const char *tgt = s->target != NULL ? s->target->addr.text : NULL;
+    const char *sc = s->scratch;
+    bool have = sc != NULL && s->m_len > 0;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct bth_accesslog_entry e = {
+        .type = "http",
+        .time_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec,
+        .client = s->client_text,
+        .target = tgt,
+        .request_processing_time = seconds_between(&s->t_start, &s->t_sent),
+        .target_processing_time = seconds_between(&s->t_sent, &s->t_resp),
+        .response_processing_time = seconds_between(&s->t_resp, &t_end),
+        .elb_status_code = s->status,
+        .target_status_code = s->target_status,
+        .received_bytes = s->rx_bytes,
+        .sent_bytes = s->tx_bytes,
+        .method = have ? sc : NULL,
+        .scheme = "http",
+        .host = have && s->h_len ? sc + s->m_len + 1 + s->u_len + 1 : NULL,
+        .port = s->listen_port,
+        .uri = have ? sc + s->m_len + 1 : NULL,
+        .uri_len = s->u_len,
+        .version = s->client_http10 ? "HTTP/1.0" : "HTTP/1.1",
+        .user_agent = have && s->ua_len ? sc + s->m_len + s->u_len + s->h_len + 3 : NULL,
+        .user_agent_len = s->ua_len,
+        .target_group = s->group ? s->group->cfg->name : NULL,
+        .request_id = s->request_id[0] ? s->request_id : NULL,
+        .matched_rule = s->m_len ? "default" : NULL,
+        .error_reason = s->error_reason,
+    };
+    bth_accesslog_append(&w->alog, &e);
+}
+
+/* ---- berth's own answers -------------------------------------------------------------- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+    }
+}
+
+static void reset_exchange(struct bth_http_session *s);
+
+/* Answers the current request with <status> and a short body. The connection closes after
+ * it unless the request was read whole and the status leaves the stream in sync. <reason>
+ * goes to the access log's error_reason. */
+static void send_error(struct bth_http_session *s, int status, const char *reason)
+{
+    const char *text = status_text(status);
+    bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
+                         status == 501;
+    if (framing_error || !s->req_done || !s->client_keepalive || s->resp_head_sent)
+        s->close_after = true;
+    drop_upstream(s, false);
+    if (s->resp_head_sent) {
+        /* Part of the target's answer is already out: the only honest signal is a close. */
+        s->error_reason = reason;
+        log_exchange(s);
+        release_target(s);
+        session_close(s);
+        return;
+    }
+    s->status = status;
+    s->target_status = -1;
+    s->error_reason = reason;
+    char body[64];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, text);
+    evbuffer_add_printf(s->conn.out,
+                        "HTTP/1.1 %d %s\r\nServer: berth\r\nContent-Type: text/plain\r\n"
+                        "Content-Length: %d\r\n%s%s\r\n%s",
+                        status, text, blen, status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n" : "",
+                        s->close_after ? "Connection: close\r\n" : "", body);
+    s->tx_bytes += (uint64_t)blen;
+    log_exchange(s);
+    release_target(s);
+    if (s->close_after) {
+        set_state(s, SS_CLOSING);
+        event_del(&s->timer);
+        flush_client(s);
+        return;
+    }
+    reset_exchange(s);
+    flush_client(s);
+}
+
+/* ---- exchange lifecycle -------------------------------------------------------------- */
+
+static void reset_exchange(struct bth_http_session *s)
+{
+    bth_http_head_reset(&s->req);
+    bth_http_head_reset(&s->resp);
+    s->req_parsed = s->resp_parsed = 0;
+    s->req_body = s->resp_body = BODY_NONE;
+    s->req_remaining = s->resp_remaining = 0;
+    s->req_done = s->resp_done = s->resp_head_sent = false;
+    s->req_has_body = s->is_head_method = s->is_upgrade = false;
+    s->group = NULL;
+    s->ntried = 0;
+    s->up_reused = s->retried_fresh = false;
+    s->status = 0;
+    s->target_status = -1;
+    s->t_start.tv_sec = s->t_sent.tv_sec = s->t_resp.tv_sec = 0;
+    s->rx_bytes = s->tx_bytes = 0;
+    s->m_len = s->u_len = s->h_len = s->ua_len = 0;
+    s->request_id[0] = '\0';
+    s->error_reason = NULL;
+    evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
+    evbuffer_drain(s->retry_copy, evbuffer_get_length(s->retry_copy));
+    llhttp_init(&s->req_parser, HTTP_REQUEST, &bth_http_head_settings);
+    s->req_parser.data = &s->req;
+    llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
+    s->resp_parser.data = &s->resp;
+    set_state(s, SS_IDLE);
+    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+}
+
+/* Both directions finished: log, return the connection to the pool, and go on with the
+ * next request (possibly already buffered: pipelining). */
+static void finish_exchange(struct bth_http_session *s)
+{
+    bool reusable = s->resp_body != BODY_EOF && s->req_done && s->status != 101 &&
+                    llhttp_should_keep_alive(&s->resp_parser);
+    log_exchange(s);
+    drop_upstream(s, reusable);
+    release_target(s);
+    if (s->close_after || !s->client_keepalive) {
+        set_state(s, SS_CLOSING);
+        event_del(&s->timer);
+        flush_client(s);
+        return;
+    }
+    reset_exchange(s);
+    flush_client(s);
+    if (!s->closing && evbuffer_get_length(s->conn.in) > 0)
+        process_client(s);
+}
+
+/* ---- forwarding bodies ----------------------------------------------------------------- */
+
+/* Moves one message body's bytes from <src> to <dst> according to <mode>. Returns 1 when the
+ * body ended, 0 when more is expected, -1 on a framing error. */
+static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining,
+                        struct evbuffer *src, struct evbuffer *dst, uint64_t *count)
+{
+    size_t avail = evbuffer_get_length(src);
+    if (mode == BODY_NONE)
+        return 1;
+    if (mode == BODY_LENGTH || mode == BODY_EOF) {
+        size_t n = avail;
+        if (mode == BODY_LENGTH && n > *remaining)
+            n = (size_t)*remaining;
+        if (n > 0)
+            evbuffer_remove_buffer(src, dst, n);
+        *count += n;
+        if (mode == BODY_LENGTH) {
+            *remaining -= n;
+            return *remaining == 0;
+        }
+        return 0;
+    }
+    /* chunked: let llhttp find the end of the message, segment by segment */
+    struct evbuffer_iovec vec[16];
+    size_t consumed = 0;
+    int done = 0;
+    while (consumed < avail && !done) {
+        struct evbuffer_ptr pos;
+        evbuffer_ptr_set(src, &pos, consumed, EVBUFFER_PTR_SET);
+        int nvec = evbuffer_peek(src, (ev_ssize_t)(avail - consumed), &pos, vec, 16);
+        if (nvec <= 0)
+            break;
+        if (nvec > 16)
+            nvec = 16;
+        for (int i = 0; i < nvec && !done; i++) {
+            size_t len = vec[i].iov_len;
+            if (consumed + len > avail)
+                len = avail - consumed;
+            llhttp_errno_t err = llhttp_execute(p, vec[i].iov_base, len);
+            if (err == HPE_OK) {
+                consumed += len;
+            } else if (err == HPE_PAUSED) {
+                consumed += (size_t)(llhttp_get_error_pos(p) - (const char *)vec[i].iov_base);
+                done = 1;
+            } else {
+                return -1;
+            }
+        }
+    }
+    if (mode == BODY_DECHUNK)
+        evbuffer_drain(src, consumed);
+    else if (consumed > 0)
+        evbuffer_remove_buffer(src, dst, consumed);
+    *count += consumed;
+    return done;
+}
+
+/* Where request bytes go: the attached connection, or the pending buffer until one is
+ * ready. */
+static struct evbuffer *request_sink(struct bth_http_session *s)
+{
+    if (s->up != NULL && s->up->state == BTH_UP_ST_ACTIVE && evbuffer_get_length(s->pending) == 0)
+        return s->up->conn.out;
+    return s->pending;
+}
+
+static void forward_request_body(struct bth_http_session *s)
+{
+    if (s->req_done)
+        return;
+    struct evbuffer *dst = request_sink(s);
+    if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
+        return;
+    uint64_t dummy = 0;
+    int r = forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst,
+                         &dummy);
+    s->rx_bytes += dummy;
+    if (r < 0) {
+        s->close_after = true;
+        send_error(s, 400, "invalid request body framing");
+        return;
+    }
+    if (r == 1)
+        s->req_done = true;
+    if (s->state != SS_CONNECTING)
+        arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    flush_upstream(s);
+}
+
+/* ---- request head ---------------------------------------------------------------------- */
+
+static void make_request_id(struct bth_http_session *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = bth_worker_random(s->w), b = bth_worker_random(s->w);
+    for (int i = 0; i < 16; i++) {
+        s->request_id[i] = hex[(a >> (i * 4)) & 15];
+        s->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    s->request_id[32] = '\0';
+}
+
+static void add_span(struct evbuffer *out, const struct bth_http_head *h, struct bth_span sp)
+{
+    evbuffer_add(out, bth_span_ptr(h, sp), sp.len);
+}
+
+/* Writes the request head as berth forwards it: HTTP/1.1, hop-by-hop headers removed,
+ * X-Forwarded-* set (RFC 7239's de-facto predecessors, as ALB sends them). */
+static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
+{
+    const struct bth_http_head *h = &s->req;
+    const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    char line[1024];
+    size_t n = 0;
+    /* One contiguous reservation keeps this to a handful of memcpy calls. */
+    size_t need = h->url.len + 64 + 256;
+    for (unsigned i = 0; i < h->nhdrs; i++)
+        need += h->hdrs[i].name.len + h->hdrs[i].value.len + 4;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) != 1)
+        return;
+    char *p = v.iov_base, *start = p;
+#define PUT(src, len) (memcpy(p, (src), (len)), p += (len))
+#define PUTS(lit) PUT(lit, sizeof(lit) - 1)
+    PUT(method, strlen(method));
+    *p++ = ' ';
+    PUT(bth_span_ptr(h, h->url), h->url.len);
+    PUTS(" HTTP/1.1\r\n");
+    const struct bth_http_hdr *xff = NULL;
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        if (hd->drop)
+            continue;
+        switch (hd->kind) {
+        case BTH_HDR_X_FORWARDED_FOR:
+            if (xff == NULL)
+                xff = hd;
+            continue;
+        case BTH_HDR_X_FORWARDED_PROTO:
+        case BTH_HDR_X_FORWARDED_PORT:
+            continue;
+        default:
+            break;
+        }
+        PUT(bth_span_ptr(h, hd->name), hd->name.len);
+        PUTS(": ");
+        PUT(bth_span_ptr(h, hd->value), hd->value.len);
+        PUTS("\r\n");
+    }
+    if (s->is_upgrade) {
+        const struct bth_http_hdr *u = &h->hdrs[h->idx[BTH_HDR_UPGRADE]];
+        PUTS("Upgrade: ");
+        PUT(bth_span_ptr(h, u->value), u->value.len);
+        PUTS("\r\nConnection: upgrade\r\n");
+    }
+    PUTS("X-Forwarded-For: ");
+    if (xff != NULL && xff->value.len > 0) {
+        PUT(bth_span_ptr(h, xff->value), xff->value.len);
+        PUTS(", ");
+    }
+    PUT(s->client_ip, strlen(s->client_ip));
+    n = (size_t)snprintf(line, sizeof(line), "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: %u\r\n",
+                         s->listen_port);
+    PUT(line, n);
+    if (h->idx[BTH_HDR_X_REQUEST_ID] < 0) {
+        PUTS("X-Request-Id: ");
+        PUT(s->request_id, 32);
+        PUTS("\r\n");
+    }
+    PUTS("\r\n");
+#undef PUT
+#undef PUTS
+    v.iov_len = (size_t)(p - start);
+    evbuffer_commit_space(out, &v, 1);
+}
+
+/* Checks what llhttp accepts but berth refuses. Returns 0 or answers and returns -1. */
+static int vet_request(struct bth_http_session *s)
+{
+    struct bth_http_head *h = &s->req;
+    if (h->too_many) {
+        send_error(s, 431, "too many headers");
+        return -1;
+    }
+    if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0 && !(s->req_parser.flags & F_CHUNKED)) {
+        send_error(s, 501, "unsupported transfer-encoding");
+        return -1;
+    }
+    if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) {
+        /* Only a lone "chunked" is supported; "gzip, chunked" and the like are not. */
+        const struct bth_http_hdr *te = &h->hdrs[h->idx[BTH_HDR_TRANSFER_ENCODING]];
+        if (!bth_span_ieq(h, te->value, "chunked")) {
+            send_error(s, 501, "unsupported transfer-encoding");
+            return -1;
+        }
+    }
+    if (s->req_parser.method == HTTP_TRACE) {
+        send_error(s, 405, "method not allowed");
+        return -1;
+    }
+    if (s->req.url.len > s->listener->cfg->max_request_line_bytes) {
+        send_error(s, 414, "request line too long");
+        return -1;
+    }
+    return 0;
+}
+
+/* The head is complete: classify it, route it and start forwarding. */
+static void start_request(struct bth_http_session *s, size_t head_len)
+{
+    struct bth_http_head *h = &s->req;
+    bth_http_head_finish(h);
+    now(&s->t_start);
+    if (s->snap != s->w->snap) {
+        /* Each request routes on the newest snapshot; the connection's limits and
+         * timeouts come from the listener it was accepted on, found at the same index. */
+        bth_snapshot_ref(s->w->snap);
+        bth_snapshot_unref(s->snap);
+        s->snap = s->w->snap;
+        s->listener = &s->snap->listeners[s->wl->index];
+    }
+    s->client_http10 = s->req_parser.http_major == 1 && s->req_parser.http_minor == 0;
+    s->client_keepalive = llhttp_should_keep_alive(&s->req_parser) != 0;
+    s->is_head_method = s->req_parser.method == HTTP_HEAD;
+    s->rx_bytes = head_len;
+    if (h->idx[BTH_HDR_X_REQUEST_ID] >= 0) {
+        struct bth_span v = h->hdrs[h->idx[BTH_HDR_X_REQUEST_ID]].value;
+        size_t n = v.len < 32 ? v.len : 32;
+        memcpy(s->request_id, bth_span_ptr(h, v), n);
+        s->request_id[n] = '\0';
+    } else {
+        make_request_id(s);
+    }
+    scratch_copy(s);
+    if (vet_request(s) != 0)
+        return;
+    s->is_upgrade = s->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
+    if (s->req_parser.flags & F_CHUNKED) {
+        s->req_body = BODY_CHUNKED;
+        s->req_has_body = true;
+    } else if ((s->req_parser.flags & F_CONTENT_LENGTH) && s->req_parser.content_length > 0) {
+        s->req_body = BODY_LENGTH;
+        s->req_remaining = s->req_parser.content_length;
+        s->req_has_body = true;
+    } else {
+        s->req_body = BODY_NONE;
+        s->req_done = true;
+    }
+
+    const struct bth_snap_action *act = &s->listener->default_action;
+    s->group = bth_lb_pick_group(s->w, act);
+    if (s->group == NULL) {
+        evbuffer_drain(s->conn.in, head_len);
+        send_error(s, 503, "no target group");
+        return;
+    }
+    build_request_head(s, s->pending);
+    evbuffer_drain(s->conn.in, head_len);
+    set_state(s, SS_CONNECTING);
+    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    start_exchange_on_target(s);
+    if (!s->closing && !s->req_done && s->state != SS_CLOSING)
+        forward_request_body(s);
+}
+
+/* Picks a target not tried yet and attaches a connection; answers 502/503 when none is
+ * left. */
+static void start_exchange_on_target(struct bth_http_session *s)
+{
+    for (;;) {
+        struct bth_target *t = bth_lb_pick_target(s->w, s->group, s->tried, s->ntried);
+        if (t == NULL) {
+            if (s->ntried == 0)
+                send_error(s, 503, "no healthy target");
+            else
+                send_error(s, 502, "target connection failed");
+            return;
+        }
+        if (s->ntried < MAX_TRIES)
+            s->tried[s->ntried++] = t;
+        bth_target_ref(t);
+        s->target = t;
+        atomic_fetch_add_explicit(&t->outstanding, 1, memory_order_relaxed);
+        s->up = bth_upstream_acquire(s->w, t, false, on_upstream_event, s);
+        if (s->up != NULL)
+            break;
+        bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
+                t->addr.text, strerror(errno));
+        BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+        release_target(s);
+        if (s->ntried >= MAX_TRIES) {
+            send_error(s, 502, "target connection failed");
+            return;
+        }
+    }
+    s->up_reused = s->up->state == BTH_UP_ST_ACTIVE;
+    if (s->up_reused) {
+        /* A pooled connection may turn out closed by the target: keep the head of a
+         * bodiless request to replay it on a fresh connection. */
+        if (!s->req_has_body) {
+            size_t n = evbuffer_get_length(s->pending);
+            evbuffer_add(s->retry_copy, evbuffer_pullup(s->pending, (ev_ssize_t)n), n);
+        }
+        evbuffer_add_buffer(s->up->conn.out, s->pending);
+        now(&s->t_sent);
+        set_state(s, SS_PROXYING);
+        flush_upstream(s);
+    }
+}
+
+/* Reads and handles the request head; returns once it is incomplete or handled. */
+static void parse_request_head(struct bth_http_session *s)
+{
+    size_t len = evbuffer_get_length(s->conn.in);
+    if (len == 0 || len == s->req_parsed)
+        return;
+    if (s->state == SS_IDLE) {
+        set_state(s, SS_HEAD);
+        arm_timer(s, s->listener->cfg->header_timeout_ms);
+    }
+    const struct bth_cfg_listener *lc = s->listener->cfg;
+    size_t limit = lc->max_request_line_bytes + lc->max_header_bytes + 4;
+    size_t feed = len > limit + 1 ? limit + 1 : len;
+    const char *base = (const char *)evbuffer_pullup(s->conn.in, (ev_ssize_t)feed);
+    if (base == NULL) {
+        session_close(s);
+        return;
+    }
+    s->req.base = base;
+    llhttp_errno_t err = llhttp_execute(&s->req_parser, base + s->req_parsed, feed - s->req_parsed);
+    if (err == HPE_PAUSED) {
+        size_t head_len = (size_t)(llhttp_get_error_pos(&s->req_parser) - base);
+        start_request(s, head_len);
+        return;
+    }
+    if (err != HPE_OK) {
+        bth_log(BTH_LOG_INFO, "#%llu bad request from %s: %s", (unsigned long long)s->id,
+                s->client_text, llhttp_get_error_reason(&s->req_parser));
+        s->req_done = false;
+        send_error(s, 400, "malformed request");
+        return;
+    }
+    s->req_parsed = feed;
+    /* Incomplete: enforce the limits on what is buffered so far. */
+    bool line_done = s->req.nhdrs > 0;
+    if (s->req.url.len > lc->max_request_line_bytes ||
+        (s->req.nhdrs == 0 && feed > lc->max_request_line_bytes + 16)) {
+        send_error(s, 414, "request line too long");
+        return;
+    }
+    if (feed > limit) {
+        send_error(s, line_done ? 431 : 414, "request head too large");
+        return;
+    }
+}
+
+/* ---- client side --------------------------------------------------------------------- */
+
+static void process_client(struct bth_http_session *s)
+{
+    switch (s->state) {
+    case SS_IDLE:
+    case SS_HEAD:
+        parse_request_head(s);
+        break;
+    case SS_CONNECTING:
+    case SS_PROXYING:
+        forward_request_body(s);
+        break;
+    case SS_TUNNEL:
+        if (s->up != NULL) {
+            s->rx_bytes += evbuffer_get_length(s->conn.in);
+            evbuffer_add_buffer(s->up->conn.out, s->conn.in);
+            flush_upstream(s);
+        }
+        break;
+    case SS_CLOSING:
+        evbuffer_drain(s->conn.in, evbuffer_get_length(s->conn.in));
+        break;
+    }
+}
+
+/* How much the client side may buffer before we stop reading it. */
+static size_t client_read_limit(struct bth_http_session *s)
+{
+    if (s->state == SS_IDLE || s->state == SS_HEAD) {
+        const struct bth_cfg_listener *lc = s->listener->cfg;
+        return lc->max_request_line_bytes + lc->max_header_bytes + 8;
+    }
+    if (s->state == SS_CLOSING)
+        return READ_BUDGET;
+    struct evbuffer *dst = request_sink(s);
+    if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
+        return 0;
+    return READ_BUDGET;
+}
+
+static void client_readable(struct bth_http_session *s)
+{
+    size_t limit = client_read_limit(s);
+    if (limit == 0 || evbuffer_get_length(s->conn.in) >= limit) {
+        s->conn.read_pending = true;
+        /* still try to move what is buffered */
+        process_client(s);
+        return;
+    }
+    bth_conn_read(&s->conn, limit);
+    if (s->conn.error != 0) {
+        session_close(s);
+        return;
+    }
+    if (evbuffer_get_length(s->conn.in) > 0)
+        process_client(s);
+    if (s->closing || !s->conn.eof)
+        return;
+    /* The client half-closed. Without a request in progress there is nothing to do; with
+     * a request still arriving it was cut short; after a whole request we answer first. */
+    if (s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING ||
+        s->state == SS_TUNNEL || !s->req_done)
+        session_close(s);
+    else
+        s->close_after = true;
+}
+
+static void on_client_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_http_session *s = arg;
+    if (what & EV_WRITE) {
+        flush_client(s);
+        /* The client drained: resume reading the target if we had stopped. */
+        if (!s->closing && s->up != NULL && s->up->conn.read_pending &&
+            evbuffer_get_length(s->conn.out) < HIGH_WATERMARK)
+            process_response(s);
+    }
+    if ((what & EV_READ) && !s->closing)
+        client_readable(s);
+    session_settle(s);
+}
+
+static void on_session_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_http_session *s = arg;
+    switch (s->state) {
+    case SS_IDLE:
+        session_close(s);
+        break;
+    case SS_HEAD:
+        s->req_done = false;
+        send_error(s, 408, "request header timeout");
+        break;
+    case SS_CONNECTING:
+    case SS_PROXYING:
+        if (!s->resp_head_sent) {
+            bth_log(BTH_LOG_INFO, "#%llu target %s did not answer in time",
+                    (unsigned long long)s->id, s->target ? s->target->addr.text : "-");
+            send_error(s, 504, "target timeout");
+        } else {
+            session_close(s);
+        }
+        break;
+    case SS_TUNNEL:
+    case SS_CLOSING:
+        session_close(s);
+        break;
+    }
+    session_settle(s);
+}
+
+/* ---- upstream side ------------------------------------------------------------------- */
+
+/* The target connection broke before any response byte: retry where that is safe. */
+static void upstream_failed_early(struct bth_http_session *s, const char *why)
+{
+    bool safe_retry = s->up_reused && !s->req_has_body && !s->retried_fresh &&
+                      evbuffer_get_length(s->retry_copy) > 0;
+    drop_upstream(s, false);
+    if (safe_retry) {
+        /* A pooled connection the target had already closed: replay on a fresh one. */
+        s->retried_fresh = true;
+        evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
+        evbuffer_add_buffer(s->pending, s->retry_copy);
+        s->up = bth_upstream_acquire(s->w, s->target, true, on_upstream_event, s);
+        if (s->up != NULL) {
+            s->up_reused = false;
+            set_state(s, SS_CONNECTING);
+            return;
+        }
+    }
+    BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+    bth_log(BTH_LOG_INFO, "#%llu target %s: %s", (unsigned long long)s->id,
+            s->target ? s->target->addr.text : "-", why);
+    send_error(s, 502, why);
+}
+
+static void upstream_connect_done(struct bth_http_session *s)
+{
+    int rc = bth_upstream_connected(s->up);
+    if (rc != 0) {
+        bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
+                s->target->addr.text, strerror(-rc));
+        BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+        drop_upstream(s, false);
+        release_target(s);
+        /* Nothing was sent: another target may take the request (the pending buffer
+         * still holds it). */
+        start_exchange_on_target(s);
+        return;
+    }
+    evbuffer_add_buffer(s->up->conn.out, s->pending);
+    now(&s->t_sent);
+    set_state(s, SS_PROXYING);
+    flush_upstream(s);
+    if (!s->req_done)
+        forward_request_body(s);
+}
+
+/* Builds the client's response head from the target's. */
+static void build_response_head(struct bth_http_session *s, struct evbuffer *out)
+{
+    const struct bth_http_head *h = &s->resp;
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", s->status);
+    add_span(out, h, h->reason);
+    evbuffer_add(out, "\r\n", 2);
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        if (hd->drop && !(s->status == 101 && hd->kind == BTH_HDR_UPGRADE))
+            continue;
+        if (hd->kind == BTH_HDR_TRANSFER_ENCODING && s->resp_body == BODY_DECHUNK)
+            continue;
+        add_span(out, h, hd->name);
+        evbuffer_add(out, ": ", 2);
+        add_span(out, h, hd->value);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (s->status == 101)
+        evbuffer_add(out, "Connection: upgrade\r\n", 21);
+    else if (s->close_after || !s->client_keepalive)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (s->client_http10)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Parses the target's head. Returns 1 when a final head was handled, 0 when more bytes are
+ * needed, -1 when the session was answered or closed. */
+static int parse_response_head(struct bth_http_session *s)
+{
+    struct evbuffer *in = s->up->conn.in;
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len == s->resp_parsed)
+            return 0;
+        const char *base = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+        s->resp.base = base;
+        llhttp_errno_t err = llhttp_execute(&s->resp_parser, base + s->resp_parsed,
+                                            len - s->resp_parsed);
+        if (err == HPE_OK) {
+            s->resp_parsed = len;
+            if (len > 128 * 1024) {
+                upstream_failed_early(s, "response head too large");
+                return -1;
+            }
+            return 0;
+        }
+        if (err != HPE_PAUSED) {
+            bth_log(BTH_LOG_INFO, "#%llu malformed response from %s: %s",
+                    (unsigned long long)s->id, s->target->addr.text,
+                    llhttp_get_error_reason(&s->resp_parser));
+            s->up_reused = false; /* no retry: the target did answer */
+            upstream_failed_early(s, "malformed response");
+            return -1;
+        }
+        size_t head_len = (size_t)(llhttp_get_error_pos(&s->resp_parser) - base);
+        int code = s->resp_parser.status_code;
+        if (code >= 100 && code < 200 && code != 101) {
+            /* Interim response (100 Continue, 103): pass it on, then expect the final one. */
+            evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d ", code);
+            evbuffer_add(s->conn.out, base + s->resp.reason.off, s->resp.reason.len);
+            evbuffer_add(s->conn.out, "\r\n\r\n", 4);
+            evbuffer_drain(in, head_len);
+            bth_http_head_reset(&s->resp);
+            s->resp_parsed = 0;
+            llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
+            s->resp_parser.data = &s->resp;
+            continue;
+        }
+        bth_http_head_finish(&s->resp);
+        now(&s->t_resp);
+        s->status = s->target_status = code;
+        uint8_t flags = s->resp_parser.flags;
+        if (code == 101) {
+            s->resp_body = BODY_NONE;
+        } else if (s->is_head_method || code == 204 || code == 304) {
+            s->resp_body = BODY_NONE;
+        } else if (flags & F_CHUNKED) {
+            s->resp_body = s->client_http10 ? BODY_DECHUNK : BODY_CHUNKED;
+            if (s->client_http10)
+                s->close_after = true;
+        } else if (flags & F_CONTENT_LENGTH) {
+            s->resp_body = BODY_LENGTH;
+            s->resp_remaining = s->resp_parser.content_length;
+        } else {
+            s->resp_body = BODY_EOF;
+            s->close_after = true;
+        }
+        if (s->resp_body == BODY_NONE || s->resp_body == BODY_LENGTH || s->resp_body == BODY_EOF)
+            ; /* llhttp is not used for the body */
+        else
+            llhttp_resume(&s->resp_parser);
+        s->resp.decode_to = s->resp_body == BODY_DECHUNK ? s->conn.out : NULL;
+        size_t before = evbuffer_get_length(s->conn.out);
+        build_response_head(s, s->conn.out);
+        s->tx_bytes += evbuffer_get_length(s->conn.out) - before;
+        evbuffer_drain(in, head_len);
+        s->resp_head_sent = true;
+        return 1;
+    }
+}
+
+static void enter_tunnel(struct bth_http_session *s)
+{
+    log_exchange(s);
+    set_state(s, SS_TUNNEL);
+    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    /* Whatever either side sent after its head belongs to the new protocol. */
+    evbuffer_add_buffer(s->conn.out, s->up->conn.in);
+    evbuffer_add_buffer(s->up->conn.out, s->conn.in);
+    flush_upstream(s);
+}
+
+static void process_response(struct bth_http_session *s)
+{
+    struct bth_upstream *up = s->up;
+    if (s->state == SS_TUNNEL) {
+        if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
+            up->conn.read_pending = true;
+            return;
+        }
+        bth_conn_read(&up->conn, READ_BUDGET);
+        evbuffer_add_buffer(s->conn.out, up->conn.in);
+        flush_client(s);
+        if (up->conn.eof || up->conn.error)
+            session_close(s);
+        else
+            arm_timer(s, s->listener->cfg->idle_timeout_ms);
+        return;
+    }
+    if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
+        up->conn.read_pending = true;
+        return;
+    }
+    bth_conn_read(&up->conn, READ_BUDGET);
+    bool ended = up->conn.eof || up->conn.error != 0;
+    if (!s->resp_head_sent) {
+        int r = parse_response_head(s);
+        if (r < 0)
+            return;
+        if (r == 0) {
+            if (ended)
+                upstream_failed_early(s, up->conn.error ? "target reset the connection"
+                                                        : "target closed the connection");
+            return;
+        }
+        if (s->status == 101) {
+            if (s->is_upgrade) {
+                enter_tunnel(s);
+                flush_client(s);
+                return;
+            }
+            s->close_after = true;
+        }
+    }
+    uint64_t moved = 0;
+    int r = forward_body(&s->resp_parser, s->resp_body, &s->resp_remaining, up->conn.in,
+                         s->conn.out, &moved);
+    s->tx_bytes += moved;
+    if (r < 0) {
+        s->up_reused = false;
+        send_error(s, 502, "malformed response body");
+        return;
+    }
+    if (r == 0 && ended) {
+        if (s->resp_body == BODY_EOF) {
+            r = 1;
+        } else {
+            send_error(s, 502, "target closed mid-response");
+            return;
+        }
+    }
+    if (r == 1) {
+        s->resp_done = true;
+        if (!s->req_done) {
+            /* The target answered before reading the whole request (e.g. 413): the rest of
+             * the body cannot be skipped reliably, so the client connection ends here. */
+            s->close_after = true;
+        }
+        flush_client(s);
+        if (!s->closing)
+            finish_exchange(s);
+        return;
+    }
+    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    flush_client(s);
+}
+
+static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
+{
+    struct bth_http_session *s = arg;
+    if (s->state == SS_CONNECTING && up->state == BTH_UP_ST_CONNECTING) {
+        if (what & EV_TIMEOUT) {
+            bth_log(BTH_LOG_INFO, "#%llu connect() to %s timed out", (unsigned long long)s->id,
+                    up->target->addr.text);
+            BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+            send_error(s, 504, "target connect timeout");
+        } else {
+            upstream_connect_done(s);
+        }
+        session_settle(s);
+        return;
+    }
+    if (what & EV_WRITE) {
+        flush_upstream(s);
+        /* The target drained: resume reading the client if we had stopped. */
+        if (s->conn.read_pending && !s->closing &&
+            evbuffer_get_length(request_sink(s)) < HIGH_WATERMARK)
+            client_readable(s);
+    }
+    if ((what & EV_READ) && !s->closing && s->up == up)
+        process_response(s);
+    session_settle(s);
+}
+
+/* ---- start and stop --------------------------------------------------------------------- */
+
+static void describe_peer(struct bth_http_session *s, const struct sockaddr_storage *ss)
+{
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, s->client_ip, sizeof(s->client_ip));
+        port = ntohs(a->sin6_port);
+        snprintf(s->client_text, sizeof(s->client_text), "[%s]:%u", s->client_ip, port);
+    } else {
+        const struct sockaddr_in *a = (const void *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, s->client_ip, sizeof(s->client_ip));
+        port = ntohs(a->sin_port);
+        snprintf(s->client_text, sizeof(s->client_text), "%s:%u", s->client_ip, port);
+    }
+}
+
+void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1) {
+        close(fd);
+        return;
+    }
+    struct bth_http_session *s = bth_calloc(1, sizeof(*s));
+    if (s == NULL) {
+        close(fd);
+        return;
+    }
+    s->pending = evbuffer_new();
+    s->retry_copy = evbuffer_new();
+    if (s->pending == NULL || s->retry_copy == NULL ||
+        bth_conn_init(&s->conn, w->base, fd, on_client_io, s) != 0) {
+        if (s->pending)
+            evbuffer_free(s->pending);
+        if (s->retry_copy)
+            evbuffer_free(s->retry_copy);
+        close(fd);
+        bth_free(s);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s->w = w;
+    s->wl = wl;
+    s->id = ++w->next_conn_id;
+    bth_snapshot_ref(w->snap);
+    s->snap = w->snap;
+    s->listener = &s->snap->listeners[wl->index];
+    s->listen_port = ntohs(((const struct sockaddr_in *)&s->listener->cfg->bind.ss)->sin_port);
+    s->client_keepalive = true;
+    describe_peer(s, &ss);
+    evtimer_assign(&s->timer, w->base, on_session_timer, s);
+    s->next = w->sessions;
+    if (w->sessions)
+        w->sessions->prev = s;
+    w->sessions = s;
+    BTH_STAT_ADD(w->metrics.new_connections, 1);
+    BTH_STAT_ADD(w->metrics.active_connections, 1);
+    bth_http_head_reset(&s->req);
+    bth_http_head_reset(&s->resp);
+    llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
+    s->resp_parser.data = &s->resp;
+    reset_exchange(s);
+    /* The connection may already carry the request (accept after data arrived). */
+    client_readable(s);
+    session_settle(s);
+}
+
+void bth_http_session_stop(struct bth_http_session *s)
+{
+    s->close_after = true;
+    if (s->state == SS_IDLE && evbuffer_get_length(s->conn.in) == 0) {
+        session_close(s);
+        session_free(s);
+    }
+}
+
+void bth_http_session_abort(struct bth_http_session *s)
+{
+    session_close(s);
+    session_free(s);
+}
+
+struct bth_http_session *bth_http_session_next(struct bth_http_session *s)
+{
+    return s->next;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/* Worker threads. Connections from one worker to one target: connect with a deadline, and
+ * a per-worker, per-target pool of idle keep-alive connections (the pool lives in the
+ * target object, one slot per worker, so it needs no lock). */
+#ifndef BERTH_HTTP_UPSTREAM_H
+#define BERTH_HTTP_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event_struct.h>
+
+#include "conn.h"
+
+struct bth_worker;
+struct bth_target;
+struct bth_upstream;
+
+enum bth_upstream_state {
+    BTH_UP_ST_CONNECTING = 0, /* connect() in progress */
+    BTH_UP_ST_ACTIVE,         /* attached to a session */
+    BTH_UP_ST_IDLE,           /* in the pool */
+};
+
+/* Called for I/O on an attached connection: <what> is EV_READ/EV_WRITE/EV_TIMEOUT bits;
+ * EV_TIMEOUT means the connect deadline passed. */
+typedef void (*bth_upstream_event_cb)(struct bth_upstream *up, short what, void *arg);
+
+struct bth_upstream {
+    struct bth_conn conn;
+    struct bth_worker *w;      /* borrowed: owner */
+    struct bth_target *target; /* one reference held */
+    enum bth_upstream_state state;
+    struct bth_upstream *next_idle; /* pool list link */
+    struct event timer;             /* connect deadline, then pool idle timeout */
+    unsigned requests;              /* requests completed on this connection */
+    bth_upstream_event_cb cb;
+    void *cb_arg;
+};
+
+#define BTH_UPSTREAM_CONNECT_TIMEOUT_MS 10000
+#define BTH_UPSTREAM_POOL_IDLE_MS 60000
+#define BTH_UPSTREAM_POOL_MAX 512 /* idle connections per target per worker */
+
+/* Returns an idle pooled connection to <t> (state ACTIVE) unless <fresh>, or starts a new
+ * one (state CONNECTING), attached to <cb>/<arg>. NULL when no socket could be made or
+ * connect() failed at once (errno set). */
+struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_target *t, bool fresh,
+                                          bth_upstream_event_cb cb, void *arg);
+
+/* Finishes the connect: checks SO_ERROR. Returns 0 (now ACTIVE) or a negative errno. */
+int bth_upstream_connected(struct bth_upstream *up);
+
+/* Detaches <up> from its session: back to the pool when <reusable> and the pool has room,
+ * else closed. */
+void bth_upstream_release(struct bth_upstream *up, bool reusable);
+
+/* Closes and frees <up>. */
+void bth_upstream_destroy(struct bth_upstream *up);
+
+#endif /* BERTH_HTTP_UPSTREAM_H */

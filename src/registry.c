@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/* Target group registry. Groups are small (tens to thousands of targets) and change at
+ * control-API speed, so plain arrays with linear search keep this simple. */
+#include "registry.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+#include "mem.h"
+#include "snapshot.h"
+#include "target.h"
+
+bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+void bth_registry_init(struct bth_registry *reg, unsigned nworkers)
+{
+    memset(reg, 0, sizeof(*reg));
+    reg->nworkers = nworkers;
+}
+
+static void group_fini(struct bth_reg_group *g)
+{
+    for (size_t i = 0; i < g->ntargets; i++)
+        bth_target_unref(g->targets[i]);
+    bth_free(g->targets);
+    bth_free(g->name);
+}
+
+void bth_registry_fini(struct bth_registry *reg)
+{
+    for (size_t i = 0; i < reg->ngroups; i++)
+        group_fini(&reg->groups[i]);
+    bth_free(reg->groups);
+    if (reg->config != NULL)
+        bth_config_ref_unref(reg->config);
+    memset(reg, 0, sizeof(*reg));
+}
+
+static ssize_t group_index_of(const struct bth_reg_group *g, const struct bth_addr *addr)
+{
+    for (size_t i = 0; i < g->ntargets; i++) {
+        if (bth_addr_equal(&g->targets[i]->addr, addr))
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+/* Appends <t> (taking over the caller's reference). */
+static int group_push(struct bth_reg_group *g, struct bth_target *t)
+{
+    if (g->ntargets == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        struct bth_target **v = bth_realloc(g->targets, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        g->targets = v;
+        g->cap = cap;
+    }
+    g->targets[g->ntargets++] = t;
+    return 0;
+}
+
+static struct bth_reg_group *find_in(struct bth_reg_group *groups, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(groups[i].name, name) == 0)
+            return &groups[i];
+    }
+    return NULL;
+}
+
+/* Takes <addr> from the old group when present (live state survives), else creates it. */
+static struct bth_target *reuse_or_create(struct bth_reg_group *old, const struct bth_addr *addr,
+                                          unsigned weight, unsigned nworkers, bool dynamic)
+{
+    ssize_t i = old ? group_index_of(old, addr) : -1;
+    if (i >= 0) {
+        struct bth_target *t = old->targets[i];
+        bth_target_ref(t);
+        t->dynamic = dynamic;
+        return t;
+    }
+    return bth_target_create(addr, weight, nworkers, dynamic);
+}
+
+static int build_group(struct bth_registry *reg, const struct bth_cfg_target_group *cfg,
+                       struct bth_reg_group *old, struct bth_reg_group *g)
+{
+    memset(g, 0, sizeof(*g));
+    g->cfg = cfg;
+    g->name = bth_strdup(cfg->name);
+    if (g->name == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->ntargets; i++) {
+        struct bth_target *t = reuse_or_create(old, &cfg->targets[i].addr, cfg->targets[i].weight,
+                                               reg->nworkers, false);
+        if (t == NULL || group_push(g, t) != 0) {
+            bth_target_unref(t);
+            return -1;
+        }
+    }
+    for (size_t i = 0; old != NULL && i < old->ntargets; i++) {
+        struct bth_target *t = old->targets[i];
+        if (!t->dynamic || group_index_of(g, &t->addr) >= 0)
+            continue;
+        bth_target_ref(t);
+        if (group_push(g, t) != 0) {
+            bth_target_unref(t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int bth_registry_apply_config(struct bth_registry *reg, struct bth_config_ref *config)
+{
+    const struct bth_config *cfg = config->cfg;
+    size_t n = cfg->ntarget_groups;
+    struct bth_reg_group *groups = bth_calloc(n ? n : 1, sizeof(*groups));
+    if (groups == NULL)
+        return -1;
+    size_t built = 0;
+    for (; built < n; built++) {
+        struct bth_reg_group *old =
+            find_in(reg->groups, reg->ngroups, cfg->target_groups[built].name);
+        if (build_group(reg, &cfg->target_groups[built], old, &groups[built]) != 0) {
+            group_fini(&groups[built]);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < reg->ngroups; i++)
+        group_fini(&reg->groups[i]);
+    bth_free(reg->groups);
+    reg->groups = groups;
+    reg->ngroups = n;
+    bth_config_ref_ref(config);
+    if (reg->config != NULL)
+        bth_config_ref_unref(reg->config);
+    reg->config = config;
+    return 0;
+fail:
+    for (size_t i = 0; i < built; i++)
+        group_fini(&groups[i]);
+    bth_free(groups);
+    return -1;
+}
+
+struct bth_reg_group *bth_registry_find_group(struct bth_registry *reg, const char *name)
+{
+    return find_in(reg->groups, reg->ngroups, name);
+}
+
+int bth_registry_register(struct bth_registry *reg, struct bth_reg_group *g,
+                          const struct bth_addr *addr, unsigned weight)
+{
+    if (group_index_of(g, addr) >= 0)
+        return 0;
+    struct bth_target *t = bth_target_create(addr, weight, reg->nworkers, true);
+    if (t == NULL)
+        return -1;
+    if (group_push(g, t) != 0) {
+        bth_target_unref(t);
+        return -1;
+    }
+    return 0;
+}
+
+int bth_registry_deregister(struct bth_registry *reg, struct bth_reg_group *g,
+                            const struct bth_addr *addr)
+{
+    ssize_t i = group_index_of(g, addr);
+    if (i < 0)
+        return 0;
+    struct bth_target *t = g->targets[i];
+    memmove(&g->targets[i], &g->targets[i + 1], (g->ntargets - (size_t)i - 1) * sizeof(t));
+    g->ntargets--;
+    atomic_store(&t->removed, true);
+    bth_target_unref(t);
+    return 1;
+}
+
+struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
+{
+    size_t n = reg->ngroups;
+    struct bth_target ***targets = bth_calloc(n ? n : 1, sizeof(*targets));
+    size_t *counts = bth_calloc(n ? n : 1, sizeof(*counts));
+    struct bth_snapshot *s = NULL;
+    if (targets != NULL && counts != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            targets[i] = reg->groups[i].targets;
+            counts[i] = reg->groups[i].ntargets;
+        }
+        struct bth_snapshot_input in = {reg->config, targets, counts};
+        s = bth_snapshot_build(&in, ++reg->generation);
+    }
+    bth_free(targets);
+    bth_free(counts);
+    return s;
+}

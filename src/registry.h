@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* Main thread only. The registry of target groups and their targets: static targets from
+ * the config file and dynamic ones from the control API. Every change is followed by a new
+ * snapshot (bth_registry_build_snapshot) that the caller publishes to the workers. */
+#ifndef BERTH_REGISTRY_H
+#define BERTH_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct bth_target;
+struct bth_snapshot;
+struct bth_config_ref;
+
+struct bth_reg_group {
+    char *name; /* owned */
+    const struct bth_cfg_target_group *cfg; /* borrowed from the registry's config */
+    struct bth_target **targets;            /* owned array, one reference each */
+    size_t ntargets;
+    size_t cap;
+};
+
+struct bth_registry {
+    struct bth_config_ref *config; /* one reference held */
+    struct bth_reg_group *groups;  /* owned, in config order */
+    size_t ngroups;
+    unsigned nworkers;
+    uint64_t generation;
+};
+
+void bth_registry_init(struct bth_registry *reg, unsigned nworkers);
+void bth_registry_fini(struct bth_registry *reg);
+
+/* Adopts a new config: groups follow the file; static targets come from it, and targets
+ * registered through the API stay in groups that still exist. Target objects with the same
+ * address are reused, so their live state carries over. Takes a reference to <config>.
+ * Returns 0, or -1 when out of memory (the registry is then unchanged). */
+int bth_registry_apply_config(struct bth_registry *reg, struct bth_config_ref *config);
+
+struct bth_reg_group *bth_registry_find_group(struct bth_registry *reg, const char *name);
+
+/* Adds <addr> to <g> unless present (idempotent). Returns 0, or -1 when out of memory. */
+int bth_registry_register(struct bth_registry *reg, struct bth_reg_group *g,
+                          const struct bth_addr *addr, unsigned weight);
+
+/* Removes <addr> from <g> if present; in-flight work keeps its own references. Returns 1
+ * when removed, 0 when it was not there. */
+int bth_registry_deregister(struct bth_registry *reg, struct bth_reg_group *g,
+                            const struct bth_addr *addr);
+
+/* A new snapshot of the current state, with one reference for the caller; NULL on OOM. */
+struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg);
+
+/* Same IP and port. */
+bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b);
+
+#endif /* BERTH_REGISTRY_H */

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/* Snapshot construction and release. Construction is main-thread only; release may happen
+ * on any worker, so everything a snapshot owns is freed without touching thread state. */
+#include "snapshot.h"
+
+#include <string.h>
+
+#include "mem.h"
+#include "target.h"
+
+struct bth_config_ref *bth_config_ref_create(struct bth_config *cfg)
+{
+    struct bth_config_ref *r = bth_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    atomic_init(&r->refcnt, 1);
+    r->cfg = cfg;
+    return r;
+}
+
+void bth_config_ref_ref(struct bth_config_ref *r)
+{
+    atomic_fetch_add_explicit(&r->refcnt, 1, memory_order_relaxed);
+}
+
+void bth_config_ref_unref(struct bth_config_ref *r)
+{
+    if (r != NULL && atomic_fetch_sub_explicit(&r->refcnt, 1, memory_order_acq_rel) == 1) {
+        bth_config_destroy(r->cfg);
+        bth_free(r);
+    }
+}
+
+static int build_action(struct bth_snapshot *s, const struct bth_cfg_action *cfg,
+                        struct bth_snap_action *out)
+{
+    out->cfg = cfg;
+    if (cfg->type != BTH_ACTION_FORWARD || cfg->ngroups == 0)
+        return 0;
+    out->forwards = bth_calloc(cfg->ngroups, sizeof(*out->forwards));
+    if (out->forwards == NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->ngroups; i++) {
+        struct bth_snap_group *g = bth_snapshot_find_group(s, cfg->groups[i].name);
+        if (g == NULL)
+            continue; /* config validation guarantees presence */
+        out->forwards[out->nforwards].group = g;
+        out->forwards[out->nforwards].weight = cfg->groups[i].weight;
+        out->total_weight += cfg->groups[i].weight;
+        out->nforwards++;
+    }
+    return 0;
+}
+
+struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uint64_t generation)
+{
+    const struct bth_config *cfg = in->config->cfg;
+    struct bth_snapshot *s = bth_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    atomic_init(&s->refcnt, 1);
+    s->generation = generation;
+    bth_config_ref_ref(in->config);
+    s->config = in->config;
+
+    s->groups = bth_calloc(cfg->ntarget_groups ? cfg->ntarget_groups : 1, sizeof(*s->groups));
+    s->listeners = bth_calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*s->listeners));
+    if (s->groups == NULL || s->listeners == NULL)
+        goto fail;
+    for (size_t i = 0; i < cfg->ntarget_groups; i++) {
+        struct bth_snap_group *g = &s->groups[i];
+        g->cfg = &cfg->target_groups[i];
+        atomic_init(&g->rr_next, 0);
+        size_t n = in->ntargets[i];
+        if (n > 0) {
+            g->targets = bth_calloc(n, sizeof(*g->targets));
+            if (g->targets == NULL)
+                goto fail;
+            for (size_t j = 0; j < n; j++) {
+                bth_target_ref(in->targets[i][j]);
+                g->targets[j] = in->targets[i][j];
+            }
+        }
+        g->ntargets = n;
+        s->ngroups++;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        s->listeners[i].cfg = &cfg->listeners[i];
+        s->nlisteners++;
+        if (build_action(s, &cfg->listeners[i].default_action, &s->listeners[i].default_action))
+            goto fail;
+    }
+    return s;
+fail:
+    bth_snapshot_unref(s);
+    return NULL;
+}
+
+void bth_snapshot_unref(struct bth_snapshot *s)
+{
+    if (s == NULL || atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->nlisteners; i++)
+        bth_free(s->listeners[i].default_action.forwards);
+    for (size_t i = 0; i < s->ngroups; i++) {
+        for (size_t j = 0; j < s->groups[i].ntargets; j++)
+            bth_target_unref(s->groups[i].targets[j]);
+        bth_free(s->groups[i].targets);
+    }
+    bth_free(s->listeners);
+    bth_free(s->groups);
+    bth_config_ref_unref(s->config);
+    bth_free(s);
+}
+
+struct bth_snap_group *bth_snapshot_find_group(struct bth_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->ngroups; i++) {
+        if (strcmp(s->groups[i].cfg->name, name) == 0)
+            return &s->groups[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* Built by the main thread; read by workers, lock-free. A snapshot is the immutable,
+ * compiled routing view: listeners with their resolved actions, and target groups with the
+ * array of targets that take part. Workers hold a reference while they use one; the last
+ * unref frees it (and drops its references to the config and the targets). */
+#ifndef BERTH_SNAPSHOT_H
+#define BERTH_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct bth_target;
+
+struct bth_snap_group {
+    const struct bth_cfg_target_group *cfg; /* borrowed: lives as long as the snapshot */
+    struct bth_target **targets;            /* owned array; one reference per entry */
+    size_t ntargets;
+    atomic_uint rr_next; /* round-robin cursor; the only field workers write */
+};
+
+struct bth_snap_forward {
+    struct bth_snap_group *group; /* borrowed: element of the snapshot's groups */
+    unsigned weight;
+};
+
+struct bth_snap_action {
+    const struct bth_cfg_action *cfg; /* borrowed */
+    struct bth_snap_forward *forwards; /* owned */
+    size_t nforwards;
+    unsigned total_weight;
+};
+
+struct bth_snap_listener {
+    const struct bth_cfg_listener *cfg; /* borrowed */
+    struct bth_snap_action default_action;
+};
+
+/* A reference-counted owner of one loaded config, shared by consecutive snapshots. */
+struct bth_config_ref {
+    atomic_int refcnt;
+    struct bth_config *cfg; /* owned */
+};
+
+struct bth_snapshot {
+    atomic_int refcnt;
+    uint64_t generation;
+    struct bth_config_ref *config; /* one reference held */
+    struct bth_snap_listener *listeners; /* owned, same order as config listeners */
+    size_t nlisteners;
+    struct bth_snap_group *groups; /* owned, same order as config groups */
+    size_t ngroups;
+};
+
+/* Takes ownership of <cfg>; returns a holder with one reference, or NULL. */
+struct bth_config_ref *bth_config_ref_create(struct bth_config *cfg);
+void bth_config_ref_ref(struct bth_config_ref *r);
+void bth_config_ref_unref(struct bth_config_ref *r);
+
+/* The targets of each group, in config group order: <targets>[i] has <ntargets>[i] entries. */
+struct bth_snapshot_input {
+    struct bth_config_ref *config;
+    struct bth_target ***targets;
+    size_t *ntargets;
+};
+
+/* Builds a snapshot with one reference for the caller, taking its own references to the
+ * config and every target. Main thread. Returns NULL when out of memory. */
+struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uint64_t generation);
+
+static inline void bth_snapshot_ref(struct bth_snapshot *s)
+{
+    atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+}
+
+/* Any thread; the last unref frees. */
+void bth_snapshot_unref(struct bth_snapshot *s);
+
+/* NULL when no group has that name. */
+struct bth_snap_group *bth_snapshot_find_group(struct bth_snapshot *s, const char *name);
+
+#endif /* BERTH_SNAPSHOT_H */

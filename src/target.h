@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* Any thread (refcount and atomics); created and retired by the main thread only.
+ * A target is one task's IP:port inside one target group. It outlives snapshots: every
+ * snapshot that lists it holds a reference, and so does every upstream connection, so live
+ * state (in-flight requests, health, draining) survives registration changes and reloads. */
+#ifndef BERTH_TARGET_H
+#define BERTH_TARGET_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct bth_upstream;
+
+enum bth_target_state {
+    BTH_TARGET_INITIAL = 0, /* registered, first health check pending */
+    BTH_TARGET_HEALTHY,     /* passing checks */
+    BTH_TARGET_UNHEALTHY,   /* failing checks */
+    BTH_TARGET_UNUSED,      /* group not used by any listener */
+    BTH_TARGET_DRAINING,    /* deregistered, finishing in-flight work */
+    BTH_TARGET_UNAVAILABLE, /* health checks disabled: takes traffic */
+};
+
+/* Idle keep-alive connections to this target owned by one worker. Only that worker
+ * touches it, so no lock; padded so workers do not share a cache line. */
+struct bth_upstream_pool {
+    struct bth_upstream *idle_head; /* owned list of idle connections, most recent first */
+    unsigned nidle;
+} __attribute__((aligned(64)));
+
+struct bth_target {
+    atomic_int refcnt;
+    atomic_int outstanding;   /* requests in flight, all workers */
+    atomic_int active_conns;  /* upstream connections open, all workers */
+    atomic_int state;         /* enum bth_target_state */
+    atomic_bool removed;      /* no longer in any group: pools drop its connections */
+    struct bth_addr addr;
+    unsigned weight;
+    bool dynamic; /* registered through the control API (not from the config file) */
+    unsigned npools;
+    struct bth_upstream_pool pools[]; /* one per worker */
+};
+
+/* Creates a target with one reference for the caller, or NULL when out of memory. */
+struct bth_target *bth_target_create(const struct bth_addr *addr, unsigned weight,
+                                     unsigned nworkers, bool dynamic);
+void bth_target_ref(struct bth_target *t);
+/* Drops one reference; the last one frees the target. Its pools must be empty by then,
+ * which holds because each pooled connection keeps its own reference. */
+void bth_target_unref(struct bth_target *t);
+
+const char *bth_target_state_name(enum bth_target_state s);
+
+static inline bool bth_target_takes_traffic(const struct bth_target *t)
+{
+    int s = atomic_load_explicit(&t->state, memory_order_relaxed);
+    return s == BTH_TARGET_HEALTHY || s == BTH_TARGET_UNAVAILABLE;
+}
+
+#endif /* BERTH_TARGET_H */

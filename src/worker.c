@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/* Worker threads: event loop, accept, the message queue from the main thread, and the
+ * graceful stop (stop accepting, let sessions finish, exit at the deadline). */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "http_session.h"
+#include "log.h"
+#include "mem.h"
+#include "snapshot.h"
+
+#define ACCEPT_BATCH 64
+#define ALOG_FLUSH_MS 200
+
+const struct timeval *bth_worker_timeout(struct bth_worker *w, uint64_t ms)
+{
+    for (unsigned i = 0; i < w->ntimeouts; i++) {
+        if (w->timeouts[i].ms == ms)
+            return w->timeouts[i].tv;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (w->ntimeouts < sizeof(w->timeouts) / sizeof(w->timeouts[0])) {
+        const struct timeval *c = event_base_init_common_timeout(w->base, &tv);
+        if (c != NULL) {
+            w->timeouts[w->ntimeouts].ms = ms;
+            w->timeouts[w->ntimeouts].tv = c;
+            w->ntimeouts++;
+            return c;
+        }
+    }
+    /* Rare durations: a thread-local slot is enough because event_add copies it. */
+    static _Thread_local struct timeval spare;
+    spare = tv;
+    return &spare;
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_worker_listener *wl = arg;
+    struct bth_worker *w = wl->w;
+    for (int i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                BTH_STAT_ADD(w->metrics.rejected_connections, 1);
+                bth_log(BTH_LOG_WARN, "accept() failed: %s", strerror(errno));
+            }
+            return;
+        }
+        bth_http_session_start(w, wl, cfd);
+    }
+}
+
+static void adopt_snapshot(struct bth_worker *w, struct bth_snapshot *snap)
+{
+    struct bth_snapshot *old = w->snap;
+    w->snap = snap;
+    bth_snapshot_unref(old);
+}
+
+static void stop_listeners(struct bth_worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].fd >= 0) {
+            event_del(&w->listeners[i].ev);
+            close(w->listeners[i].fd);
+            w->listeners[i].fd = -1;
+        }
+    }
+}
+
+static void check_stopped(struct bth_worker *w)
+{
+    if (w->stopping && w->sessions == NULL)
+        event_base_loopbreak(w->base);
+}
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_worker *w = arg;
+    if (bth_worker_now_ms_monotonic() >= w->stop_deadline_ms) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    /* Idle keep-alive connections close as soon as they are idle. */
+    struct bth_http_session *s = w->sessions, *next;
+    for (; s != NULL; s = next) {
+        next = bth_http_session_next(s);
+        bth_http_session_stop(s);
+    }
+    check_stopped(w);
+}
+
+static void begin_stop(struct bth_worker *w, uint64_t grace_ms)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    w->stop_deadline_ms = bth_worker_now_ms_monotonic() + grace_ms;
+    stop_listeners(w);
+    event_assign(&w->stop_timer, w->base, -1, EV_PERSIST, on_stop_timer, w);
+    struct timeval tv = {0, 100 * 1000};
+    event_add(&w->stop_timer, &tv);
+    on_stop_timer(-1, 0, w);
+}
+
+static void on_messages(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_worker *w = arg;
+    uint64_t v;
+    ssize_t r = read(w->mq_fd, &v, sizeof(v));
+    (void)r;
+    pthread_mutex_lock(&w->mq_lock);
+    struct bth_msg *m = w->mq_head;
+    w->mq_head = w->mq_tail = NULL;
+    pthread_mutex_unlock(&w->mq_lock);
+    while (m != NULL) {
+        struct bth_msg *next = m->next;
+        switch (m->type) {
+        case BTH_MSG_SNAPSHOT:
+            adopt_snapshot(w, m->snapshot);
+            break;
+        case BTH_MSG_STOP:
+            begin_stop(w, (uint64_t)(uintptr_t)m->snapshot);
+            break;
+        }
+        bth_free(m);
+        m = next;
+    }
+}
+
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_worker *w = arg;
+    bth_accesslog_flush(&w->alog);
+}
+
+struct bth_worker *bth_worker_create(unsigned id, const int *listen_fds, size_t nlisteners,
+                                     struct bth_snapshot *snap, struct bth_accesslog *alog)
+{
+    struct bth_worker *w = bth_calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->id = id;
+    w->mq_fd = -1;
+    pthread_mutex_init(&w->mq_lock, NULL);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)w;
+    struct event_config *ec = event_config_new();
+    if (ec == NULL)
+        goto fail;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (w->base == NULL)
+        goto fail;
+    w->mq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->mq_fd == -1)
+        goto fail;
+    event_assign(&w->mq_ev, w->base, w->mq_fd, EV_READ | EV_PERSIST, on_messages, w);
+    event_add(&w->mq_ev, NULL);
+    w->listeners = bth_calloc(nlisteners ? nlisteners : 1, sizeof(*w->listeners));
+    if (w->listeners == NULL)
+        goto fail;
+    for (size_t i = 0; i < nlisteners; i++) {
+        struct bth_worker_listener *wl = &w->listeners[i];
+        wl->w = w;
+        wl->fd = listen_fds[i];
+        wl->index = i;
+        event_assign(&wl->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_accept, wl);
+        event_add(&wl->ev, NULL);
+    }
+    w->nlisteners = nlisteners;
+    w->snap = snap;
+    bth_accesslog_buf_init(&w->alog, alog);
+    event_assign(&w->flush_timer, w->base, -1, EV_PERSIST, on_flush_timer, w);
+    struct timeval tv = {0, ALOG_FLUSH_MS * 1000};
+    event_add(&w->flush_timer, &tv);
+    return w;
+fail:
+    if (w->mq_fd >= 0)
+        close(w->mq_fd);
+    if (w->base)
+        event_base_free(w->base);
+    bth_free(w);
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct bth_worker *w = arg;
+    event_base_dispatch(w->base);
+    /* Past the deadline: whatever is left is cut. */
+    struct bth_http_session *s = w->sessions, *next;
+    for (; s != NULL; s = next) {
+        next = bth_http_session_next(s);
+        bth_http_session_abort(s);
+    }
+    bth_accesslog_flush(&w->alog);
+    bth_worker_mark_done();
+    return NULL;
+}
+
+int bth_worker_start(struct bth_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void bth_worker_join_destroy(struct bth_worker *w)
+{
+    pthread_join(w->thread, NULL);
+    stop_listeners(w);
+    event_del(&w->mq_ev);
+    event_del(&w->flush_timer);
+    if (w->stopping)
+        event_del(&w->stop_timer);
+    close(w->mq_fd);
+    for (struct bth_msg *m = w->mq_head, *n; m != NULL; m = n) {
+        n = m->next;
+        if (m->type == BTH_MSG_SNAPSHOT)
+            bth_snapshot_unref(m->snapshot);
+        bth_free(m);
+    }
+    bth_accesslog_buf_fini(&w->alog);
+    bth_snapshot_unref(w->snap);
+    bth_free(w->listeners);
+    event_base_free(w->base);
+    pthread_mutex_destroy(&w->mq_lock);
+    bth_free(w);
+}
+
+int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_snapshot *snap,
+                    uint64_t arg_ms)
+{
+    struct bth_msg *m = bth_calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -1;
+    m->type = type;
+    m->snapshot = type == BTH_MSG_STOP ? (struct bth_snapshot *)(uintptr_t)arg_ms : snap;
+    pthread_mutex_lock(&w->mq_lock);
+    if (w->mq_tail)
+        w->mq_tail->next = m;
+    else
+        w->mq_head = m;
+    w->mq_tail = m;
+    pthread_mutex_unlock(&w->mq_lock);
+    uint64_t one = 1;
+    ssize_t r = write(w->mq_fd, &one, sizeof(one));
+    (void)r;
+    return 0;
+}
+
+uint64_t bth_worker_now_ms_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

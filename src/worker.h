@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* Worker threads. Each worker runs its own event_base (no libevent locking), owns its
+ * listening sockets (one SO_REUSEPORT socket per listener), its connections, its pools and
+ * its counters. The main thread talks to a worker only through its message queue
+ * (bth_worker_post), which is the one lock a worker ever takes, and never per request. */
+#ifndef BERTH_WORKER_H
+#define BERTH_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "accesslog.h"
+#include "metrics.h"
+
+struct bth_snapshot;
+struct bth_worker;
+struct bth_http_session;
+
+/* One listening socket of one worker. */
+struct bth_worker_listener {
+    struct bth_worker *w; /* borrowed: owner */
+    int fd;               /* owned */
+    size_t index;         /* index of the listener in the snapshot */
+    struct event ev;
+    bool paused;          /* accept paused (EMFILE) */
+};
+
+enum bth_msg_type {
+    BTH_MSG_SNAPSHOT = 0, /* adopt <snapshot> (one reference passes to the worker) */
+    BTH_MSG_STOP,         /* stop accepting; exit when connections are gone or at deadline */
+};
+
+struct bth_msg {
+    enum bth_msg_type type;
+    struct bth_snapshot *snapshot;
+    struct bth_msg *next;
+};
+
+struct bth_worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;              /* owned */
+    struct bth_snapshot *snap;            /* one reference held: the current snapshot */
+    struct bth_worker_listener *listeners; /* owned */
+    size_t nlisteners;
+
+    pthread_mutex_t mq_lock;
+    struct bth_msg *mq_head; /* owned; guarded by mq_lock */
+    struct bth_msg *mq_tail;
+    int mq_fd; /* eventfd that wakes the loop */
+    struct event mq_ev;
+
+    struct bth_http_session *sessions; /* borrowed list of live client sessions */
+    uint64_t next_conn_id;
+    bool stopping;
+    uint64_t stop_deadline_ms;
+    struct event stop_timer;
+
+    uint64_t rng; /* xorshift state */
+    struct {
+        uint64_t ms;
+        const struct timeval *tv; /* libevent common timeout: O(1) add and delete */
+    } timeouts[16];
+    unsigned ntimeouts;
+    struct event flush_timer; /* access log flush */
+
+    struct bth_metrics metrics;
+    struct bth_accesslog_buf alog;
+};
+
+/* Creates a worker with <nlisteners> listening fds (ownership passes) and a first snapshot
+ * reference. Main thread. NULL on failure. */
+struct bth_worker *bth_worker_create(unsigned id, const int *listen_fds, size_t nlisteners,
+                                     struct bth_snapshot *snap, struct bth_accesslog *alog);
+int bth_worker_start(struct bth_worker *w);
+/* Waits for the thread and frees the worker. Main thread, after BTH_MSG_STOP. */
+void bth_worker_join_destroy(struct bth_worker *w);
+
+/* Queues a message for the worker (any thread). Returns 0 or -1 (OOM). */
+int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_snapshot *snap,
+                    uint64_t arg_ms);
+
+/* Counts a worker whose loop has ended (defined in app.c, which waits for all). */
+void bth_worker_mark_done(void);
+
+/* Milliseconds on the monotonic clock. Any thread. */
+uint64_t bth_worker_now_ms_monotonic(void);
+
+/* A timeval for event_add() of <ms> milliseconds. Durations used often (the listeners'
+ * timeouts) become libevent common timeouts, whose queues make add and delete O(1) instead
+ * of a heap operation per request. Worker thread. */
+const struct timeval *bth_worker_timeout(struct bth_worker *w, uint64_t ms);
+
+/* A fast non-cryptographic random number (request ids, weighted choices). Worker thread. */
+static inline uint64_t bth_worker_random(struct bth_worker *w)
+{
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+#endif /* BERTH_WORKER_H */

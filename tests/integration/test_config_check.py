@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: MIT
+"""`berth -t -c FILE`: config checking with FILE:LINE:COL errors, and every example in conf/."""
+
+import glob
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import berth_bin
+
+CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf")
+EXAMPLES = sorted(glob.glob(os.path.join(CONF_DIR, "*.yaml")))
+
+VALID = """\
+workers: 1
+control: {socket: /tmp/berth-check.sock}
+access_log: off
+listeners:
+  - name: web
+    protocol: HTTP
+    bind: 127.0.0.1:18080
+    idle_timeout: 60s
+    header_timeout: 10s
+    default_action: {forward: {target_groups: [{name: app}]}}
+target_groups:
+  - name: app
+    protocol: HTTP
+    health_check: {enabled: false}
+    targets: ["127.0.0.2:8080", "127.0.0.3:8080"]
+"""
+
+
+def check(path):
+    p = subprocess.run([berth_bin(), "-t", "-c", path], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+
+def write(tmp_path, text):
+    path = str(tmp_path / "check.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def error_lines(path, out):
+    return [ln for ln in out.splitlines() if ln.startswith(path + ":")]
+
+
+def test_valid_config_passes(tmp_path):
+    """A valid file makes `berth -t -c` exit 0 without starting to serve."""
+    rc, out = check(write(tmp_path, VALID))
+    assert rc == 0, out
+
+
+def test_unknown_key_reported_with_position(tmp_path):
+    """An unknown key makes `berth -t -c` exit 1 with FILE:LINE:COL pointing at that key."""
+    text = VALID.replace("    idle_timeout: 60s\n", "    idle_timeout: 60s\n    idle_timout: 5s\n")
+    path = write(tmp_path, text)
+    line = text.splitlines().index("    idle_timout: 5s") + 1
+    rc, out = check(path)
+    assert rc == 1, out
+    errs = error_lines(path, out)
+    assert errs, "no FILE:LINE:COL line in:\n" + out
+    assert any(e.startswith("%s:%d:5: " % (path, line)) for e in errs), \
+        "expected %s:%d:5: ... in:\n%s" % (path, line, out)
+    assert "idle_timout" in out
+
+
+def test_missing_target_group_reported(tmp_path):
+    """A rule forwarding to an undefined target group makes `berth -t -c` exit 1 with the reference's line."""
+    text = VALID.replace("[{name: app}]", "[{name: nosuch}]")
+    path = write(tmp_path, text)
+    line = next(i + 1 for i, ln in enumerate(text.splitlines()) if "nosuch" in ln)
+    rc, out = check(path)
+    assert rc == 1, out
+    errs = error_lines(path, out)
+    assert any(re.match(r"^%s:%d:\d+: .*nosuch" % (re.escape(path), line), e) for e in errs), \
+        "expected %s:%d:COL: ...nosuch... in:\n%s" % (path, line, out)
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ("    idle_timeout: 60s\n", "    idle_timeout: sixty\n"),
+    ("bind: 127.0.0.1:18080", "bind: 127.0.0.1:99999"),
+    ("health_check: {enabled: false}", "health_check: {enabled: false, interval: 1s}"),
+    ("workers: 1\n", "workers: [1, 2]\n"),
+], ids=["bad-duration", "port-out-of-range", "interval-out-of-range", "list-for-scalar"])
+def test_bad_values_reported(tmp_path, bad, needle):
+    """A wrong type or out-of-range value makes `berth -t -c` exit 1 with a FILE:LINE:COL line."""
+    text = VALID.replace(bad, needle, 1)
+    assert text != VALID
+    path = write(tmp_path, text)
+    old = VALID.splitlines()
+    line = next(i + 1 for i, ln in enumerate(text.splitlines()) if ln not in old)
+    rc, out = check(path)
+    assert rc == 1, out
+    assert any(e.startswith("%s:%d:" % (path, line)) for e in error_lines(path, out)), \
+        "expected %s:%d:COL: ... in:\n%s" % (path, line, out)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[os.path.basename(e) for e in EXAMPLES])
+def test_example_config_is_valid(example):
+    """Every example config shipped in conf/ passes `berth -t -c`."""
+    rc, out = check(example)
+    assert rc == 0, "%s:\n%s" % (example, out)
