@@ -21,16 +21,16 @@
 #include "mem.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define SEC_MS 1000ULL
-#define MIN_MS (60 * SEC_MS)
-#define HOUR_MS (60 * MIN_MS)
-#define DAY_MS (24 * HOUR_MS)
-#define KIB 1024ULL
-#define MIB (1024 * KIB)
-#define PBIT(p) (1u << (p))
+#define SEC_MS        1000ULL
+#define MIN_MS        (60 * SEC_MS)
+#define HOUR_MS       (60 * MIN_MS)
+#define DAY_MS        (24 * HOUR_MS)
+#define KIB           1024ULL
+#define MIB           (1024 * KIB)
+#define PBIT(p)       (1u << (p))
 
 #define MAX_CONFIG_BYTES (64 * MIB) /* refuse absurd files before libyaml chews on them */
-#define MAX_FIXED_BODY 1024         /* ALB's fixed-response limit */
+#define MAX_FIXED_BODY   1024       /* ALB's fixed-response limit */
 
 /* Keep in sync with conf/berth.yaml, which spells the same config out with comments. */
 const char bth_config_default_yaml[] = "control:\n"
@@ -151,8 +151,7 @@ int bth_parse_size(const char *s, size_t *out)
     static const struct unit units[] = {{"", 1}, {"k", KIB}, {"m", MIB}, {"g", 1024 * MIB}};
     uint64_t v, bytes;
     const char *end = scan_u64(s, &v);
-    if (end == NULL || apply_unit(units, ARRAY_SIZE(units), end, v, &bytes) < 0 ||
-        bytes > SIZE_MAX)
+    if (end == NULL || apply_unit(units, ARRAY_SIZE(units), end, v, &bytes) < 0 || bytes > SIZE_MAX)
         return -1;
     *out = (size_t)bytes;
     return 0;
@@ -297,6 +296,8 @@ static bool is_l7(enum bth_proto p)
 
 struct ctx {
     const char *file;
+    const char *buf; /* the YAML text, to place reader errors */
+    size_t len;
     struct bth_err *err; /* borrowed, may be NULL */
     unsigned nerrors;
     yaml_document_t *doc;
@@ -426,24 +427,25 @@ enum {
     EMPTY_OK = 4, /* F_STR: "" is a value (redirect query, fixed body) */
 };
 
-struct ctx;
 /* A custom value handler: <v> is the non-null value node, <dst> the table's base + off. */
 typedef void (*field_cb)(struct ctx *c, yaml_node_t *v, void *dst);
 
 struct field {
     const char *key;
     enum ftype type;
-    size_t off;    /* into the struct the section fills */
-    uint64_t min;  /* F_UINT, F_INT, F_DUR (ms), F_SIZE (bytes) */
-    uint64_t max;  /* same; F_STR: maximum length, 0 = any */
+    size_t off;   /* into the struct the section fills */
+    uint64_t min; /* F_UINT, F_INT, F_DUR (ms), F_SIZE (bytes) */
+    uint64_t max; /* same; F_STR: maximum length, 0 = any */
     unsigned flags;
     const struct enumdef *en; /* F_ENUM: stored as the enum's value */
     field_cb fn;              /* F_FN */
 };
 
-#define F(k, t, o, lo, hi, fl) {.key = (k), .type = (t), .off = (o), .min = (lo), .max = (hi), .flags = (fl)}
-#define FE(k, o, e, fl) {.key = (k), .type = F_ENUM, .off = (o), .en = (e), .flags = (fl)}
-#define FN(k, o, f, fl) {.key = (k), .type = F_FN, .off = (o), .fn = (f), .flags = (fl)}
+/* clang-format off */
+#define F(k, t, o, lo, hi, fl) {.key = k, .type = t, .off = o, .min = lo, .max = hi, .flags = fl}
+#define FE(k, o, e, fl) {.key = k, .type = F_ENUM, .off = o, .en = e, .flags = fl}
+#define FN(k, o, f, fl) {.key = k, .type = F_FN, .off = o, .fn = f, .flags = fl}
+/* clang-format on */
 
 struct section {
     const char *what; /* names the mapping in messages: "unknown key "x" in listener" */
@@ -451,7 +453,7 @@ struct section {
     size_t n;
 };
 
-#define SECTION(name, what, fields) \
+#define SECTION(name, what, fields)                                                                \
     static const struct section name = {what, fields, ARRAY_SIZE(fields)}
 
 _Static_assert(sizeof(enum bth_proto) == sizeof(unsigned), "enums are stored as unsigned");
@@ -685,7 +687,8 @@ static void on_tg_refs(struct ctx *c, yaml_node_t *v, void *dst)
     struct bth_cfg_action *a = dst;
     yaml_node_item_t *items;
     size_t n;
-    if (a->groups != NULL || !seq_of(c, v, &items, &n)) /* groups: target_group came first */
+    /* Groups already set: target_group came first, and on_forward reports both. */
+    if (a->groups != NULL || !seq_of(c, v, &items, &n))
         return;
     if (n == 0) {
         err_node(c, v, "expected at least one target group");
@@ -719,8 +722,7 @@ static void on_tg_ref_short(struct ctx *c, yaml_node_t *v, void *dst)
 static const struct field forward_fields[] = {
     FN("target_groups", 0, on_tg_refs, 0),
     FN("target_group", 0, on_tg_ref_short, 0),
-    F("stickiness", F_DUR, offsetof(struct bth_cfg_action, stickiness_ms), SEC_MS, 7 * DAY_MS,
-      0),
+    F("stickiness", F_DUR, offsetof(struct bth_cfg_action, stickiness_ms), SEC_MS, 7 * DAY_MS, 0),
 };
 SECTION(forward_sec, "forward", forward_fields);
 
@@ -796,8 +798,9 @@ static void on_redirect(struct ctx *c, yaml_node_t *v, void *dst)
     if (c->nerrors == before && keeps(a->redirect_protocol, "#{protocol}") &&
         keeps(a->redirect_host, "#{host}") && keeps(a->redirect_port, "#{port}") &&
         keeps(a->redirect_path, "/#{path}") && keeps(a->redirect_query, "#{query}"))
-        err_node(c, v, "redirect would loop: change at least one of protocol, host, port, "
-                       "path or query");
+        err_node(c, v,
+                 "redirect would loop: change at least one of protocol, host, port, "
+                 "path or query");
 }
 
 static const struct field fixed_fields[] = {
@@ -888,8 +891,9 @@ static void on_conditions(struct ctx *c, yaml_node_t *v, void *dst)
 {
     /* As ALB: a rule without conditions would shadow the default action. */
     if (parse_map(c, v, &cond_sec, dst) == 0 && v->type == YAML_MAPPING_NODE)
-        err_node(c, v, "conditions need at least one of host, path, method, headers, query "
-                       "or source_ip");
+        err_node(c, v,
+                 "conditions need at least one of host, path, method, headers, query "
+                 "or source_ip");
 }
 
 static const struct field rule_fields[] = {
@@ -988,13 +992,12 @@ SECTION(listener_sec, "listener", listener_fields);
 
 /* The protocol a listener or group mapping declares, read ahead of its other keys because
  * their defaults depend on it. Invalid values fall back to HTTP; parse_map reports them. */
-static enum bth_proto proto_hint(yaml_node_t *n, yaml_document_t *doc)
+static enum bth_proto proto_hint(struct ctx *c, yaml_node_t *n)
 {
     if (n->type != YAML_MAPPING_NODE)
         return BTH_PROTO_HTTP;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
         if (k->type == YAML_SCALAR_NODE && v->type == YAML_SCALAR_NODE &&
             strcmp((const char *)k->data.scalar.value, "protocol") == 0) {
             int i = enum_index(&proto_enum, (const char *)v->data.scalar.value);
@@ -1011,7 +1014,7 @@ static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listene
         [BTH_PROTO_TCP] = 350 * SEC_MS, [BTH_PROTO_TLS] = 350 * SEC_MS,
         [BTH_PROTO_UDP] = 120 * SEC_MS, [BTH_PROTO_TCP_UDP] = 120 * SEC_MS,
     };
-    l->protocol = proto_hint(n, c->doc);
+    l->protocol = proto_hint(c, n);
     l->idle_timeout_ms = idle_ms[l->protocol];
     l->header_timeout_ms = 10 * SEC_MS;
     l->max_request_line_bytes = 16 * KIB;
@@ -1040,10 +1043,11 @@ static void on_listeners(struct ctx *c, yaml_node_t *v, void *dst)
         parse_listener(c, node(c, items[i]), l);
         for (size_t j = 0; j < i; j++) {
             const struct bth_cfg_listener *o = &cfg->listeners[j];
-            if (l->name != NULL && o->name != NULL && strcmp(l->name, o->name) == 0)
-                errat(c, l->mark, "duplicate listener name \"%s\"", l->name);
+            /* Same bind usually means same default name too: one message is enough. */
             if (l->bind.len != 0 && strcmp(l->bind.text, o->bind.text) == 0)
                 errat(c, l->mark, "duplicate bind address \"%s\"", l->bind.text);
+            else if (l->name != NULL && o->name != NULL && strcmp(l->name, o->name) == 0)
+                errat(c, l->mark, "duplicate listener name \"%s\"", l->name);
         }
     }
 }
@@ -1061,8 +1065,10 @@ static void on_group_name(struct ctx *c, yaml_node_t *v, void *dst)
     if (s != NULL && (*s == '\0' || strlen(s) > 128 ||
                       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                 "0123456789._-") != strlen(s)))
-        err_node(c, v, "invalid target group name \"%s\" (letters, digits, \".\", \"_\" and "
-                       "\"-\", at most 128)", s);
+        err_node(c, v,
+                 "invalid target group name \"%s\" (letters, digits, \".\", \"_\" and "
+                 "\"-\", at most 128)",
+                 s);
     else if (s != NULL)
         set_str(c, v, dst, s);
 }
@@ -1096,8 +1102,8 @@ static void on_stickiness(struct ctx *c, yaml_node_t *v, void *dst)
 static void on_hc_port(struct ctx *c, yaml_node_t *v, void *dst)
 {
     static const struct field port = F("port", F_INT, 0, 1, 65535, 0);
-    if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value,
-                                              "traffic-port") == 0)
+    if (v->type == YAML_SCALAR_NODE &&
+        strcmp((const char *)v->data.scalar.value, "traffic-port") == 0)
         *(int *)dst = 0;
     else
         set_field(c, &port, v, dst);
@@ -1107,8 +1113,10 @@ static void on_matcher(struct ctx *c, yaml_node_t *v, void *dst)
 {
     const char *s = scalar(c, v);
     if (s != NULL && parse_matcher(s) < 0)
-        err_node(c, v, "invalid matcher \"%s\" (expected e.g. \"200\", \"200-399\" or "
-                       "\"200,302\")", s);
+        err_node(c, v,
+                 "invalid matcher \"%s\" (expected e.g. \"200\", \"200-399\" or "
+                 "\"200,302\")",
+                 s);
     else if (s != NULL)
         set_str(c, v, dst, s);
 }
@@ -1193,7 +1201,8 @@ static void on_targets(struct ctx *c, yaml_node_t *v, void *dst)
     struct bth_cfg_target_group *g = dst;
     yaml_node_item_t *items;
     size_t n;
-    if (!seq_of(c, v, &items, &n) || (g->targets = alloc_items(c, v, n, sizeof(*g->targets))) == NULL)
+    if (!seq_of(c, v, &items, &n) ||
+        (g->targets = alloc_items(c, v, n, sizeof(*g->targets))) == NULL)
         return;
     g->ntargets = n;
     for (size_t i = 0; i < n; i++) {
@@ -1250,12 +1259,13 @@ static void on_groups(struct ctx *c, yaml_node_t *v, void *dst)
     for (size_t i = 0; i < n; i++) {
         struct bth_cfg_target_group *g = &cfg->target_groups[i];
         yaml_node_t *item = node(c, items[i]);
-        g->protocol = proto_hint(item, c->doc);
+        g->protocol = proto_hint(c, item);
         g->mark = mark_of(item);
         group_defaults(c, item, g);
         parse_map(c, item, &group_sec, g);
         for (size_t j = 0; g->name != NULL && j < i; j++)
-            if (cfg->target_groups[j].name != NULL && strcmp(g->name, cfg->target_groups[j].name) == 0)
+            if (cfg->target_groups[j].name != NULL &&
+                strcmp(g->name, cfg->target_groups[j].name) == 0)
                 errat(c, g->mark, "duplicate target group name \"%s\"", g->name);
     }
 }
@@ -1348,7 +1358,7 @@ static void check_refs(struct ctx *c, const struct bth_config *cfg,
         if ((g = bth_config_find_group(cfg, ref->name)) == NULL)
             errat(c, ref->mark, "unknown target group \"%s\"", ref->name);
         else if (!group_fits(l->protocol, g->protocol))
-            errat(c, ref->mark, "target group \"%s\" is %s, which a %s listener cannot use",
+            errat(c, ref->mark, "target group \"%s\" is %s, which %s listeners cannot use",
                   ref->name, bth_proto_name(g->protocol), bth_proto_name(l->protocol));
     }
 }
@@ -1372,6 +1382,13 @@ static void validate(struct ctx *c, yaml_node_t *root, const struct bth_config *
 static void yaml_error(struct ctx *c, const yaml_parser_t *p)
 {
     struct bth_cfg_mark m = {(int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1};
+    /* The reader (bad encoding, control bytes) gives only a byte offset. */
+    if (p->error == YAML_READER_ERROR) {
+        m = (struct bth_cfg_mark){1, 1};
+        for (size_t i = 0; i < p->problem_offset && i < c->len; i++, m.col++)
+            if (c->buf[i] == '\n')
+                m = (struct bth_cfg_mark){m.line + 1, 0};
+    }
     if (p->error == YAML_MEMORY_ERROR)
         errat(c, m, "out of memory");
     else if (p->context != NULL)
@@ -1407,7 +1424,7 @@ static struct bth_config *load_document(struct ctx *c, yaml_parser_t *p)
     }
     c->doc = &doc;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root == NULL) {
+    if (root == NULL || is_null(root)) {
         errat(c, (struct bth_cfg_mark){1, 1}, "empty config");
         goto out;
     }
@@ -1436,7 +1453,7 @@ out:
 struct bth_config *bth_config_load_buffer(const char *name, const char *buf, size_t len,
                                           struct bth_err *err)
 {
-    struct ctx c = {.file = name, .err = err};
+    struct ctx c = {.file = name, .buf = buf, .len = len, .err = err};
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) {
         errat(&c, (struct bth_cfg_mark){1, 1}, "out of memory");
@@ -1466,8 +1483,8 @@ struct bth_config *bth_config_load_file(const char *path, struct bth_err *err)
         if (len == cap) {
             char *nbuf = cap < MAX_CONFIG_BYTES ? bth_realloc(buf, cap += 64 * KIB) : NULL;
             if (nbuf == NULL) {
-                bth_err_add(err, "%s: %s", path, cap >= MAX_CONFIG_BYTES ? "file too large"
-                                                                           : "out of memory");
+                bth_err_add(err, "%s: %s", path,
+                            cap >= MAX_CONFIG_BYTES ? "file too large" : "out of memory");
                 goto out;
             }
             buf = nbuf;

@@ -56,12 +56,14 @@ static const char full_yaml[] =
     "    header_timeout: 5s\n"
     "    max_request_line: 8k\n"
     "    max_header_size: 1m\n"
-    "    certificates: [{cert: /etc/berth/a.pem, key: /etc/berth/a.key}, {cert: b.pem, key: b.key}]\n"
+    "    certificates: [{cert: /etc/berth/a.pem, key: /etc/berth/a.key}, {cert: b.pem, key: "
+    "b.key}]\n"
     "    ssl_policy: ELBSecurityPolicy-TLS13-1-2-2021-06\n"
     "    rules:\n"
     "      - priority: 20\n"
     "        conditions: {path: \"/old/*\"}\n"
-    "        action: {redirect: {protocol: https, port: \"443\", path: \"/new/#{path}\", status: 301}}\n"
+    "        action: {redirect: {protocol: https, port: \"443\", path: \"/new/#{path}\", status: "
+    "301}}\n"
     "      - priority: 10\n"
     "        conditions:\n"
     "          host: [\"api.example.com\", \"*.example.org\"]\n"
@@ -282,14 +284,15 @@ static void test_full(void **state)
 
 static void test_defaults(void **state)
 {
-    struct bth_config *cfg = load_ok("listeners:\n"
-                                     "  - bind: 0.0.0.0:80\n"
-                                     "    default_action: {forward: {target_group: web}}\n"
-                                     "  - {protocol: TLS, bind: 0.0.0.0:443, certificates: [{cert: c, "
-                                     "key: k}], default_action: {forward: {target_group: t}}}\n"
-                                     "target_groups:\n"
-                                     "  - name: web\n"
-                                     "  - {name: t, protocol: tls}\n");
+    struct bth_config *cfg =
+        load_ok("listeners:\n"
+                "  - bind: 0.0.0.0:80\n"
+                "    default_action: {forward: {target_group: web}}\n"
+                "  - {protocol: TLS, bind: 0.0.0.0:443, certificates: [{cert: c, "
+                "key: k}], default_action: {forward: {target_group: t}}}\n"
+                "target_groups:\n"
+                "  - name: web\n"
+                "  - {name: t, protocol: tls}\n");
     assert_int_equal(cfg->workers, 0);
     assert_string_equal(cfg->control_socket, "./berth.sock");
     assert_null(cfg->control_listen);
@@ -435,8 +438,8 @@ static void test_load_file(void **state)
 #define LST "listeners:\n  - bind: 0.0.0.0:80\n"
 #define FWD "    default_action: {forward: {target_group: web}}\n"
 #define GRP "target_groups:\n  - name: web\n"
-#define RULE(cond, act) "    rules:\n      - priority: 10\n        conditions: " cond \
-    "\n        action: " act "\n"
+#define RULE(cond, act)                                                                            \
+    "    rules:\n      - priority: 10\n        conditions: " cond "\n        action: " act "\n"
 
 struct err_case {
     const char *yaml;
@@ -465,9 +468,9 @@ static const struct err_case err_cases[] = {
     {"[1, 2]\n", {"t.yaml:1:1: expected a mapping"}},
     {LST RULE("{path: /a}", "{fixed_response: {status: x}}") FWD GRP,
      {"t.yaml:6:43: expected an integer"}},
-    {LST FWD GRP "    proxy_protocol_v2: yes\n", {"t.yaml:5:24: expected true or false"}},
-    {LST FWD GRP "    targets: [[1]]\n", {"t.yaml:5:15: expected a scalar or a mapping"}},
-    {LST FWD GRP "    name: web\n", {"t.yaml:5:5: duplicate key \"name\" in target group"}},
+    {LST FWD GRP "    proxy_protocol_v2: yes\n", {"t.yaml:6:24: expected true or false"}},
+    {LST FWD GRP "    targets: [[1]]\n", {"t.yaml:6:15: expected a scalar or a mapping"}},
+    {LST FWD GRP "    name: web\n", {"t.yaml:6:5: duplicate key \"name\" in target group"}},
     {"workers: many\n" LST FWD GRP, {"t.yaml:1:10: expected an integer"}},
     /* ranges */
     {"workers: 0\n" LST FWD GRP, {"t.yaml:1:10: workers 0 is out of range (1..1024)"}},
@@ -482,36 +485,36 @@ static const struct err_case err_cases[] = {
      "        conditions: {path: /a}\n        action: {forward: {target_group: web}}\n" FWD GRP,
      {"t.yaml:4:19: priority 50001 is out of range (1..50000)"}},
     {LST FWD GRP "    deregistration_delay: 3601s\n",
-     {"t.yaml:5:27: deregistration_delay 3601s is out of range (0s..3600s)"}},
+     {"t.yaml:6:27: deregistration_delay 3601s is out of range (0s..3600s)"}},
     {LST FWD GRP "    slow_start: 10s\n",
-     {"t.yaml:5:17: slow_start 10s is out of range (0 or 30s..900s)"}},
+     {"t.yaml:6:17: slow_start 10s is out of range (0 or 30s..900s)"}},
     {LST FWD GRP "    slow_start: 15m1s\n",
-     {"t.yaml:5:17: invalid duration \"15m1s\" (expected e.g. 500ms, 30s, 5m, 1h, 1d)"}},
+     {"t.yaml:6:17: invalid duration \"15m1s\" (expected e.g. 500ms, 30s, 5m, 1h, 1d)"}},
     {LST FWD GRP "    slow_start: 901s\n",
-     {"t.yaml:5:17: slow_start 901s is out of range (0 or 30s..900s)"}},
+     {"t.yaml:6:17: slow_start 901s is out of range (0 or 30s..900s)"}},
     {LST FWD GRP "    health_check: {interval: 4s}\n",
-     {"t.yaml:5:30: interval 4s is out of range (5s..300s)"}},
+     {"t.yaml:6:30: interval 4s is out of range (5s..300s)"}},
     {LST FWD GRP "    health_check: {timeout: 1500ms}\n",
-     {"t.yaml:5:29: timeout 1500ms is out of range (2s..120s)"}},
+     {"t.yaml:6:29: timeout 1500ms is out of range (2s..120s)"}},
     {LST FWD GRP "    health_check: {interval: 30s, timeout: 30s}\n",
-     {"t.yaml:5:19: health_check timeout 30s must be less than interval 30s"}},
+     {"t.yaml:6:19: health_check timeout 30s must be less than interval 30s"}},
     {LST FWD GRP "    health_check: {healthy_threshold: 11, unhealthy_threshold: 1}\n",
-     {"t.yaml:5:39: healthy_threshold 11 is out of range (2..10)",
-      "t.yaml:5:64: unhealthy_threshold 1 is out of range (2..10)"}},
-    {LST FWD GRP "    health_check: {port: 0}\n", {"t.yaml:5:26: port 0 is out of range (1..65535)"}},
+     {"t.yaml:6:39: healthy_threshold 11 is out of range (2..10)",
+      "t.yaml:6:64: unhealthy_threshold 1 is out of range (2..10)"}},
+    {LST FWD GRP "    health_check: {port: 0}\n",
+     {"t.yaml:6:26: port 0 is out of range (1..65535)"}},
     {LST FWD GRP "    targets: [{id: 10.0.0.1, port: 80, weight: 1000}]\n",
-     {"t.yaml:5:47: weight 1000 is out of range (0..999)"}},
+     {"t.yaml:6:48: weight 1000 is out of range (0..999)"}},
     {LST "    max_request_line: 2m\n" FWD GRP,
      {"t.yaml:3:23: max_request_line 2m is out of range (64..1m)"}},
     {LST FWD GRP "    stickiness: {type: lb_cookie, duration: 8d}\n",
-     {"t.yaml:5:45: duration 8d is out of range (1s..604800s)"}},
+     {"t.yaml:6:45: duration 8d is out of range (1s..604800s)"}},
     /* values */
     {"listeners:\n  - bind: 1.2.3.4\n" FWD GRP, {"t.yaml:2:11: invalid address \"1.2.3.4\""}},
     {LST FWD GRP "    targets: [\"10.0.0.1:80\", \"web.local:80\"]\n",
-     {"t.yaml:5:32: invalid address \"web.local:80\""}},
+     {"t.yaml:6:30: invalid address \"web.local:80\""}},
     {LST FWD GRP "    targets: [{id: web.local, port: 80}, {id: 10.0.0.1}]\n",
-     {"t.yaml:5:20: invalid address \"web.local\"",
-      "t.yaml:5:43: missing key \"port\" in target"}},
+     {"t.yaml:6:20: invalid address \"web.local\"", "t.yaml:6:42: missing key \"port\" in target"}},
     {LST "    idle_timeout: 30\n" FWD GRP,
      {"t.yaml:3:19: invalid duration \"30\" (expected e.g. 500ms, 30s, 5m, 1h, 1d)"}},
     {LST "    max_header_size: 16q\n" FWD GRP,
@@ -519,28 +522,28 @@ static const struct err_case err_cases[] = {
     {"listeners:\n  - protocol: FOO\n    bind: 0.0.0.0:80\n" FWD GRP,
      {"t.yaml:2:15: invalid protocol \"FOO\" (expected HTTP, HTTPS, TCP, TLS, UDP or TCP_UDP)"}},
     {LST FWD GRP "    algorithm: fastest\n",
-     {"t.yaml:5:16: invalid algorithm \"fastest\" (expected round_robin, "
+     {"t.yaml:6:16: invalid algorithm \"fastest\" (expected round_robin, "
       "least_outstanding_requests, weighted_random or flow_hash)"}},
     {LST FWD GRP "    health_check: {protocol: UDP}\n",
-     {"t.yaml:5:30: invalid protocol \"UDP\" (expected HTTP, HTTPS or TCP)"}},
+     {"t.yaml:6:30: invalid protocol \"UDP\" (expected HTTP, HTTPS or TCP)"}},
     {LST FWD GRP "    stickiness: {type: sticky}\n",
-     {"t.yaml:5:23: invalid type \"sticky\" (expected lb_cookie, app_cookie or source_ip)"}},
+     {"t.yaml:6:24: invalid type \"sticky\" (expected lb_cookie, app_cookie or source_ip)"}},
     {"log_level: loud\n" LST FWD GRP,
      {"t.yaml:1:12: invalid log_level \"loud\" (expected err, warn, notice, info or debug)"}},
     {LST FWD GRP "    health_check: {matcher: \"200-\"}\n",
-     {"t.yaml:5:29: invalid matcher \"200-\" (expected e.g. \"200\", \"200-399\" or \"200,302\")"}},
+     {"t.yaml:6:29: invalid matcher \"200-\" (expected e.g. \"200\", \"200-399\" or \"200,302\")"}},
     {LST FWD GRP "    health_check: {matcher: \"300-200\"}\n",
-     {"t.yaml:5:29: invalid matcher \"300-200\" (expected e.g. \"200\", \"200-399\" or "
+     {"t.yaml:6:29: invalid matcher \"300-200\" (expected e.g. \"200\", \"200-399\" or "
       "\"200,302\")"}},
     {LST FWD GRP "    health_check: {matcher: \"200,\"}\n",
-     {"t.yaml:5:29: invalid matcher \"200,\" (expected e.g. \"200\", \"200-399\" or \"200,302\")"}},
+     {"t.yaml:6:29: invalid matcher \"200,\" (expected e.g. \"200\", \"200-399\" or \"200,302\")"}},
     {LST FWD GRP "    health_check: {matcher: 199}\n",
-     {"t.yaml:5:29: invalid matcher \"199\" (expected e.g. \"200\", \"200-399\" or \"200,302\")"}},
+     {"t.yaml:6:29: invalid matcher \"199\" (expected e.g. \"200\", \"200-399\" or \"200,302\")"}},
     {LST FWD GRP "    health_check: {path: healthz}\n",
-     {"t.yaml:5:26: path must start with \"/\""}},
+     {"t.yaml:6:26: path must start with \"/\""}},
     {LST RULE("{source_ip: [10.0.0.0/8, 10.0.0.0/33, 10.0.0.1]}", "{forward: {target_group: web}}")
          FWD GRP,
-     {"t.yaml:5:38: invalid CIDR \"10.0.0.0/33\"", "t.yaml:5:51: invalid CIDR \"10.0.0.1\""}},
+     {"t.yaml:5:46: invalid CIDR \"10.0.0.0/33\"", "t.yaml:5:59: invalid CIDR \"10.0.0.1\""}},
     {LST RULE("{method: []}", "{forward: {target_group: web}}") FWD GRP,
      {"t.yaml:5:30: expected at least one value"}},
     {LST FWD "    name: \"\"\n" GRP, {"t.yaml:4:11: expected a non-empty string"}},
@@ -552,28 +555,29 @@ static const struct err_case err_cases[] = {
     {"listeners:\n  - name: a\n    bind: 0.0.0.0:80\n" FWD
      "  - name: a\n    bind: 0.0.0.0:81\n" FWD GRP,
      {"t.yaml:5:5: duplicate listener name \"a\""}},
-    {LST FWD "  - bind: 0.0.0.0:80\n" FWD GRP, {"t.yaml:4:5: duplicate bind address \"0.0.0.0:80\""}},
+    {LST FWD "  - bind: 0.0.0.0:80\n" FWD GRP,
+     {"t.yaml:4:5: duplicate bind address \"0.0.0.0:80\""}},
     {LST FWD "  - {name: b, bind: \"[::0]:80\"}\n  - {name: c, bind: \"[::]:80\"}\n" GRP,
      {"t.yaml:4:5: missing key \"default_action\" in listener",
       "t.yaml:5:5: missing key \"default_action\" in listener",
       "t.yaml:5:5: duplicate bind address \"[::]:80\""}},
     {LST FWD GRP "  - name: web\n", {"t.yaml:6:5: duplicate target group name \"web\""}},
     {LST FWD GRP "    targets: [\"10.0.0.1:80\", {id: 10.0.0.1, port: 80}]\n",
-     {"t.yaml:5:30: duplicate target \"10.0.0.1:80\""}},
+     {"t.yaml:6:30: duplicate target \"10.0.0.1:80\""}},
     {"listeners:\n  - bind: 0.0.0.0:80\n    rules:\n"
      "      - {priority: 10, conditions: {path: /a}, action: {forward: {target_group: web}}}\n"
-     "      - {priority: 10, conditions: {path: /b}, action: {forward: {target_group: web}}}\n"
-     FWD GRP,
+     "      - {priority: 10, conditions: {path: /b}, action: {forward: {target_group: web}}}\n" FWD
+         GRP,
      {"t.yaml:5:9: duplicate rule priority 10 (also at line 4)"}},
     {LST "    default_action: {forward: {target_groups: [{name: web}, {name: web}]}}\n" GRP,
-     {"t.yaml:3:71: duplicate target group \"web\" in forward"}},
+     {"t.yaml:3:68: duplicate target group \"web\" in forward"}},
     /* references */
     {LST "    default_action: {forward: {target_group: nope}}\n" GRP,
      {"t.yaml:3:46: unknown target group \"nope\""}},
     {LST RULE("{path: /a}", "{forward: {target_groups: [{name: web}, {name: api}]}}") FWD GRP,
      {"t.yaml:6:64: unknown target group \"api\""}},
     {"listeners:\n  - protocol: TCP\n    bind: 0.0.0.0:80\n" FWD GRP,
-     {"t.yaml:4:46: target group \"web\" is HTTP, which a TCP listener cannot use"}},
+     {"t.yaml:4:46: target group \"web\" is HTTP, which TCP listeners cannot use"}},
     /* missing keys and values */
     {LST FWD "target_groups:\n  - protocol: TCP\n",
      {"t.yaml:5:5: missing key \"name\" in target group",
@@ -593,8 +597,7 @@ static const struct err_case err_cases[] = {
     {LST "    default_action: {forward: {target_group: web, target_groups: [{name: web}]}}\n" GRP,
      {"t.yaml:3:31: forward takes target_groups or target_group, not both"}},
     {LST "    default_action: {forward: {target_groups: []}}\n" GRP,
-     {"t.yaml:3:47: expected at least one target group",
-      "t.yaml:3:31: forward needs target_groups or target_group"}},
+     {"t.yaml:3:47: expected at least one target group"}},
     {LST "    default_action: {redirect: {host: x.example, status: 303}}\n" GRP,
      {"t.yaml:3:58: redirect status must be 301 or 302"}},
     {LST "    default_action: {redirect: {status: 302}}\n" GRP,
@@ -608,7 +611,7 @@ static const struct err_case err_cases[] = {
      {"t.yaml:3:43: invalid protocol \"ftp\" (expected HTTP, HTTPS or #{protocol})",
       "t.yaml:3:54: invalid port \"0\" (expected 1..65535 or #{port})"}},
     {LST "    default_action: {fixed_response: {status: 99}}\n" GRP,
-     {"t.yaml:3:46: status 99 is out of range (200..599)"}},
+     {"t.yaml:3:47: status 99 is out of range (200..599)"}},
     {LST "    default_action: {fixed_response: {body: x}}\n" GRP,
      {"t.yaml:3:38: missing key \"status\" in fixed_response"}},
     /* protocol-specific rules */
@@ -624,25 +627,26 @@ static const struct err_case err_cases[] = {
     {LST "    certificates: [{cert: a.pem}]\n" FWD GRP,
      {"t.yaml:3:19: certificates are only for HTTPS and TLS listeners"}},
     {LST FWD GRP "    stickiness: {type: source_ip}\n",
-     {"t.yaml:5:17: source_ip stickiness is for TCP, TLS, UDP and TCP_UDP target groups"}},
+     {"t.yaml:6:17: source_ip stickiness is for TCP, TLS, UDP and TCP_UDP target groups"}},
     {LST FWD GRP "    stickiness: {type: app_cookie}\n",
-     {"t.yaml:5:17: cookie is required with app_cookie stickiness"}},
+     {"t.yaml:6:17: cookie is required with app_cookie stickiness"}},
     {LST FWD GRP "    stickiness: {type: lb_cookie, cookie: x}\n",
-     {"t.yaml:5:17: cookie is only used with app_cookie stickiness"}},
+     {"t.yaml:6:17: cookie is only used with app_cookie stickiness"}},
     {LST FWD GRP "    stickiness: {duration: 1h}\n",
-     {"t.yaml:5:17: missing key \"type\" in stickiness"}},
+     {"t.yaml:6:17: missing key \"type\" in stickiness"}},
     {LST FWD "target_groups:\n  - {name: web, protocol: TCP, stickiness: {type: lb_cookie}}\n",
-     {"t.yaml:5:43: lb_cookie stickiness is for HTTP and HTTPS target groups",
-      "t.yaml:3:46: target group \"web\" is TCP, which a HTTP listener cannot use"}},
+     {"t.yaml:5:44: lb_cookie stickiness is for HTTP and HTTPS target groups",
+      "t.yaml:3:46: target group \"web\" is TCP, which HTTP listeners cannot use"}},
     /* documents */
     {"", {"t.yaml:1:1: empty config"}},
     {"---\n", {"t.yaml:1:1: empty config"}},
     {"# only a comment\n", {"t.yaml:1:1: empty config"}},
     {LST FWD GRP "---\nfoo: 1\n", {"t.yaml:7:1: only one YAML document is allowed"}},
     {"workers: \"1\\0\"\n" LST FWD GRP, {"t.yaml:1:10: unexpected NUL character"}},
-    {"listeners: [\n", {"t.yaml:2:1: did not find expected node content while parsing a flow node"}},
+    {"listeners: [\n",
+     {"t.yaml:2:1: did not find expected node content while parsing a flow node"}},
     {"listeners:\n  - bind: 0.0.0.0:80\n   default_action: x\n",
-     {"t.yaml:3:18: mapping values are not allowed in this context"}},
+     {"t.yaml:3:4: did not find expected '-' indicator while parsing a block collection"}},
     {"a: *nope\n", {"t.yaml:1:4: found undefined alias"}},
     {"a: \"\x01\"\n", {"t.yaml:1:5: control characters are not allowed"}},
 };
@@ -680,15 +684,19 @@ static void test_body_limit(void **state)
     struct bth_err err;
     memset(body, 'x', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
-    snprintf(yaml, sizeof(yaml), LST "    default_action: {fixed_response: {status: 503, body: "
-                                     "%s}}\n", body);
+    snprintf(yaml, sizeof(yaml),
+             LST "    default_action: {fixed_response: {status: 503, body: "
+                 "%s}}\n",
+             body);
     assert_null(load(yaml, &err));
     assert_int_equal(err.n, 1);
     assert_string_equal(err.msgs[0], "t.yaml:3:58: body is 1025 bytes long, at most 1024 allowed");
     bth_err_fini(&err);
     body[1024] = '\0'; /* exactly at the limit */
-    snprintf(yaml, sizeof(yaml), LST "    default_action: {fixed_response: {status: 503, body: "
-                                     "%s}}\n", body);
+    snprintf(yaml, sizeof(yaml),
+             LST "    default_action: {fixed_response: {status: 503, body: "
+                 "%s}}\n",
+             body);
     struct bth_config *cfg = load_ok(yaml);
     assert_int_equal(strlen(cfg->listeners[0].default_action.fixed_body), 1024);
     bth_config_destroy(cfg);
@@ -697,14 +705,15 @@ static void test_body_limit(void **state)
 /* Anchors and aliases share nodes; the loader reads them like written-out copies. */
 static void test_aliases(void **state)
 {
-    struct bth_config *cfg = load_ok("listeners:\n"
-                                     "  - bind: 0.0.0.0:80\n"
-                                     "    default_action: &fwd {forward: {target_group: a}}\n"
-                                     "  - bind: 0.0.0.0:81\n"
-                                     "    default_action: *fwd\n"
-                                     "target_groups:\n"
-                                     "  - {name: a, health_check: &hc {interval: 10s, timeout: 2s}}\n"
-                                     "  - {name: b, health_check: *hc}\n");
+    struct bth_config *cfg =
+        load_ok("listeners:\n"
+                "  - bind: 0.0.0.0:80\n"
+                "    default_action: &fwd {forward: {target_group: a}}\n"
+                "  - bind: 0.0.0.0:81\n"
+                "    default_action: *fwd\n"
+                "target_groups:\n"
+                "  - {name: a, health_check: &hc {interval: 10s, timeout: 2s}}\n"
+                "  - {name: b, health_check: *hc}\n");
     assert_true(cfg->target_groups[1].health_check.interval_ms == 10000);
     assert_string_equal(cfg->listeners[1].default_action.groups[0].name, "a");
     bth_config_destroy(cfg);
@@ -764,10 +773,14 @@ static void test_weird_inputs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full),          cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_embedded_default), cmocka_unit_test(test_example_file),
-        cmocka_unit_test(test_load_file),     cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_body_limit),    cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_embedded_default),
+        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_weird_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

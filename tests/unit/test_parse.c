@@ -20,10 +20,17 @@ static void test_duration_valid(void **state)
         const char *in;
         uint64_t ms;
     } cases[] = {
-        {"500ms", 500},         {"30s", 30000},      {"5m", 300000},
-        {"1h", 3600000},        {"1d", 86400000},    {"0", 0},
-        {"0s", 0},              {"30S", 30000},      {"2MS", 2},
-        {"007s", 7000},         {"18446744073709551615ms", UINT64_MAX},
+        {"500ms", 500},
+        {"30s", 30000},
+        {"5m", 300000},
+        {"1h", 3600000},
+        {"1d", 86400000},
+        {"0", 0},
+        {"0s", 0},
+        {"30S", 30000},
+        {"2MS", 2},
+        {"007s", 7000},
+        {"18446744073709551615ms", UINT64_MAX},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         uint64_t ms = 1;
@@ -36,9 +43,23 @@ static void test_duration_invalid(void **state)
 {
     /* A bare number other than 0 is ambiguous and so an error. */
     static const char *const cases[] = {
-        "",     "30",    "s",     "-1s",  "+1s", "1.5s", " 1s",  "1s ", "1 s",
-        "1w",   "1sm",   "ms",    "1mss", "0x1s", "99999999999999999999s",
-        "18446744073709551615s", "213503982334601d",
+        "",
+        "30",
+        "s",
+        "-1s",
+        "+1s",
+        "1.5s",
+        " 1s",
+        "1s ",
+        "1 s",
+        "1w",
+        "1sm",
+        "ms",
+        "1mss",
+        "0x1s",
+        "99999999999999999999s",
+        "18446744073709551615s",
+        "213503982334601d",
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         uint64_t ms = 0;
@@ -53,8 +74,8 @@ static void test_size_valid(void **state)
         const char *in;
         size_t bytes;
     } cases[] = {
-        {"0", 0},          {"512", 512},       {"16k", 16384}, {"16K", 16384},
-        {"1m", 1048576},   {"1M", 1048576},    {"1g", 1073741824}, {"3G", 3221225472u},
+        {"0", 0},        {"512", 512},    {"16k", 16384},     {"16K", 16384},
+        {"1m", 1048576}, {"1M", 1048576}, {"1g", 1073741824}, {"3G", 3221225472u},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         size_t b = 1;
@@ -201,9 +222,9 @@ static void test_err_collect(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration_valid), cmocka_unit_test(test_duration_invalid),
-        cmocka_unit_test(test_size_valid),     cmocka_unit_test(test_size_invalid),
-        cmocka_unit_test(test_addr_valid),     cmocka_unit_test(test_addr_invalid),
+        cmocka_unit_test(test_duration_valid),    cmocka_unit_test(test_duration_invalid),
+        cmocka_unit_test(test_size_valid),        cmocka_unit_test(test_size_invalid),
+        cmocka_unit_test(test_addr_valid),        cmocka_unit_test(test_addr_invalid),
         cmocka_unit_test(test_addr_from_ip_port), cmocka_unit_test(test_names),
         cmocka_unit_test(test_err_collect),
     };
