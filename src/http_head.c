@@ -44,9 +44,27 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* RFC 9110 5.6.2 tchar. llhttp 8 lets whitespace before the colon through ("Host : a"),
+ * which proxies and servers read differently, so names are checked here too. */
+static bool is_token(const char *s, size_t len)
+{
+    static const char tchar_extra[] = "!#$%&'*+-.^_`|~";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != 0 && strchr(tchar_extra, c) != NULL)))
+            return false;
+    }
+    return true;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct bth_http_head *h = head_of(p);
+    if (!is_token(at, len)) {
+        llhttp_set_error_reason(p, "Invalid character in header name");
+        return HPE_USER;
+    }
     if (h->in_value || h->nhdrs == 0) {
         /* first piece of a new name */
         h->in_value = false;
