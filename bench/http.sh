@@ -16,6 +16,8 @@
 #   BERTH_ONLY=1     do not start or measure HAProxy and nginx
 #   CONN=64 DUR=8 ROUNDS=3   wrk connections, seconds per run, rounds
 #   WARMUP=1         seconds of unmeasured load per proxy before round 1 (0: none)
+#   BACKEND_PORT=9101 PORT_BASE=8081   backend ports BACKEND_PORT..+3; haproxy, nginx and berth
+#                    listen on PORT_BASE, +1, +2 (move them when another run holds the defaults)
 # Exit status: 0 ok; 1 a berth run had non-2xx responses or socket errors, or berth died;
 # 2 setup failure (missing tool, busy port, a server that did not come up).
 set -euo pipefail
@@ -30,8 +32,10 @@ WARMUP=${WARMUP:-1}
 READY_TIMEOUT=10 # seconds each server gets to answer its first request
 MARKDOWN=0
 
-BACKEND_PORTS=(9101 9102 9103 9104)
-declare -A PORT=([haproxy]=8081 [nginx]=8082 [berth]=8083)
+BACKEND_PORT=${BACKEND_PORT:-9101}
+PORT_BASE=${PORT_BASE:-8081}
+BACKEND_PORTS=("$BACKEND_PORT" $((BACKEND_PORT + 1)) $((BACKEND_PORT + 2)) $((BACKEND_PORT + 3)))
+declare -A PORT=([haproxy]=$PORT_BASE [nginx]=$((PORT_BASE + 1)) [berth]=$((PORT_BASE + 2)))
 declare -A PID=()   # proxy name -> pid whose CPU time is measured
 declare -A LOG=()   # proxy name -> its log file
 STARTED=()          # every pid this script started, for cleanup
@@ -47,7 +51,7 @@ for arg in "$@"; do
     *) usage >&2; die "unknown argument: $arg" ;;
     esac
 done
-for v in CONN DUR ROUNDS WARMUP; do
+for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((CONN > 0 && DUR > 0 && ROUNDS > 0)) || die "CONN, DUR and ROUNDS must be positive"
@@ -273,8 +277,9 @@ done
 # ---- header ------------------------------------------------------------------------------
 cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
 echo "# berth HTTP benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-echo "# host: $(uname -sr), $(nproc) CPUs${cpu_model:+, $cpu_model}"
+echo "# host: $(uname -sr), $(nproc) CPUs${cpu_model:+, $cpu_model}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# wrk -t1 -c$CONN -d${DUR}s --latency (keep-alive), $ROUNDS rounds, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+echo "# ports:$(for n in "${PROXIES[@]}"; do printf ' %s=%s' "$n" "${PORT[$n]}"; done)"
 echo "# $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $("$NGINX" -v 2>&1)"
 [[ $BERTH_ONLY == 1 ]] || echo "# $("$HAPROXY" -v | head -n1)"
 if [[ $RUN_BERTH == 1 ]]; then

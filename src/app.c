@@ -151,9 +151,9 @@ void bth_app_stop(struct bth_app *app)
         bth_worker_post(app->workers[i], BTH_MSG_STOP, NULL, cfg->shutdown_timeout_ms);
     bth_control_stop(app->control);
     app->control = NULL;
-    struct event *poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
+    app->shutdown_poll = event_new(app->base, -1, EV_PERSIST, on_shutdown_poll, app);
     struct timeval tv = {0, 50 * 1000};
-    event_add(poll, &tv);
+    event_add(app->shutdown_poll, &tv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -204,8 +204,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     signal(SIGPIPE, SIG_IGN);
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        struct event *ev = evsignal_new(app->base, sigs[i], on_signal, app);
-        evsignal_add(ev, NULL);
+        app->signals[i] = evsignal_new(app->base, sigs[i], on_signal, app);
+        evsignal_add(app->signals[i], NULL);
     }
     app->control = bth_control_start(app, cfg->control_socket);
     if (app->control == NULL)
@@ -243,6 +243,12 @@ void bth_app_fini(struct bth_app *app)
     bth_control_stop(app->control);
     bth_registry_fini(&app->registry);
     bth_accesslog_close(&app->accesslog);
+    for (size_t i = 0; i < sizeof(app->signals) / sizeof(app->signals[0]); i++) {
+        if (app->signals[i])
+            event_free(app->signals[i]);
+    }
+    if (app->shutdown_poll)
+        event_free(app->shutdown_poll);
     if (app->base)
         event_base_free(app->base);
     bth_free(app->config_path);

@@ -23,6 +23,8 @@ struct bth_app {
     unsigned nworkers;
     struct bth_accesslog accesslog;
     struct bth_control *control; /* owned */
+    struct event *signals[3];    /* owned */
+    struct event *shutdown_poll; /* owned */
     bool stopping;
     int exit_code;
 };

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Socket I/O over evbuffers with an edge-triggered event. A short read means the socket
  * is drained (a new edge comes with new data), which saves the EAGAIN read per event that
- * level-triggered loops pay; the same holds for short writes. */
+ * level-triggered loops pay; the same holds for short writes. The one exception is a FIN
+ * that arrived with the data: EPOLLRDHUP (EV_CLOSED) tells us, and then we read on to the
+ * EOF, as nginx does. */
 #include "conn.h"
 
 #include <errno.h>
@@ -20,13 +22,14 @@ int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_cal
     c->read_pending = false;
     c->write_blocked = false;
     c->eof = false;
+    c->rdhup = false;
     c->shut_wr = false;
     c->error = 0;
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     if (c->in == NULL || c->out == NULL)
         goto fail;
-    if (event_assign(&c->ev, base, fd, EV_READ | EV_WRITE | EV_ET | EV_PERSIST, cb, arg) != 0)
+    if (event_assign(&c->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, cb, arg) != 0)
         goto fail;
     if (event_add(&c->ev, NULL) != 0)
         goto fail;
@@ -87,7 +90,7 @@ size_t bth_conn_read(struct bth_conn *c, size_t limit)
             }
             evbuffer_commit_space(c->in, vec, nvec);
             total += (size_t)n;
-            if ((size_t)n < room)
+            if ((size_t)n < room && !c->rdhup)
                 break; /* drained: the next edge brings more */
         } else {
             evbuffer_commit_space(c->in, vec, 0);

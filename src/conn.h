@@ -23,7 +23,9 @@ struct bth_conn {
     struct evbuffer *out;    /* owned */
     bool read_pending;       /* the socket may hold unread bytes (edge already consumed) */
     bool write_blocked;      /* last write hit EAGAIN: wait for the EPOLLOUT edge */
-    bool eof;                /* peer sent FIN */
+    bool eof;                /* peer sent FIN and we read up to it */
+    bool rdhup;              /* the kernel reported the peer's FIN (EV_CLOSED): a short read
+                              * no longer means drained, the EOF is still to be read */
     bool shut_wr;            /* we sent FIN */
     int error;               /* errno of a failed read/write, 0 if none */
 };
@@ -35,6 +37,13 @@ int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_cal
 
 /* Closes the socket and frees the buffers. Idempotent. */
 void bth_conn_fini(struct bth_conn *c);
+
+/* Notes what an event reported; call first in every callback of the connection. */
+static inline void bth_conn_note_event(struct bth_conn *c, short what)
+{
+    if (what & EV_CLOSED)
+        c->rdhup = true;
+}
 
 /* Reads until EAGAIN, EOF, error or until <in> holds <limit> bytes. Returns the number of
  * bytes read. Sets eof/error; sets read_pending when it stopped at the limit. */

@@ -33,6 +33,8 @@ static void span_extend(struct bth_span *s, uint32_t off, size_t len, bool fresh
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     struct bth_http_head *h = head_of(p);
+    if (h->complete)
+        return 0; /* trailers: forwarded raw, not recorded */
     span_extend(&h->url, offset_of(h, at), len, h->url.len == 0);
     return 0;
 }
@@ -40,6 +42,8 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 static int on_status(llhttp_t *p, const char *at, size_t len)
 {
     struct bth_http_head *h = head_of(p);
+    if (h->complete)
+        return 0; /* trailers: forwarded raw, not recorded */
     span_extend(&h->reason, offset_of(h, at), len, h->reason.len == 0);
     return 0;
 }
@@ -61,6 +65,8 @@ static bool is_token(const char *s, size_t len)
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct bth_http_head *h = head_of(p);
+    if (h->complete)
+        return 0; /* trailers: forwarded raw, not recorded */
     if (!is_token(at, len)) {
         llhttp_set_error_reason(p, "Invalid character in header name");
         return HPE_USER;
@@ -86,6 +92,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct bth_http_head *h = head_of(p);
+    if (h->complete)
+        return 0; /* trailers: forwarded raw, not recorded */
     if (h->too_many || h->nhdrs == 0)
         return 0;
     struct bth_http_hdr *hd = &h->hdrs[h->nhdrs - 1];
@@ -140,6 +148,7 @@ void bth_http_head_reset(struct bth_http_head *h)
     h->too_many = false;
     h->conn_close = h->conn_keep_alive = h->conn_upgrade = false;
     h->decode_to = NULL;
+    h->complete = false;
     memset(h->idx, 0xff, sizeof(h->idx));
 }
 
@@ -236,6 +245,7 @@ static void apply_connection_header(struct bth_http_head *h, const struct bth_ht
 
 void bth_http_head_finish(struct bth_http_head *h)
 {
+    h->complete = true;
     for (unsigned i = 0; i < h->nhdrs; i++) {
         struct bth_http_hdr *hd = &h->hdrs[i];
         hd->kind = (uint8_t)bth_http_hdr_kind(bth_span_ptr(h, hd->name), hd->name.len);

@@ -52,6 +52,7 @@ struct bth_http_head {
     struct bth_http_hdr hdrs[BTH_HTTP_MAX_HEADERS];
     unsigned nhdrs;
     bool in_value;        /* last callback was a header value */
+    bool complete;        /* head finished: later callbacks (trailers) are not recorded */
     bool too_many;        /* more than BTH_HTTP_MAX_HEADERS */
     bool conn_close;      /* "Connection: close" */
     bool conn_keep_alive; /* "Connection: keep-alive" */

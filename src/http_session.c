@@ -628,8 +628,16 @@ static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
     evbuffer_commit_space(out, &v, 1);
 }
 
+/* Bytes of the request line: up to the first header name, or the whole head if none. */
+static size_t request_line_len(const struct bth_http_session *s)
+{
+    if (s->req.nhdrs > 0)
+        return s->req.hdrs[0].name.off;
+    return s->req.url.off + s->req.url.len + 11; /* " HTTP/1.1\r\n" */
+}
+
 /* Checks what llhttp accepts but berth refuses. Returns 0 or answers and returns -1. */
-static int vet_request(struct bth_http_session *s)
+static int vet_request(struct bth_http_session *s, size_t head_len)
 {
     struct bth_http_head *h = &s->req;
     if (h->too_many) {
@@ -654,6 +662,10 @@ static int vet_request(struct bth_http_session *s)
     }
     if (s->req.url.len > s->listener->cfg->max_request_line_bytes) {
         send_error(s, 414, "request line too long");
+        return -1;
+    }
+    if (head_len - request_line_len(s) > s->listener->cfg->max_header_bytes) {
+        send_error(s, 431, "request headers too large");
         return -1;
     }
     return 0;
@@ -686,12 +698,13 @@ static void start_request(struct bth_http_session *s, size_t head_len)
         make_request_id(s);
     }
     scratch_copy(s);
-    if (vet_request(s) != 0)
+    if (vet_request(s, head_len) != 0)
         return;
     s->is_upgrade = s->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
     if (s->req_parser.flags & F_CHUNKED) {
         s->req_body = BODY_CHUNKED;
         s->req_has_body = true;
+        llhttp_resume(&s->req_parser); /* it finds the end of the chunked body */
     } else if ((s->req_parser.flags & F_CONTENT_LENGTH) && s->req_parser.content_length > 0) {
         s->req_body = BODY_LENGTH;
         s->req_remaining = s->req_parser.content_length;
@@ -802,7 +815,7 @@ static void parse_request_head(struct bth_http_session *s)
         send_error(s, 414, "request line too long");
         return;
     }
-    if (feed > limit) {
+    if (feed > limit || (line_done && feed - request_line_len(s) > lc->max_header_bytes)) {
         send_error(s, line_done ? 431 : 414, "request head too large");
         return;
     }
@@ -849,36 +862,53 @@ static size_t client_read_limit(struct bth_http_session *s)
     return READ_BUDGET;
 }
 
+/* Reads the client and moves its bytes on, until the socket is drained or the target side
+ * is full (backpressure: read_pending stays set and the target's drained-write event resumes
+ * us). A busy connection yields after a few rounds so one client cannot starve others. */
 static void client_readable(struct bth_http_session *s)
 {
-    size_t limit = client_read_limit(s);
-    if (limit == 0 || evbuffer_get_length(s->conn.in) >= limit) {
-        s->conn.read_pending = true;
-        /* still try to move what is buffered */
-        process_client(s);
-        return;
+    for (int round = 0; round < 16; round++) {
+        size_t limit = client_read_limit(s);
+        if (limit == 0 || evbuffer_get_length(s->conn.in) >= limit) {
+            s->conn.read_pending = true;
+            size_t before = evbuffer_get_length(s->conn.in);
+            process_client(s); /* move what is buffered; it may make room */
+            if (s->closing || evbuffer_get_length(s->conn.in) == before)
+                return;
+            continue;
+        }
+        bth_conn_read(&s->conn, limit);
+        if (s->conn.error != 0) {
+            session_close(s);
+            return;
+        }
+        if (evbuffer_get_length(s->conn.in) > 0)
+            process_client(s);
+        if (s->closing)
+            return;
+        if (s->conn.eof) {
+            /* The client half-closed. Without a request in progress there is nothing to
+             * do; a request still arriving was cut short; after a whole request we answer
+             * first. */
+            if (s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING ||
+                s->state == SS_TUNNEL || !s->req_done)
+                session_close(s);
+            else
+                s->close_after = true;
+            return;
+        }
+        if (!s->conn.read_pending)
+            return; /* drained: the next edge brings more */
     }
-    bth_conn_read(&s->conn, limit);
-    if (s->conn.error != 0) {
-        session_close(s);
-        return;
-    }
-    if (evbuffer_get_length(s->conn.in) > 0)
-        process_client(s);
-    if (s->closing || !s->conn.eof)
-        return;
-    /* The client half-closed. Without a request in progress there is nothing to do; with
-     * a request still arriving it was cut short; after a whole request we answer first. */
-    if (s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING ||
-        s->state == SS_TUNNEL || !s->req_done)
-        session_close(s);
-    else
-        s->close_after = true;
+    event_active(&s->conn.ev, EV_READ, 1);
 }
 
 static void on_client_io(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_http_session *s = arg;
+    bth_conn_note_event(&s->conn, what);
+    if (what & EV_CLOSED)
+        what |= EV_READ;
     if (what & EV_WRITE) {
         flush_client(s);
         /* The client drained: resume reading the target if we had stopped. */
@@ -964,8 +994,11 @@ static void upstream_connect_done(struct bth_http_session *s)
     now(&s->t_sent);
     set_state(s, SS_PROXYING);
     flush_upstream(s);
-    if (!s->req_done)
+    if (!s->req_done) {
         forward_request_body(s);
+        if (!s->closing && s->conn.read_pending)
+            client_readable(s);
+    }
 }
 
 /* Builds the client's response head from the target's. */
@@ -1082,44 +1115,51 @@ static void enter_tunnel(struct bth_http_session *s)
     flush_upstream(s);
 }
 
-static void process_response(struct bth_http_session *s)
+/* One read from the target and what follows from it. Returns true when the target socket may
+ * hold more and reading should go on. */
+static bool response_step(struct bth_http_session *s)
 {
     struct bth_upstream *up = s->up;
     if (s->state == SS_TUNNEL) {
         if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
             up->conn.read_pending = true;
-            return;
+            return false;
         }
         bth_conn_read(&up->conn, READ_BUDGET);
+        s->tx_bytes += evbuffer_get_length(up->conn.in);
         evbuffer_add_buffer(s->conn.out, up->conn.in);
+        if (up->conn.eof || up->conn.error) {
+            /* The target ended the tunnel: deliver what it sent, then close. */
+            drop_upstream(s, false);
+            set_state(s, SS_CLOSING);
+            flush_client(s);
+            return false;
+        }
         flush_client(s);
-        if (up->conn.eof || up->conn.error)
-            session_close(s);
-        else
-            arm_timer(s, s->listener->cfg->idle_timeout_ms);
-        return;
+        arm_timer(s, s->listener->cfg->idle_timeout_ms);
+        return up->conn.read_pending;
     }
     if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
         up->conn.read_pending = true;
-        return;
+        return false;
     }
     bth_conn_read(&up->conn, READ_BUDGET);
     bool ended = up->conn.eof || up->conn.error != 0;
     if (!s->resp_head_sent) {
         int r = parse_response_head(s);
         if (r < 0)
-            return;
+            return false;
         if (r == 0) {
             if (ended)
                 upstream_failed_early(s, up->conn.error ? "target reset the connection"
                                                         : "target closed the connection");
-            return;
+            return false;
         }
         if (s->status == 101) {
             if (s->is_upgrade) {
                 enter_tunnel(s);
                 flush_client(s);
-                return;
+                return false;
             }
             s->close_after = true;
         }
@@ -1131,14 +1171,14 @@ static void process_response(struct bth_http_session *s)
     if (r < 0) {
         s->up_reused = false;
         send_error(s, 502, "malformed response body");
-        return;
+        return false;
     }
     if (r == 0 && ended) {
         if (s->resp_body == BODY_EOF) {
             r = 1;
         } else {
             send_error(s, 502, "target closed mid-response");
-            return;
+            return false;
         }
     }
     if (r == 1) {
@@ -1151,15 +1191,29 @@ static void process_response(struct bth_http_session *s)
         flush_client(s);
         if (!s->closing)
             finish_exchange(s);
-        return;
+        return false;
     }
     arm_timer(s, s->listener->cfg->idle_timeout_ms);
     flush_client(s);
+    return !s->closing && up->conn.read_pending;
+}
+
+/* Reads the target and streams to the client until the target socket is drained or the
+ * client is full (its drained-write event resumes us); yields after a few rounds. */
+static void process_response(struct bth_http_session *s)
+{
+    for (int round = 0; round < 16; round++) {
+        if (!response_step(s) || s->closing || s->up == NULL)
+            return;
+    }
+    event_active(&s->up->conn.ev, EV_READ, 1);
 }
 
 static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
 {
     struct bth_http_session *s = arg;
+    if (what & EV_CLOSED)
+        what |= EV_READ;
     if (s->state == SS_CONNECTING && up->state == BTH_UP_ST_CONNECTING) {
         if (what & EV_TIMEOUT) {
             bth_log(BTH_LOG_INFO, "#%llu connect() to %s timed out", (unsigned long long)s->id,

@@ -41,6 +41,12 @@ void bth_upstream_destroy(struct bth_upstream *up)
         pool_remove(up);
     evtimer_del(&up->timer);
     bth_conn_fini(&up->conn);
+    if (up->prev)
+        up->prev->next = up->next;
+    else
+        up->w->upstreams = up->next;
+    if (up->next)
+        up->next->prev = up->prev;
     atomic_fetch_sub_explicit(&up->target->active_conns, 1, memory_order_relaxed);
     bth_target_unref(up->target);
     bth_free(up);
@@ -49,9 +55,10 @@ void bth_upstream_destroy(struct bth_upstream *up)
 static void on_upstream_io(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_upstream *up = arg;
+    bth_conn_note_event(&up->conn, what);
     if (up->state == BTH_UP_ST_IDLE) {
         /* An idle connection has nothing to say: EOF, data or error all end it. */
-        if (what & EV_READ)
+        if (what & (EV_READ | EV_CLOSED))
             bth_upstream_destroy(up);
         return;
     }
@@ -116,6 +123,10 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
         return NULL;
     }
     up->w = w;
+    up->next = w->upstreams;
+    if (w->upstreams)
+        w->upstreams->prev = up;
+    w->upstreams = up;
     bth_target_ref(t);
     up->target = t;
     atomic_fetch_add_explicit(&t->active_conns, 1, memory_order_relaxed);
@@ -158,4 +169,10 @@ void bth_upstream_release(struct bth_upstream *up, bool reusable)
     pool->idle_head = up;
     pool->nidle++;
     evtimer_add(&up->timer, bth_worker_timeout(up->w, BTH_UPSTREAM_POOL_IDLE_MS));
+}
+
+void bth_upstream_close_all(struct bth_worker *w)
+{
+    while (w->upstreams != NULL)
+        bth_upstream_destroy(w->upstreams);
 }

@@ -32,6 +32,7 @@ struct bth_upstream {
     struct bth_target *target; /* one reference held */
     enum bth_upstream_state state;
     struct bth_upstream *next_idle; /* pool list link */
+    struct bth_upstream *prev, *next; /* the worker's list of all its upstream connections */
     struct event timer;             /* connect deadline, then pool idle timeout */
     unsigned requests;              /* requests completed on this connection */
     bth_upstream_event_cb cb;
@@ -57,5 +58,8 @@ void bth_upstream_release(struct bth_upstream *up, bool reusable);
 
 /* Closes and frees <up>. */
 void bth_upstream_destroy(struct bth_upstream *up);
+
+/* Closes every connection of <w> (worker exit). */
+void bth_upstream_close_all(struct bth_worker *w);
 
 #endif /* BERTH_HTTP_UPSTREAM_H */

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "http_session.h"
+#include "http_upstream.h"
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
@@ -208,6 +209,7 @@ static void *worker_main(void *arg)
         next = bth_http_session_next(s);
         bth_http_session_abort(s);
     }
+    bth_upstream_close_all(w);
     bth_accesslog_flush(&w->alog);
     bth_worker_mark_done();
     return NULL;

@@ -19,6 +19,7 @@
 struct bth_snapshot;
 struct bth_worker;
 struct bth_http_session;
+struct bth_upstream;
 
 /* One listening socket of one worker. */
 struct bth_worker_listener {
@@ -55,6 +56,7 @@ struct bth_worker {
     struct event mq_ev;
 
     struct bth_http_session *sessions; /* borrowed list of live client sessions */
+    struct bth_upstream *upstreams;    /* borrowed list of all target connections */
     uint64_t next_conn_id;
     bool stopping;
     uint64_t stop_deadline_ms;

@@ -15,7 +15,7 @@ def test_large_request_body(berth, backend, http_config):
     lb = berth(http_config([b1.addr]))
     body = os.urandom(MiB)
     r = fetch(lb.port, "POST", "/echo", headers=[("Content-Type", "application/octet-stream")],
-              body=body, timeout=20)
+              body=body, timeout=10)
     assert r.status == 200, r
     assert len(b1.requests) == 1
     assert b1.requests[0].header("Content-Length") == str(MiB) or b1.requests[0].chunked
@@ -27,7 +27,7 @@ def test_large_response_body(berth, backend, http_config):
     """A 1 MiB response body reaches the client intact."""
     b1 = backend()
     lb = berth(http_config([b1.addr]))
-    r = fetch(lb.port, "GET", "/big?n=%d" % MiB, timeout=20)
+    r = fetch(lb.port, "GET", "/big?n=%d" % MiB, timeout=10)
     assert r.status == 200, r
     assert len(r.body) == MiB
     assert r.body == pattern_bytes(MiB)
@@ -38,7 +38,7 @@ def test_chunked_request_body(berth, backend, http_config):
     b1 = backend()
     lb = berth(http_config([b1.addr]))
     body = os.urandom(300000)
-    with Client(lb.port, timeout=20) as c:
+    with Client(lb.port, timeout=10) as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                + encode_chunked(body))
         r = c.response()
@@ -56,7 +56,7 @@ def test_chunked_response_body(berth, backend, http_config):
     b1 = backend()
     lb = berth(http_config([b1.addr]))
     n = 500000
-    with Client(lb.port, timeout=20) as c:
+    with Client(lb.port, timeout=10) as c:
         r = c.request("GET", "/chunked?n=%d" % n)
         assert r.status == 200, r
         assert r.body == pattern_bytes(n)
@@ -69,7 +69,7 @@ def test_slow_reader_backpressure(berth, backend, http_config):
     lb = berth(http_config([b1.addr]))
     n = 64 * MiB
     # Warm up allocator caches and buffers so the baseline is fair.
-    assert fetch(lb.port, "GET", "/big?n=%d" % (2 * MiB), timeout=20).status == 200
+    assert fetch(lb.port, "GET", "/big?n=%d" % (2 * MiB), timeout=10).status == 200
     base = lb.rss_kib()
     with Client(lb.port, timeout=30) as c:
         c.send(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
