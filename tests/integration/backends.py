@@ -89,6 +89,7 @@ class Backend:
         self.body_bytes_sent = 0
         self.errors = []        # exceptions raised in handler threads
         self.lock = threading.Lock()
+        self._tls = threading.local()  # per connection thread: answering a HEAD
         self.stopping = False
         self.conns = []
         self.thread = threading.Thread(target=self._accept_loop, daemon=True,
@@ -182,7 +183,9 @@ class Backend:
             req = self._read_request(reader, peer, conn_id)
             if req is None:
                 return
-            close = "close" in connection_tokens(req.headers)
+            close = "close" in connection_tokens(req.headers) or \
+                (req.version == "HTTP/1.0" and "keep-alive" not in connection_tokens(req.headers))
+            self._tls.head_only = req.method == "HEAD"
             self._answer(s, req, close)
             if close:
                 return
@@ -199,6 +202,8 @@ class Backend:
             self._send_body(s, body)
 
     def _send_body(self, s, body):
+        if getattr(self._tls, "head_only", False):
+            return  # HEAD: headers as for GET, no body
         mv = memoryview(body)
         for i in range(0, len(body), 65536):
             piece = mv[i:i + 65536]

@@ -268,8 +268,12 @@ def http_config():
 
 
 @pytest.fixture
-def berth(tmp_path, backend, request):
-    """Factory: berth(config dict or YAML text) -> running Berth."""
+def berth(tmp_path, backend):
+    """Factory: berth(config dict or YAML text) -> running Berth.
+
+    A dict is completed by _fill_config. In YAML text, each @PORT@ becomes a free port on
+    127.0.0.1 and @TMP@ the test's tmp dir; control socket and access log are added when the
+    text has none."""
     procs = []
 
     def start(config, wait_ready=True):
@@ -280,7 +284,9 @@ def berth(tmp_path, backend, request):
         else:
             sock = os.path.join(tmpdir, "berth.sock")
             log = os.path.join(tmpdir, "access.log")
-            text = config
+            text = config.replace("@TMP@", tmpdir)
+            while "@PORT@" in text:  # each @PORT@ becomes a different free port
+                text = text.replace("@PORT@", str(free_port()), 1)
             if not re.search(r"(?m)^control:", text):
                 text = "control: {socket: %s}\n" % sock + text
             if not re.search(r"(?m)^access_log:", text):

@@ -4,7 +4,7 @@
 import collections
 import json
 
-from httpwire import Client, fetch
+from httpwire import Client, fetch, pattern_bytes
 
 
 def test_get_is_proxied(berth, backend, http_config):
@@ -77,3 +77,66 @@ def test_upstream_connections_pooled(berth, backend, http_config):
         assert len(b.requests) == 10
         assert b.connections <= 2, "target %s got %d connections for 10 sequential requests" % (
             b.addr, b.connections)
+
+
+MINIMAL_YAML = """\
+workers: 1
+listeners:
+  - name: web
+    protocol: HTTP
+    bind: 127.0.0.1:@PORT@
+    idle_timeout: 60s          # also bounds the wait for the target's answer (504)
+    header_timeout: 10s        # whole request head must arrive in this, else 408
+    max_request_line: 16k      # longer request line -> 414
+    max_header_size: 64k       # larger header block -> 431
+    default_action: {forward: {target_groups: [{name: app}]}}
+target_groups:
+  - name: app
+    protocol: HTTP
+    health_check: {enabled: false}
+    targets: ["%s", "%s"]
+"""
+
+
+def test_hand_written_yaml_config(berth, backend):
+    """A hand-written YAML config with comments and flow mappings serves traffic to both targets."""
+    b1, b2 = backend(), backend()
+    lb = berth(MINIMAL_YAML % (b1.addr, b2.addr))
+    seen = {fetch(lb.port, "GET", "/").header("X-Backend") for _ in range(4)}
+    assert seen == {b1.addr, b2.addr}
+
+
+def test_pipelined_requests(berth, backend, http_config):
+    """Three requests sent in one write get three answers, in order, on the same connection."""
+    b1 = backend()
+    lb = berth(http_config([b1.addr]))
+    with Client(lb.port) as c:
+        c.send(b"".join(b"GET /pipe/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
+        paths = [json.loads(c.response().body)["path"] for _ in range(3)]
+        assert paths == ["/pipe/0", "/pipe/1", "/pipe/2"]
+        assert c.request("GET", "/after").status == 200
+
+
+def test_head_response_has_no_body(berth, backend, http_config):
+    """A HEAD answer keeps the target's Content-Length but carries no body, and the connection stays usable."""
+    b1 = backend()
+    lb = berth(http_config([b1.addr]))
+    with Client(lb.port, timeout=5) as c:
+        r = c.request("HEAD", "/big?n=1000")
+        assert r.status == 200, r
+        assert r.header("Content-Length") == "1000"
+        r2 = c.request("GET", "/big?n=10")
+        assert r2.status == 200 and len(r2.body) == 10, r2
+
+
+def test_http10_client(berth, backend, http_config):
+    """An HTTP/1.0 client gets a chunked target answer as a plain body and the connection then closes."""
+    b1 = backend()
+    lb = berth(http_config([b1.addr]))
+    with Client(lb.port, timeout=5) as c:
+        c.send(b"GET /chunked?n=50000 HTTP/1.0\r\nHost: x\r\n\r\n")
+        r = c.response()
+        assert r.status == 200, r
+        assert not r.chunked and r.header("Transfer-Encoding") is None, r.headers
+        assert r.body == pattern_bytes(50000)
+        assert c.wait_closed(2.0) is not None
