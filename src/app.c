@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
+#include "sticky.h"
 #include "worker.h"
 
 static struct bth_config *load_config(const char *path)
@@ -170,6 +172,31 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     bth_app_stop(app);
 }
 
+/* The stickiness cookie key: from cookie_key_file (shared across a fleet), else random for
+ * this process. */
+static int setup_sticky_key(const struct bth_config *cfg)
+{
+    uint8_t key[BTH_STICKY_KEY_BYTES];
+    if (cfg->cookie_key_file == NULL) {
+        if (bth_sticky_random_key(key) != 0)
+            return -1;
+        bth_sticky_set_key(key);
+        return 0;
+    }
+    FILE *f = fopen(cfg->cookie_key_file, "r");
+    char text[256];
+    size_t n = f ? fread(text, 1, sizeof(text), f) : 0;
+    if (f)
+        fclose(f);
+    if (f == NULL || bth_sticky_parse_hex_key(text, n, key) != 0) {
+        bth_log(BTH_LOG_ERR, "cookie_key_file %s: %s", cfg->cookie_key_file,
+                f == NULL ? strerror(errno) : "expected 64 hex characters");
+        return -1;
+    }
+    bth_sticky_set_key(key);
+    return 0;
+}
+
 int bth_app_start(struct bth_app *app, const char *config_path)
 {
     memset(app, 0, sizeof(*app));
@@ -207,6 +234,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
         app->signals[i] = evsignal_new(app->base, sigs[i], on_signal, app);
         evsignal_add(app->signals[i], NULL);
     }
+    if (setup_sticky_key(cfg) != 0)
+        return -1;
     app->control = bth_control_start(app, cfg->control_socket);
     if (app->control == NULL)
         return -1;

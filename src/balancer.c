@@ -1,12 +1,29 @@
 /* SPDX-License-Identifier: MIT */
-/* Balancing: weighted group choice and round robin over a group's targets. */
+/* Balancing: weighted group choice, the algorithm table, slow start and fail-open. The
+ * algorithms live in lb_round_robin.c, lb_least_outstanding.c and lb_random.c. */
 #include "balancer.h"
 
-#include <stdbool.h>
-
+#include "mem.h"
 #include "snapshot.h"
 #include "target.h"
 #include "worker.h"
+
+/* Indexed by enum bth_algorithm. */
+static const struct bth_lb_ops *const lb_ops[] = {
+    [BTH_ALG_ROUND_ROBIN] = &bth_lb_round_robin_ops,
+    [BTH_ALG_LEAST_OUTSTANDING] = &bth_lb_least_outstanding_ops,
+    [BTH_ALG_WEIGHTED_RANDOM] = &bth_lb_weighted_random_ops,
+    /* flow_hash is for NLB listeners, whose proxies hash the flow themselves; an HTTP
+     * listener forwarding to such a group rotates through it like round robin. */
+    [BTH_ALG_FLOW_HASH] = &bth_lb_round_robin_ops,
+};
+
+static const struct bth_lb_ops *ops_for(enum bth_algorithm alg)
+{
+    if ((unsigned)alg < sizeof(lb_ops) / sizeof(lb_ops[0]) && lb_ops[alg] != NULL)
+        return lb_ops[alg];
+    return &bth_lb_round_robin_ops;
+}
 
 struct bth_snap_group *bth_lb_pick_group(struct bth_worker *w, const struct bth_snap_action *a)
 {
@@ -23,10 +40,14 @@ struct bth_snap_group *bth_lb_pick_group(struct bth_worker *w, const struct bth_
     return NULL;
 }
 
-static bool was_tried(const struct bth_target *t, struct bth_target *const *tried, size_t n)
+/* Whether some target of <g> takes traffic, tried or not: if so, the group is not failing
+ * open, even when every such target was already tried by this request. */
+static bool any_takes_traffic(const struct bth_snap_group *g)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (tried[i] == t)
+    for (size_t i = 0; i < g->ntargets; i++) {
+        const struct bth_target *t = g->targets[i];
+        if (t->weight > 0 && bth_target_takes_traffic(t) &&
+            !atomic_load_explicit(&t->removed, memory_order_relaxed))
             return true;
     }
     return false;
@@ -35,14 +56,75 @@ static bool was_tried(const struct bth_target *t, struct bth_target *const *trie
 struct bth_target *bth_lb_pick_target(struct bth_worker *w, struct bth_snap_group *g,
                                       struct bth_target *const *tried, size_t ntried)
 {
-    size_t n = g->ntargets;
-    if (n == 0)
+    if (g->ntargets == 0)
         return NULL;
-    unsigned start = atomic_fetch_add_explicit(&g->rr_next, 1, memory_order_relaxed);
-    for (size_t k = 0; k < n; k++) {
-        struct bth_target *t = g->targets[(start + k) % n];
-        if (bth_target_takes_traffic(t) && !was_tried(t, tried, ntried))
-            return t;
+    struct bth_lb_ctx c = {
+        .tried = tried,
+        .ntried = ntried,
+        .slow_start_ms = g->cfg->slow_start_ms,
+    };
+    if (c.slow_start_ms > 0)
+        c.now_ms = bth_worker_now_ms_monotonic();
+    struct bth_target *(*pick)(struct bth_worker *, const struct bth_snap_group *,
+                               const struct bth_lb_ctx *) =
+        g->lb != NULL ? g->lb->ops->pick : bth_lb_pick_weighted_scan;
+    struct bth_target *t = pick(w, g, &c);
+    /* The second pass costs a scan, but only on the path that would otherwise answer 503. */
+    if (t == NULL && !any_takes_traffic(g)) {
+        c.fail_open = true;
+        t = pick(w, g, &c);
     }
-    return NULL;
+    return t;
+}
+
+struct bth_target *bth_lb_pick_weighted_scan(struct bth_worker *w, const struct bth_snap_group *g,
+                                             const struct bth_lb_ctx *c)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < g->ntargets; i++) {
+        if (bth_lb_eligible(g->targets[i], c))
+            total += bth_lb_weight(g->targets[i], c);
+    }
+    if (total == 0)
+        return NULL;
+    uint64_t r = bth_worker_random(w) % total;
+    struct bth_target *last = NULL;
+    for (size_t i = 0; i < g->ntargets; i++) {
+        struct bth_target *t = g->targets[i];
+        /* Health may change between the scans; then r can outrun the total and the last
+         * eligible target takes the pick, a bias of one request per health change. */
+        if (!bth_lb_eligible(t, c))
+            continue;
+        uint64_t wt = bth_lb_weight(t, c);
+        if (r < wt)
+            return t;
+        r -= wt;
+        last = t;
+    }
+    return last;
+}
+
+int bth_lb_group_init(struct bth_snap_group *g, unsigned nworkers)
+{
+    struct bth_lb_state *st = bth_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return -1;
+    st->ops = ops_for(g->cfg->algorithm);
+    if (st->ops->init != NULL && st->ops->init(st, g, nworkers) != 0) {
+        bth_free(st);
+        return -1;
+    }
+    g->lb = st;
+    return 0;
+}
+
+void bth_lb_group_fini(struct bth_snap_group *g)
+{
+    struct bth_lb_state *st = g->lb;
+    if (st == NULL)
+        return;
+    if (st->ops->destroy != NULL)
+        st->ops->destroy(st);
+    bth_free(st);
+    g->lb = NULL;
 }

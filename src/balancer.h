@@ -1,24 +1,145 @@
 /* SPDX-License-Identifier: MIT */
-/* Worker threads; lock-free. Choosing a target group for a forward action (by weight) and
- * a target inside a group. Round robin for now; the algorithm table of STYLE.md section 5
- * arrives with least-outstanding-requests and weighted random. */
+/* Worker threads pick, lock-free and without allocation; the main thread creates and frees
+ * each group's state when it builds and releases a snapshot. Chooses a target group for a
+ * forward action (by weight) and a target inside a group with the group's algorithm (smooth
+ * weighted round robin, least outstanding requests, weighted random), with slow start and
+ * ELB's fail-open. Invariant: a draining or removed target, a target of weight 0 and a
+ * target already tried by the request are never returned. */
 #ifndef BERTH_BALANCER_H
 #define BERTH_BALANCER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "target.h"
 
 struct bth_worker;
 struct bth_snap_action;
 struct bth_snap_group;
-struct bth_target;
 
 /* The group a forward action sends this request to (weighted), or NULL when the action
- * has none with a non-zero weight. */
+ * has none with a non-zero weight. Worker thread. */
 struct bth_snap_group *bth_lb_pick_group(struct bth_worker *w, const struct bth_snap_action *a);
 
-/* A target of <g> that takes traffic and is not among the <ntried> in <tried>; NULL when
- * none is left. The caller takes its own reference. */
+/* A target of <g> for a new request of worker <w>, chosen by g->cfg->algorithm, that is not
+ * among the <ntried> in <tried> (the targets this request already failed on); NULL when
+ * none is left. Only targets that take traffic qualify, unless none of the group does while
+ * some are merely unhealthy: then every target that is not draining or removed qualifies
+ * (ELB fails open). The caller takes its own reference. Worker thread; no lock, no
+ * allocation. */
 struct bth_target *bth_lb_pick_target(struct bth_worker *w, struct bth_snap_group *g,
                                       struct bth_target *const *tried, size_t ntried);
+
+/* Allocates g->lb for <g>, whose cfg and targets are set, for workers 0..<nworkers>-1.
+ * Main thread, at snapshot build. Returns 0, or -1 when out of memory (g->lb stays NULL,
+ * which bth_lb_pick_target tolerates by falling back to a stateless weighted choice). */
+int bth_lb_group_init(struct bth_snap_group *g, unsigned nworkers);
+
+/* Frees g->lb (NULL is fine). Any thread, once no worker can pick from <g> any more. */
+void bth_lb_group_fini(struct bth_snap_group *g);
+
+/* ------------------------------------------------------------------------------------ */
+/* Algorithm interface: for balancer.c and the lb_*.c files only. */
+
+/* Weights are fixed point so that a slow-start ramp moves smoothly even for weight 1. */
+#define BTH_LB_WEIGHT_SCALE 1024u
+/* A target just entering slow start weighs 1/32 of its weight rather than nothing, so it
+ * gets a trickle of traffic (and warms up) from the first moment. */
+#define BTH_LB_SLOW_START_FLOOR 32u
+/* Least outstanding requests scans groups up to this many targets; larger ones use the
+ * power of two choices, which is O(1) and avoids every worker herding onto one target. */
+#define BTH_LB_LOR_SCAN_MAX 8u
+
+/* What one pick needs besides the group: computed once per pick by bth_lb_pick_target. */
+struct bth_lb_ctx {
+    struct bth_target *const *tried; /* borrowed: the request's failed targets */
+    size_t ntried;
+    uint64_t slow_start_ms; /* the group's ramp; 0 = off */
+    uint64_t now_ms;        /* monotonic, read once per pick; unset when slow start is off */
+    bool fail_open;         /* no target takes traffic: every non-draining one qualifies */
+};
+
+struct bth_lb_state;
+
+/* One algorithm (HAProxy lb_ops, nginx peer.get). There is no release or state-change hook:
+ * the in-flight count and the health state are atomics on the target, read at pick time. */
+struct bth_lb_ops {
+    const char *name;
+    /* Main thread: fills the algorithm's part of <st> for <g>; 0 or -1 (out of memory, after
+     * freeing what it allocated). NULL when the algorithm keeps no state. */
+    int (*init)(struct bth_lb_state *st, const struct bth_snap_group *g, unsigned nworkers);
+    /* Worker thread: an eligible target (bth_lb_eligible) or NULL when there is none. */
+    struct bth_target *(*pick)(struct bth_worker *w, const struct bth_snap_group *g,
+                               const struct bth_lb_ctx *c);
+    /* Any thread: frees what init allocated. NULL when there is nothing to free. */
+    void (*destroy)(struct bth_lb_state *st);
+};
+
+/* Per group, per snapshot. Written by the main thread before publication; afterwards
+ * workers write only their own round-robin row, so the pick path needs no atomics here. */
+struct bth_lb_state {
+    const struct bth_lb_ops *ops; /* borrowed: static table */
+    /* round robin: one row of ntargets counters per worker */
+    int64_t *rr_rows;  /* borrowed: rr_mem aligned to a cache line */
+    void *rr_mem;      /* owned */
+    size_t rr_stride;  /* counters per row, a whole number of cache lines */
+    unsigned rr_nrows; /* nworkers; a worker id past it falls back to weighted random */
+    /* weighted random: prefix sums of the configured weights, for a binary search */
+    uint64_t *wr_prefix; /* owned, ntargets entries; wr_prefix[i] = weights of 0..i */
+    uint64_t wr_total;   /* sum of configured weights (unscaled) */
+};
+
+extern const struct bth_lb_ops bth_lb_round_robin_ops;
+extern const struct bth_lb_ops bth_lb_least_outstanding_ops;
+extern const struct bth_lb_ops bth_lb_weighted_random_ops;
+
+static inline bool bth_lb_was_tried(const struct bth_target *t, const struct bth_lb_ctx *c)
+{
+    for (size_t i = 0; i < c->ntried; i++) {
+        if (c->tried[i] == t)
+            return true;
+    }
+    return false;
+}
+
+/* Whether <t> may get this request. Draining and removed targets never may: ELB sends a
+ * deregistering target no new requests even when failing open. */
+static inline bool bth_lb_eligible(const struct bth_target *t, const struct bth_lb_ctx *c)
+{
+    if (t->weight == 0 || atomic_load_explicit(&t->removed, memory_order_relaxed))
+        return false;
+    if (c->fail_open) {
+        int s = atomic_load_explicit(&t->state, memory_order_relaxed);
+        if (s == BTH_TARGET_DRAINING || s == BTH_TARGET_UNUSED)
+            return false;
+    } else if (!bth_target_takes_traffic(t)) {
+        return false;
+    }
+    return c->ntried == 0 || !bth_lb_was_tried(t, c);
+}
+
+/* The weight of <t> in BTH_LB_WEIGHT_SCALE units: its configured weight, ramped linearly
+ * over the group's slow start from the moment it became ready, never under the floor. */
+static inline uint64_t bth_lb_weight(const struct bth_target *t, const struct bth_lb_ctx *c)
+{
+    uint64_t full = (uint64_t)t->weight * BTH_LB_WEIGHT_SCALE;
+    if (c->slow_start_ms == 0 || full == 0)
+        return full;
+    uint64_t since = atomic_load_explicit(&t->ready_since_ms, memory_order_relaxed);
+    uint64_t elapsed = c->now_ms > since ? c->now_ms - since : 0;
+    if (elapsed >= c->slow_start_ms)
+        return full;
+    uint64_t w = full * elapsed / c->slow_start_ms;
+    uint64_t floor = full / BTH_LB_SLOW_START_FLOOR;
+    if (floor == 0)
+        floor = 1;
+    return w > floor ? w : floor;
+}
+
+/* A weighted choice among the eligible targets of <g> by two scans with one random number;
+ * NULL when none is eligible. The fallback of the stateful algorithms. Worker thread. */
+struct bth_target *bth_lb_pick_weighted_scan(struct bth_worker *w, const struct bth_snap_group *g,
+                                             const struct bth_lb_ctx *c);
 
 #endif /* BERTH_BALANCER_H */

@@ -174,6 +174,8 @@ static const struct kind_name kind_names[] = {
     KN("x-forwarded-port", BTH_HDR_X_FORWARDED_PORT),
     KN("x-request-id", BTH_HDR_X_REQUEST_ID),
     KN("user-agent", BTH_HDR_USER_AGENT),
+    KN("cookie", BTH_HDR_COOKIE),
+    KN("set-cookie", BTH_HDR_SET_COOKIE),
 };
 
 enum bth_hdr_kind bth_http_hdr_kind(const char *name, size_t len)

@@ -31,6 +31,9 @@ enum bth_hdr_kind {
     BTH_HDR_X_FORWARDED_PORT,
     BTH_HDR_X_REQUEST_ID,
     BTH_HDR_USER_AGENT,
+    BTH_HDR_COOKIE,
+    BTH_HDR_SET_COOKIE,
+    BTH_HDR__COUNT,
 };
 
 struct bth_span {
@@ -57,7 +60,7 @@ struct bth_http_head {
     bool conn_close;      /* "Connection: close" */
     bool conn_keep_alive; /* "Connection: keep-alive" */
     bool conn_upgrade;    /* "Connection: upgrade" */
-    int idx[BTH_HDR_USER_AGENT + 1]; /* first header of each kind, -1 if absent */
+    int idx[BTH_HDR__COUNT]; /* first header of each kind, -1 if absent */
     struct evbuffer *decode_to; /* borrowed: when set, body bytes are copied here */
 };
 

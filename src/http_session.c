@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -30,7 +31,9 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "router.h"
 #include "snapshot.h"
+#include "sticky.h"
 #include "target.h"
 #include "worker.h"
 
@@ -38,6 +41,9 @@
 #define HIGH_WATERMARK (256 * 1024)
 #define READ_BUDGET (64 * 1024)
 #define MAX_TRIES 8
+/* A request body berth does not forward (it answered itself) is read and dropped up to this
+ * size to keep the connection; beyond it the connection closes after the answer. */
+#define DISCARD_MAX (1024 * 1024)
 
 enum session_state {
     SS_IDLE = 0,    /* keep-alive: waiting for the first byte of a request */
@@ -46,6 +52,7 @@ enum session_state {
     SS_PROXYING,    /* request forwarded (body may still stream); response in progress */
     SS_TUNNEL,      /* after 101 Switching Protocols: bytes both ways */
     SS_CLOSING,     /* sending berth's last answer, then close */
+    SS_DISCARD,     /* berth answered early: reading and dropping the rest of the body */
 };
 
 enum body_mode {
@@ -79,6 +86,7 @@ struct bth_http_session {
     bool close_after;      /* close once the current answer is written */
     bool client_keepalive; /* the client may send another request */
     bool client_http10;
+    struct sockaddr_storage peer;
     char client_ip[INET6_ADDRSTRLEN];
     char client_text[INET6_ADDRSTRLEN + 8];
     unsigned listen_port;
@@ -95,8 +103,14 @@ struct bth_http_session {
     bool is_upgrade;
     struct evbuffer *pending; /* owned: bytes for the target while no connection is ready */
     struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
+    uint64_t discarded;          /* body bytes dropped in SS_DISCARD */
 
     /* routing */
+    int rule;                     /* matched rule index, -1: default action */
+    bool set_tg_cookie;           /* answer with a BERTHTG group stickiness cookie */
+    uint64_t tg_cookie_ms;
+    bool set_target_cookie;       /* answer with a BERTH-<group> lb_cookie */
+    bool resp_sets_app_cookie;    /* the target set the app_cookie: bind BERTHAPP-<group> */
     struct bth_snap_group *group; /* borrowed from snap */
     struct bth_target *target;    /* one reference while an exchange uses it */
     struct bth_target *tried[MAX_TRIES];
@@ -138,8 +152,8 @@ static void start_exchange_on_target(struct bth_http_session *s);
 
 static const char *state_name(enum session_state st)
 {
-    static const char *const names[] = {"idle", "head", "connecting", "proxying", "tunnel",
-                                        "closing"};
+    static const char *const names[] = {"idle",   "head",    "connecting", "proxying",
+                                        "tunnel", "closing", "discard"};
     return names[st];
 }
 
@@ -305,6 +319,9 @@ static void log_exchange(struct bth_http_session *s)
     const char *tgt = s->target != NULL ? s->target->addr.text : NULL;
     const char *sc = s->scratch;
     bool have = sc != NULL && s->m_len > 0;
+    char rule_name[16] = "default";
+    if (s->rule >= 0)
+        snprintf(rule_name, sizeof(rule_name), "%u", s->listener->cfg->rules[s->rule].priority);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct bth_accesslog_entry e = {
@@ -330,7 +347,7 @@ static void log_exchange(struct bth_http_session *s)
         .user_agent_len = s->ua_len,
         .target_group = s->group ? s->group->cfg->name : NULL,
         .request_id = s->request_id[0] ? s->request_id : NULL,
-        .matched_rule = s->m_len ? "default" : NULL,
+        .matched_rule = s->m_len == 0 ? NULL : rule_name,
         .error_reason = s->error_reason,
     };
     bth_accesslog_append(&w->alog, &e);
@@ -341,7 +358,18 @@ static void log_exchange(struct bth_http_session *s)
 static const char *status_text(int status)
 {
     switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
@@ -350,7 +378,7 @@ static const char *status_text(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
-    default: return "Error";
+    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
     }
 }
 
@@ -359,17 +387,48 @@ static void reset_exchange(struct bth_http_session *s);
 /* Answers the current request with <status> and a short body. The connection closes after
  * it unless the request was read whole and the status leaves the stream in sync. <reason>
  * goes to the access log's error_reason. */
-static void send_error(struct bth_http_session *s, int status, const char *reason)
+static void process_client(struct bth_http_session *s);
+static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining,
+                        struct evbuffer *src, struct evbuffer *dst, uint64_t *count);
+
+/* Reads past the body of a request berth answered itself, then goes on with the next. */
+static void discard_body(struct bth_http_session *s)
 {
-    const char *text = status_text(status);
+    uint64_t n = 0;
+    int r = forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, s->pending,
+                         &n);
+    evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
+    s->discarded += n;
+    if (r < 0 || s->discarded > DISCARD_MAX) {
+        session_close(s);
+        return;
+    }
+    if (r == 0)
+        return;
+    s->req_done = true;
+    reset_exchange(s);
+    if (evbuffer_get_length(s->conn.in) > 0)
+        process_client(s);
+}
+
+/* Answers the current request itself: <status> with <body> (<blen> bytes) of <ctype> and
+ * any <extra> header lines. The connection closes afterwards unless the request was read
+ * whole and the status leaves the stream in sync. <reason> goes to the access log's
+ * error_reason (NULL for answers that are not errors: redirects, fixed responses). */
+static void send_answer(struct bth_http_session *s, int status, const char *ctype,
+                        const char *body, size_t blen, const char *extra, const char *reason)
+{
     bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
                          status == 501;
-    if (framing_error || !s->req_done || !s->client_keepalive || s->resp_head_sent)
+    bool can_discard = !s->req_done && s->req_body != BODY_NONE && s->t_sent.tv_sec == 0 &&
+                       (s->req_body != BODY_LENGTH || s->req_remaining <= DISCARD_MAX);
+    if (framing_error || (!s->req_done && !can_discard) || !s->client_keepalive ||
+        s->resp_head_sent)
         s->close_after = true;
     drop_upstream(s, false);
+    s->error_reason = reason;
     if (s->resp_head_sent) {
         /* Part of the target's answer is already out: the only honest signal is a close. */
-        s->error_reason = reason;
         log_exchange(s);
         release_target(s);
         session_close(s);
@@ -377,15 +436,16 @@ static void send_error(struct bth_http_session *s, int status, const char *reaso
     }
     s->status = status;
     s->target_status = -1;
-    s->error_reason = reason;
-    char body[64];
-    int blen = snprintf(body, sizeof(body), "%d %s\n", status, text);
-    evbuffer_add_printf(s->conn.out,
-                        "HTTP/1.1 %d %s\r\nServer: berth\r\nContent-Type: text/plain\r\n"
-                        "Content-Length: %d\r\n%s%s\r\n%s",
-                        status, text, blen, status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n" : "",
-                        s->close_after ? "Connection: close\r\n" : "", body);
-    s->tx_bytes += (uint64_t)blen;
+    size_t before = evbuffer_get_length(s->conn.out);
+    evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d %s\r\nServer: berth\r\n", status,
+                        status_text(status));
+    if (ctype != NULL)
+        evbuffer_add_printf(s->conn.out, "Content-Type: %s\r\n", ctype);
+    evbuffer_add_printf(s->conn.out, "Content-Length: %zu\r\n%s%s\r\n", blen,
+                        extra ? extra : "", s->close_after ? "Connection: close\r\n" : "");
+    if (!s->is_head_method && blen > 0)
+        evbuffer_add(s->conn.out, body, blen);
+    s->tx_bytes += evbuffer_get_length(s->conn.out) - before;
     log_exchange(s);
     release_target(s);
     if (s->close_after) {
@@ -394,8 +454,28 @@ static void send_error(struct bth_http_session *s, int status, const char *reaso
         flush_client(s);
         return;
     }
-    reset_exchange(s);
     flush_client(s);
+    if (s->closing)
+        return;
+    if (!s->req_done) {
+        /* Keep the connection: drop the body the target will never see. */
+        s->discarded = 0;
+        set_state(s, SS_DISCARD);
+        arm_timer(s, s->listener->cfg->idle_timeout_ms);
+        discard_body(s);
+        return;
+    }
+    reset_exchange(s);
+}
+
+/* berth's own error answer: "<status> <text>" as a short plain-text body. */
+static void send_error(struct bth_http_session *s, int status, const char *reason)
+{
+    char body[64];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, status_text(status));
+    send_answer(s, status, "text/plain", body, (size_t)blen,
+                status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n" : NULL,
+                reason);
 }
 
 /* ---- exchange lifecycle -------------------------------------------------------------- */
@@ -410,6 +490,8 @@ static void reset_exchange(struct bth_http_session *s)
     s->req_done = s->resp_done = s->resp_head_sent = false;
     s->req_has_body = s->is_head_method = s->is_upgrade = false;
     s->group = NULL;
+    s->rule = -1;
+    s->set_tg_cookie = s->set_target_cookie = s->resp_sets_app_cookie = false;
     s->ntried = 0;
     s->up_reused = s->retried_fresh = false;
     s->status = 0;
@@ -636,39 +718,271 @@ static size_t request_line_len(const struct bth_http_session *s)
     return s->req.url.off + s->req.url.len + 11; /* " HTTP/1.1\r\n" */
 }
 
-/* Checks what llhttp accepts but berth refuses. Returns 0 or answers and returns -1. */
-static int vet_request(struct bth_http_session *s, size_t head_len)
+/* Checks what llhttp accepts but berth refuses. Returns 0, or the status to answer with
+ * (and sets *<reason>). */
+static int vet_request(struct bth_http_session *s, size_t head_len, const char **reason)
 {
     struct bth_http_head *h = &s->req;
     if (h->too_many) {
-        send_error(s, 431, "too many headers");
-        return -1;
-    }
-    if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0 && !(s->req_parser.flags & F_CHUNKED)) {
-        send_error(s, 501, "unsupported transfer-encoding");
-        return -1;
+        *reason = "too many headers";
+        return 431;
     }
     if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) {
         /* Only a lone "chunked" is supported; "gzip, chunked" and the like are not. */
         const struct bth_http_hdr *te = &h->hdrs[h->idx[BTH_HDR_TRANSFER_ENCODING]];
-        if (!bth_span_ieq(h, te->value, "chunked")) {
-            send_error(s, 501, "unsupported transfer-encoding");
-            return -1;
+        if (!(s->req_parser.flags & F_CHUNKED) || !bth_span_ieq(h, te->value, "chunked")) {
+            *reason = "unsupported transfer-encoding";
+            return 501;
         }
     }
     if (s->req_parser.method == HTTP_TRACE) {
-        send_error(s, 405, "method not allowed");
-        return -1;
+        *reason = "method not allowed";
+        return 405;
     }
     if (s->req.url.len > s->listener->cfg->max_request_line_bytes) {
-        send_error(s, 414, "request line too long");
-        return -1;
+        *reason = "request line too long";
+        return 414;
     }
     if (head_len - request_line_len(s) > s->listener->cfg->max_header_bytes) {
-        send_error(s, 431, "request headers too large");
-        return -1;
+        *reason = "request headers too large";
+        return 431;
     }
     return 0;
+}
+
+/* ---- routing and actions ------------------------------------------------------------- */
+
+/* What routing learnt about the request; spans point into the head or <path>. */
+struct route_info {
+    char *path; /* decoded path (NUL-terminated) */
+    size_t path_len;
+    const char *raw_path; /* as received, for redirects */
+    size_t raw_path_len;
+    const char *query;
+    size_t query_len;
+    const char *host; /* without port */
+    size_t host_len;
+};
+
+static const char *cookie_value(const struct bth_http_head *h, const char *name, size_t *len)
+{
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        const char *v;
+        if (hd->kind == BTH_HDR_COOKIE &&
+            bth_cookie_find(bth_span_ptr(h, hd->value), hd->value.len, name, &v, len))
+            return v;
+    }
+    return NULL;
+}
+
+/* Fills <ri> and matches the listener's rules. Returns the rule index or -1 (default
+ * action), or -2 when the request target is invalid (bad percent escape). */
+static int route(struct bth_http_session *s, struct route_info *ri, size_t cap)
+{
+    const struct bth_http_head *h = &s->req;
+    const char *url = bth_span_ptr(h, h->url), *ahost = NULL;
+    size_t ahost_len = 0;
+    if (bth_router_split_target(url, h->url.len, ri->path, cap, &ri->path_len, &ri->query,
+                                &ri->query_len, &ahost, &ahost_len) != 0)
+        return -2;
+    const char *qmark = memchr(url, '?', h->url.len);
+    ri->raw_path = url;
+    ri->raw_path_len = qmark ? (size_t)(qmark - url) : h->url.len;
+    if (url[0] != '/') { /* absolute-form: only the decoded path is at hand */
+        ri->raw_path = ri->path;
+        ri->raw_path_len = ri->path_len;
+    }
+    if (ahost != NULL) {
+        ri->host = ahost;
+        ri->host_len = ahost_len;
+    } else if (h->idx[BTH_HDR_HOST] >= 0) {
+        struct bth_span v = h->hdrs[h->idx[BTH_HDR_HOST]].value;
+        ri->host = bth_span_ptr(h, v);
+        bth_router_host_without_port(ri->host, v.len, &ri->host_len);
+    } else {
+        ri->host = "";
+        ri->host_len = 0;
+    }
+    if (s->listener->router == NULL)
+        return -1;
+    const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    struct bth_route_input in = {
+        .host = ri->host,
+        .host_len = ri->host_len,
+        .path = ri->path,
+        .path_len = ri->path_len,
+        .query = ri->query,
+        .query_len = ri->query_len,
+        .method = method,
+        .method_len = strlen(method),
+        .head = h,
+        .src = (const struct sockaddr *)&s->peer,
+    };
+    return bth_router_match(s->listener->router, &in);
+}
+
+/* Appends <tmpl> to <out> with the #{...} variables of ALB redirects substituted. */
+static void expand_template(struct evbuffer *out, const char *tmpl, const char *const vals[5],
+                            const size_t lens[5])
+{
+    static const char *const names[] = {"#{protocol}", "#{host}", "#{port}", "#{path}",
+                                        "#{query}"};
+    const char *p = tmpl;
+    while (*p != '\0') {
+        const char *hit = strstr(p, "#{");
+        if (hit == NULL) {
+            evbuffer_add(out, p, strlen(p));
+            break;
+        }
+        evbuffer_add(out, p, (size_t)(hit - p));
+        size_t k = 0;
+        for (; k < 5; k++) {
+            if (strncmp(hit, names[k], strlen(names[k])) == 0)
+                break;
+        }
+        if (k == 5) {
+            evbuffer_add(out, "#{", 2);
+            p = hit + 2;
+            continue;
+        }
+        evbuffer_add(out, vals[k], lens[k]);
+        p = hit + strlen(names[k]);
+    }
+}
+
+/* Answers with the redirect of <a>. The Location is built from the head's spans, so the
+ * head (<head_len> bytes) is drained only afterwards. */
+static void send_redirect(struct bth_http_session *s, const struct bth_cfg_action *a,
+                          const struct route_info *ri, size_t head_len)
+{
+    char port[8];
+    int plen = snprintf(port, sizeof(port), "%u", s->listen_port);
+    const char *vals[5] = {"http", ri->host, port, ri->raw_path, ri->query};
+    const size_t lens[5] = {4, ri->host_len, (size_t)plen, ri->raw_path_len, ri->query_len};
+    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *proto = evbuffer_new();
+    if (b == NULL || proto == NULL) {
+        session_close(s); /* out of memory: only this connection pays */
+        goto out;
+    }
+    expand_template(proto, a->redirect_protocol ? a->redirect_protocol : "#{protocol}", vals, lens);
+    size_t prl = evbuffer_get_length(proto);
+    char scheme[16] = "http";
+    if (prl > 0 && prl < sizeof(scheme)) {
+        evbuffer_remove(proto, scheme, prl);
+        scheme[prl] = '\0';
+        for (char *c = scheme; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    }
+    struct evbuffer *portb = evbuffer_new();
+    expand_template(portb, a->redirect_port ? a->redirect_port : "#{port}", vals, lens);
+    char portv[16] = "";
+    size_t pl = evbuffer_get_length(portb);
+    if (pl < sizeof(portv))
+        evbuffer_remove(portb, portv, pl);
+    evbuffer_free(portb);
+    bool default_port = (strcmp(scheme, "http") == 0 && strcmp(portv, "80") == 0) ||
+                        (strcmp(scheme, "https") == 0 && strcmp(portv, "443") == 0);
+    evbuffer_add_printf(b, "Location: %s://", scheme);
+    expand_template(b, a->redirect_host ? a->redirect_host : "#{host}", vals, lens);
+    if (!default_port && portv[0] != '\0')
+        evbuffer_add_printf(b, ":%s", portv);
+    expand_template(b, a->redirect_path ? a->redirect_path : "#{path}", vals, lens);
+    struct evbuffer *q = evbuffer_new();
+    expand_template(q, a->redirect_query ? a->redirect_query : "#{query}", vals, lens);
+    if (evbuffer_get_length(q) > 0) {
+        evbuffer_add(b, "?", 1);
+        evbuffer_add_buffer(b, q);
+    }
+    evbuffer_free(q);
+    evbuffer_add(b, "\r\n", 3); /* with its NUL: the header lines become a C string */
+    char *extra = (char *)evbuffer_pullup(b, -1);
+    evbuffer_drain(s->conn.in, head_len);
+    send_answer(s, a->redirect_status ? a->redirect_status : 301, NULL, NULL, 0, extra, NULL);
+out:
+    if (b)
+        evbuffer_free(b);
+    if (proto)
+        evbuffer_free(proto);
+}
+
+/* Picks the group of a forward action; with rule-level stickiness the client's BERTHTG
+ * cookie keeps it on its group while that group still has weight. */
+static struct bth_snap_group *pick_group(struct bth_http_session *s,
+                                         const struct bth_snap_action *act)
+{
+    if (act->cfg->stickiness_ms > 0 && act->nforwards > 1) {
+        size_t vlen;
+        const char *v = cookie_value(&s->req, "BERTHTG", &vlen);
+        char name[160];
+        if (v != NULL &&
+            bth_sticky_verify("tg", v, vlen, (int64_t)time(NULL), name, sizeof(name)) > 0) {
+            for (size_t i = 0; i < act->nforwards; i++) {
+                if (act->forwards[i].weight > 0 &&
+                    strcmp(act->forwards[i].group->cfg->name, name) == 0)
+                    return act->forwards[i].group;
+            }
+        }
+        s->set_tg_cookie = true;
+        s->tg_cookie_ms = act->cfg->stickiness_ms;
+    }
+    return bth_lb_pick_group(s->w, act);
+}
+
+/* The target a stickiness cookie names, if it is still in the group and takes traffic. */
+static struct bth_target *sticky_target(struct bth_http_session *s)
+{
+    const struct bth_cfg_target_group *gc = s->group->cfg;
+    char cname[160], scope[160], name[160];
+    const char *prefix = gc->stickiness == BTH_STICKY_LB_COOKIE ? "BERTH-" : "BERTHAPP-";
+    snprintf(cname, sizeof(cname), "%s%s", prefix, gc->name);
+    snprintf(scope, sizeof(scope), "%s|%s", prefix, gc->name);
+    s->set_target_cookie = gc->stickiness == BTH_STICKY_LB_COOKIE;
+    size_t vlen, alen;
+    const char *v = cookie_value(&s->req, cname, &vlen);
+    if (v == NULL)
+        return NULL;
+    if (gc->stickiness == BTH_STICKY_APP_COOKIE &&
+        cookie_value(&s->req, gc->stickiness_cookie, &alen) == NULL)
+        return NULL; /* the application's session ended: no longer sticky */
+    if (bth_sticky_verify(scope, v, vlen, (int64_t)time(NULL), name, sizeof(name)) <= 0)
+        return NULL;
+    for (size_t i = 0; i < s->group->ntargets; i++) {
+        struct bth_target *t = s->group->targets[i];
+        if (strcmp(t->addr.text, name) == 0)
+            return bth_target_takes_traffic(t) ? t : NULL;
+    }
+    return NULL;
+}
+
+/* Set-Cookie lines for stickiness, added to the target's response head. */
+static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
+{
+    char value[BTH_STICKY_VALUE_MAX];
+    int64_t now_s = (int64_t)time(NULL);
+    if (s->set_tg_cookie && s->group != NULL) {
+        uint64_t ttl = s->tg_cookie_ms / 1000;
+        size_t n = bth_sticky_sign("tg", s->group->cfg->name, strlen(s->group->cfg->name),
+                                   now_s + (int64_t)ttl, value);
+        if (n > 0)
+            evbuffer_add_printf(out, "Set-Cookie: BERTHTG=%s; Path=/; Max-Age=%llu\r\n", value,
+                                (unsigned long long)ttl);
+    }
+    if (s->target == NULL || s->group == NULL)
+        return;
+    const struct bth_cfg_target_group *gc = s->group->cfg;
+    bool app = gc->stickiness == BTH_STICKY_APP_COOKIE && s->resp_sets_app_cookie;
+    if (!s->set_target_cookie && !app)
+        return;
+    const char *prefix = app ? "BERTHAPP-" : "BERTH-";
+    char scope[160];
+    snprintf(scope, sizeof(scope), "%s|%s", prefix, gc->name);
+    uint64_t ttl = gc->stickiness_duration_ms / 1000;
+    const char *t = s->target->addr.text;
+    if (bth_sticky_sign(scope, t, strlen(t), now_s + (int64_t)ttl, value) > 0)
+        evbuffer_add_printf(out, "Set-Cookie: %s%s=%s; Path=/; Max-Age=%llu\r\n", prefix,
+                            gc->name, value, (unsigned long long)ttl);
 }
 
 /* The head is complete: classify it, route it and start forwarding. */
@@ -698,8 +1012,13 @@ static void start_request(struct bth_http_session *s, size_t head_len)
         make_request_id(s);
     }
     scratch_copy(s);
-    if (vet_request(s, head_len) != 0)
+    const char *reason = NULL;
+    int status = vet_request(s, head_len, &reason);
+    if (status != 0) {
+        evbuffer_drain(s->conn.in, head_len);
+        send_error(s, status, reason);
         return;
+    }
     s->is_upgrade = s->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
     if (s->req_parser.flags & F_CHUNKED) {
         s->req_body = BODY_CHUNKED;
@@ -714,8 +1033,40 @@ static void start_request(struct bth_http_session *s, size_t head_len)
         s->req_done = true;
     }
 
-    const struct bth_snap_action *act = &s->listener->default_action;
-    s->group = bth_lb_pick_group(s->w, act);
+    char pathbuf[2048];
+    struct route_info ri;
+    size_t cap = h->url.len + 1 > sizeof(pathbuf) ? h->url.len + 1 : sizeof(pathbuf);
+    ri.path = cap > sizeof(pathbuf) ? bth_malloc(cap) : pathbuf;
+    int rule = ri.path != NULL ? route(s, &ri, cap) : -2;
+    if (rule == -2) {
+        if (ri.path != pathbuf)
+            bth_free(ri.path);
+        evbuffer_drain(s->conn.in, head_len);
+        s->close_after = true;
+        send_error(s, 400, "invalid request target");
+        return;
+    }
+    s->rule = rule;
+    const struct bth_snap_action *act =
+        rule >= 0 ? &s->listener->rule_actions[rule] : &s->listener->default_action;
+    const struct bth_cfg_action *ac = act->cfg;
+    if (ac->type == BTH_ACTION_REDIRECT) {
+        send_redirect(s, ac, &ri, head_len);
+        if (ri.path != pathbuf)
+            bth_free(ri.path);
+        return;
+    }
+    if (ri.path != pathbuf)
+        bth_free(ri.path);
+    if (ac->type == BTH_ACTION_FIXED_RESPONSE) {
+        evbuffer_drain(s->conn.in, head_len);
+        const char *body = ac->fixed_body ? ac->fixed_body : "";
+        send_answer(s, ac->fixed_status, ac->fixed_content_type ? ac->fixed_content_type
+                                                                : "text/plain",
+                    body, strlen(body), NULL, NULL);
+        return;
+    }
+    s->group = pick_group(s, act);
     if (s->group == NULL) {
         evbuffer_drain(s->conn.in, head_len);
         send_error(s, 503, "no target group");
@@ -734,8 +1085,15 @@ static void start_request(struct bth_http_session *s, size_t head_len)
  * left. */
 static void start_exchange_on_target(struct bth_http_session *s)
 {
+    struct bth_target *sticky = NULL;
+    if (s->ntried == 0 && s->group->cfg->stickiness != BTH_STICKY_NONE &&
+        s->group->cfg->stickiness != BTH_STICKY_SOURCE_IP)
+        sticky = sticky_target(s);
     for (;;) {
-        struct bth_target *t = bth_lb_pick_target(s->w, s->group, s->tried, s->ntried);
+        struct bth_target *t = sticky;
+        sticky = NULL;
+        if (t == NULL)
+            t = bth_lb_pick_target(s->w, s->group, s->tried, s->ntried);
         if (t == NULL) {
             if (s->ntried == 0)
                 send_error(s, 503, "no healthy target");
@@ -844,6 +1202,9 @@ static void process_client(struct bth_http_session *s)
     case SS_CLOSING:
         evbuffer_drain(s->conn.in, evbuffer_get_length(s->conn.in));
         break;
+    case SS_DISCARD:
+        discard_body(s);
+        break;
     }
 }
 
@@ -854,7 +1215,7 @@ static size_t client_read_limit(struct bth_http_session *s)
         const struct bth_cfg_listener *lc = s->listener->cfg;
         return lc->max_request_line_bytes + lc->max_header_bytes + 8;
     }
-    if (s->state == SS_CLOSING)
+    if (s->state == SS_CLOSING || s->state == SS_DISCARD)
         return READ_BUDGET;
     struct evbuffer *dst = request_sink(s);
     if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
@@ -891,7 +1252,7 @@ static void client_readable(struct bth_http_session *s)
              * do; a request still arriving was cut short; after a whole request we answer
              * first. */
             if (s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING ||
-                s->state == SS_TUNNEL || !s->req_done)
+                s->state == SS_TUNNEL || s->state == SS_DISCARD || !s->req_done)
                 session_close(s);
             else
                 s->close_after = true;
@@ -944,6 +1305,7 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case SS_TUNNEL:
     case SS_CLOSING:
+    case SS_DISCARD:
         session_close(s);
         break;
     }
@@ -1019,6 +1381,18 @@ static void build_response_head(struct bth_http_session *s, struct evbuffer *out
         add_span(out, h, hd->value);
         evbuffer_add(out, "\r\n", 2);
     }
+    const struct bth_cfg_target_group *gc = s->group ? s->group->cfg : NULL;
+    if (gc != NULL && gc->stickiness == BTH_STICKY_APP_COOKIE) {
+        size_t cl = strlen(gc->stickiness_cookie);
+        for (unsigned i = 0; i < h->nhdrs; i++) {
+            const struct bth_http_hdr *hd = &h->hdrs[i];
+            const char *v = bth_span_ptr(h, hd->value);
+            if (hd->kind == BTH_HDR_SET_COOKIE && hd->value.len > cl && v[cl] == '=' &&
+                memcmp(v, gc->stickiness_cookie, cl) == 0)
+                s->resp_sets_app_cookie = true;
+        }
+    }
+    add_sticky_cookies(s, out);
     if (s->status == 101)
         evbuffer_add(out, "Connection: upgrade\r\n", 21);
     else if (s->close_after || !s->client_keepalive)
@@ -1291,6 +1665,7 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     s->listener = &s->snap->listeners[wl->index];
     s->listen_port = ntohs(((const struct sockaddr_in *)&s->listener->cfg->bind.ss)->sin_port);
     s->client_keepalive = true;
+    s->peer = ss;
     describe_peer(s, &ss);
     evtimer_assign(&s->timer, w->base, on_session_timer, s);
     s->next = w->sessions;

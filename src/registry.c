@@ -201,7 +201,7 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
             targets[i] = reg->groups[i].targets;
             counts[i] = reg->groups[i].ntargets;
         }
-        struct bth_snapshot_input in = {reg->config, targets, counts};
+        struct bth_snapshot_input in = {reg->config, targets, counts, reg->nworkers};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);

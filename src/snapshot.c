@@ -5,7 +5,9 @@
 
 #include <string.h>
 
+#include "balancer.h"
 #include "mem.h"
+#include "router.h"
 #include "target.h"
 
 struct bth_config_ref *bth_config_ref_create(struct bth_config *cfg)
@@ -52,6 +54,35 @@ static int build_action(struct bth_snapshot *s, const struct bth_cfg_action *cfg
     return 0;
 }
 
+/* Compiles one listener's rules and resolves every action's groups. */
+static int build_listener(struct bth_snapshot *s, const struct bth_cfg_listener *cfg,
+                          struct bth_snap_listener *l)
+{
+    l->cfg = cfg;
+    if (build_action(s, &cfg->default_action, &l->default_action) != 0)
+        return -1;
+    if (cfg->nrules == 0)
+        return 0;
+    l->rule_actions = bth_calloc(cfg->nrules, sizeof(*l->rule_actions));
+    l->router = bth_router_build(cfg);
+    if (l->rule_actions == NULL || l->router == NULL)
+        return -1;
+    for (size_t r = 0; r < cfg->nrules; r++) {
+        if (build_action(s, &cfg->rules[r].action, &l->rule_actions[r]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_listener(struct bth_snap_listener *l)
+{
+    bth_free(l->default_action.forwards);
+    for (size_t r = 0; l->rule_actions != NULL && r < l->cfg->nrules; r++)
+        bth_free(l->rule_actions[r].forwards);
+    bth_free(l->rule_actions);
+    bth_router_destroy(l->router);
+}
+
 struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uint64_t generation)
 {
     const struct bth_config *cfg = in->config->cfg;
@@ -83,12 +114,13 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
         }
         g->ntargets = n;
         s->ngroups++;
+        if (bth_lb_group_init(g, in->nworkers) != 0)
+            goto fail;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        s->listeners[i].cfg = &cfg->listeners[i];
-        s->nlisteners++;
-        if (build_action(s, &cfg->listeners[i].default_action, &s->listeners[i].default_action))
+        if (build_listener(s, &cfg->listeners[i], &s->listeners[i]) != 0)
             goto fail;
+        s->nlisteners++;
     }
     return s;
 fail:
@@ -100,12 +132,16 @@ void bth_snapshot_unref(struct bth_snapshot *s)
 {
     if (s == NULL || atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < s->nlisteners; i++)
-        bth_free(s->listeners[i].default_action.forwards);
+    /* A listener that failed half-way is freed too: its fields are zero or owned. */
+    for (size_t i = 0; s->listeners != NULL &&
+                       i < s->nlisteners + (s->nlisteners < s->config->cfg->nlisteners);
+         i++)
+        free_listener(&s->listeners[i]);
     for (size_t i = 0; i < s->ngroups; i++) {
         for (size_t j = 0; j < s->groups[i].ntargets; j++)
             bth_target_unref(s->groups[i].targets[j]);
         bth_free(s->groups[i].targets);
+        bth_lb_group_fini(&s->groups[i]);
     }
     bth_free(s->listeners);
     bth_free(s->groups);

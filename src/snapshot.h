@@ -12,13 +12,17 @@
 
 #include "config.h"
 
+struct bth_lb_state;
 struct bth_target;
+struct bth_router;
 
 struct bth_snap_group {
     const struct bth_cfg_target_group *cfg; /* borrowed: lives as long as the snapshot */
     struct bth_target **targets;            /* owned array; one reference per entry */
     size_t ntargets;
-    atomic_uint rr_next; /* round-robin cursor; the only field workers write */
+    atomic_uint rr_next; /* unused since the balancer keeps per-worker state in lb */
+    struct bth_lb_state *lb; /* owned: the algorithm's state (balancer.h); each worker
+                              * writes only its own row of it */
 };
 
 struct bth_snap_forward {
@@ -35,6 +39,8 @@ struct bth_snap_action {
 
 struct bth_snap_listener {
     const struct bth_cfg_listener *cfg; /* borrowed */
+    struct bth_router *router;          /* owned: compiled rules, NULL when none */
+    struct bth_snap_action *rule_actions; /* owned: one per cfg->rules entry, same index */
     struct bth_snap_action default_action;
 };
 
@@ -64,6 +70,7 @@ struct bth_snapshot_input {
     struct bth_config_ref *config;
     struct bth_target ***targets;
     size_t *ntargets;
+    unsigned nworkers; /* worker ids are 0..nworkers-1: sizes per-worker balancer state */
 };
 
 /* Builds a snapshot with one reference for the caller, taking its own references to the

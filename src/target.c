@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "worker.h"
 
 struct bth_target *bth_target_create(const struct bth_addr *addr, unsigned weight,
                                      unsigned nworkers, bool dynamic)
@@ -20,6 +21,8 @@ struct bth_target *bth_target_create(const struct bth_addr *addr, unsigned weigh
     atomic_init(&t->active_conns, 0);
     atomic_init(&t->state, BTH_TARGET_UNAVAILABLE);
     atomic_init(&t->removed, false);
+    /* Created able to take traffic (BTH_TARGET_UNAVAILABLE): slow start begins now. */
+    atomic_init(&t->ready_since_ms, bth_worker_now_ms_monotonic());
     t->addr = *addr;
     t->weight = weight;
     t->dynamic = dynamic;
@@ -38,6 +41,22 @@ void bth_target_unref(struct bth_target *t)
         return;
     if (atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) == 1)
         bth_free(t);
+}
+
+static bool state_takes_traffic(int s)
+{
+    return s == BTH_TARGET_HEALTHY || s == BTH_TARGET_UNAVAILABLE;
+}
+
+void bth_target_set_state(struct bth_target *t, enum bth_target_state st)
+{
+    int old = atomic_load_explicit(&t->state, memory_order_relaxed);
+    /* Stamp before publishing the state; a worker that still reads the old stamp with the
+     * new state gives the target its full weight for that one pick, which is harmless. */
+    if (!state_takes_traffic(old) && state_takes_traffic((int)st))
+        atomic_store_explicit(&t->ready_since_ms, bth_worker_now_ms_monotonic(),
+                              memory_order_relaxed);
+    atomic_store_explicit(&t->state, (int)st, memory_order_release);
 }
 
 const char *bth_target_state_name(enum bth_target_state s)

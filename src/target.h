@@ -36,6 +36,7 @@ struct bth_target {
     atomic_int active_conns;  /* upstream connections open, all workers */
     atomic_int state;         /* enum bth_target_state */
     atomic_bool removed;      /* no longer in any group: pools drop its connections */
+    _Atomic uint64_t ready_since_ms; /* monotonic ms it last began taking traffic (slow start) */
     struct bth_addr addr;
     unsigned weight;
     bool dynamic; /* registered through the control API (not from the config file) */
@@ -52,6 +53,11 @@ void bth_target_ref(struct bth_target *t);
 void bth_target_unref(struct bth_target *t);
 
 const char *bth_target_state_name(enum bth_target_state s);
+
+/* Moves <t> to <st>. When <t> starts taking traffic (turns healthy, or available with
+ * health checks off) ready_since_ms is stamped first, so slow start ramps from this
+ * moment. Main thread: it is the only writer of state and ready_since_ms. */
+void bth_target_set_state(struct bth_target *t, enum bth_target_state st);
 
 static inline bool bth_target_takes_traffic(const struct bth_target *t)
 {

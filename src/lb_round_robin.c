@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* Smooth weighted round robin (nginx ngx_http_upstream_get_peer): each pick adds every
+ * eligible target's weight to its counter, takes the largest counter and takes the total off
+ * it, so weights 5,1,1 give a a b a c a a instead of a burst of five. Counters are per worker
+ * (one cache-line-aligned row each): workers never share a line and never lock. */
+#include "balancer.h"
+
+#include <string.h>
+
+#include "mem.h"
+#include "snapshot.h"
+#include "target.h"
+#include "worker.h"
+
+#define CACHE_LINE 64u
+#define PER_LINE (CACHE_LINE / sizeof(int64_t))
+
+/* One smooth round-robin step over the counters <cur> of <g>; returns the index picked or
+ * -1 when no target is eligible. */
+static ptrdiff_t step(int64_t *cur, const struct bth_snap_group *g, const struct bth_lb_ctx *c)
+{
+    int64_t total = 0;
+    ptrdiff_t best = -1;
+    for (size_t i = 0; i < g->ntargets; i++) {
+        const struct bth_target *t = g->targets[i];
+        if (!bth_lb_eligible(t, c))
+            continue;
+        int64_t wt = (int64_t)bth_lb_weight(t, c);
+        cur[i] += wt;
+        total += wt;
+        if (best < 0 || cur[i] > cur[best])
+            best = (ptrdiff_t)i;
+    }
+    if (best >= 0)
+        cur[best] -= total;
+    return best;
+}
+
+/* Every worker starting from zeroed counters would send its first request after each new
+ * snapshot to the same heaviest target. Worker k starts k steps into the sequence instead:
+ * with equal weights, worker k begins at target k. Steps use the configured weights and
+ * count every target of non-zero weight. */
+static int rr_init(struct bth_lb_state *st, const struct bth_snap_group *g, unsigned nworkers)
+{
+    if (g->ntargets == 0 || nworkers == 0)
+        return 0;
+    size_t stride = (g->ntargets + PER_LINE - 1) / PER_LINE * PER_LINE;
+    size_t bytes = (size_t)nworkers * stride * sizeof(int64_t);
+    void *mem = bth_calloc(1, bytes + CACHE_LINE);
+    if (mem == NULL)
+        return -1;
+    int64_t *rows = (int64_t *)(((uintptr_t)mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
+    /* Failing open counts every target that is not draining, whatever its health: health
+     * changes without a new snapshot, so the phase should not depend on it. */
+    struct bth_lb_ctx c = {.fail_open = true};
+    for (unsigned k = 1; k < nworkers; k++) {
+        int64_t *row = rows + (size_t)k * stride;
+        memcpy(row, row - stride, g->ntargets * sizeof(int64_t));
+        step(row, g, &c);
+    }
+    st->rr_mem = mem;
+    st->rr_rows = rows;
+    st->rr_stride = stride;
+    st->rr_nrows = nworkers;
+    return 0;
+}
+
+static struct bth_target *rr_pick(struct bth_worker *w, const struct bth_snap_group *g,
+                                  const struct bth_lb_ctx *c)
+{
+    const struct bth_lb_state *st = g->lb;
+    /* A worker the snapshot was not sized for must not share another worker's row. */
+    if (w->id >= st->rr_nrows)
+        return bth_lb_pick_weighted_scan(w, g, c);
+    int64_t *cur = st->rr_rows + (size_t)w->id * st->rr_stride;
+    ptrdiff_t i = step(cur, g, c);
+    return i >= 0 ? g->targets[i] : NULL;
+}
+
+static void rr_destroy(struct bth_lb_state *st)
+{
+    bth_free(st->rr_mem);
+    st->rr_mem = NULL;
+    st->rr_rows = NULL;
+}
+
+const struct bth_lb_ops bth_lb_round_robin_ops = {
+    .name = "round_robin",
+    .init = rr_init,
+    .pick = rr_pick,
+    .destroy = rr_destroy,
+};
