@@ -104,6 +104,9 @@ static ssize_t b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
             out[o++] = (uint8_t)(acc >> bits);
         }
     }
+    /* Canonical encodings only: leftover bits must be zero, so each value has one form. */
+    if (bits >= 6 || (acc & ((1u << bits) - 1)) != 0)
+        return -1;
     return (ssize_t)o;
 }
 
