@@ -16,6 +16,8 @@
 #   BERTH_ONLY=1     do not start or measure HAProxy and nginx
 #   CONN=64 DUR=8 ROUNDS=3   wrk connections, seconds per run, rounds
 #   WARMUP=1         seconds of unmeasured load per proxy before round 1 (0: none)
+#   RULES=N          berth gets one catch-all rule, and a second berth ("berth_rules", port
+#                    PORT_BASE+3) matches the same requests against N rules
 #   BACKEND_PORT=9101 PORT_BASE=8081   backend ports BACKEND_PORT..+3; haproxy, nginx and berth
 #                    listen on PORT_BASE, +1, +2 (move them when another run holds the defaults)
 # Exit status: 0 ok; 1 a berth run had non-2xx responses or socket errors, or berth died;
@@ -35,7 +37,9 @@ MARKDOWN=0
 BACKEND_PORT=${BACKEND_PORT:-9101}
 PORT_BASE=${PORT_BASE:-8081}
 BACKEND_PORTS=("$BACKEND_PORT" $((BACKEND_PORT + 1)) $((BACKEND_PORT + 2)) $((BACKEND_PORT + 3)))
-declare -A PORT=([haproxy]=$PORT_BASE [nginx]=$((PORT_BASE + 1)) [berth]=$((PORT_BASE + 2)))
+RULES=${RULES:-0} # > 0: berth gets one catch-all rule and "berth_rules" runs with RULES rules
+declare -A PORT=([haproxy]=$PORT_BASE [nginx]=$((PORT_BASE + 1)) [berth]=$((PORT_BASE + 2))
+                 [berth_rules]=$((PORT_BASE + 3)))
 declare -A PID=()   # proxy name -> pid whose CPU time is measured
 declare -A LOG=()   # proxy name -> its log file
 STARTED=()          # every pid this script started, for cleanup
@@ -51,7 +55,7 @@ for arg in "$@"; do
     *) usage >&2; die "unknown argument: $arg" ;;
     esac
 done
-for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE; do
+for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE RULES; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((CONN > 0 && DUR > 0 && ROUNDS > 0)) || die "CONN, DUR and ROUNDS must be positive"
@@ -80,6 +84,7 @@ fi
 PROXIES=()
 [[ $BERTH_ONLY == 1 ]] || PROXIES+=(haproxy nginx)
 [[ $RUN_BERTH == 0 ]] || PROXIES+=(berth)
+if [[ $RUN_BERTH == 1 ]] && ((RULES > 0)); then PROXIES+=(berth_rules); fi
 
 # ---- temp dir and cleanup ----------------------------------------------------------------
 D=$(mktemp -d /tmp/berth-bench-http.XXXXXX)
@@ -250,6 +255,25 @@ target_groups:
     targets: [$targets]
 EOF
 
+# With RULES=N: berth matches one catch-all rule, berth_rules the same request against N
+# rules (N-1 host+path rules that miss, then the catch-all), both forwarding to "be".
+if ((RULES > 0)); then
+    catch_all='{priority: 50000, conditions: {path: ["/*"]}, action: {forward: {target_groups: [{name: be}]}}}'
+    sed "s|bind: 127.0.0.1:${PORT[berth]}|bind: 127.0.0.1:${PORT[berth_rules]}|; s|$D/berth.sock|$D/berth_rules.sock|" \
+        "$D/berth.yaml" >"$D/berth_rules.yaml"
+    {
+        echo "    rules:"
+        echo "      - $catch_all"
+    } | sed -i "/    default_action:/e cat /dev/stdin" "$D/berth.yaml"
+    {
+        echo "    rules:"
+        for ((i = 1; i < RULES; i++)); do
+            echo "      - {priority: $i, conditions: {host: [\"api-$i.example.com\"], path: [\"/svc-$i/*\"]}, action: {forward: {target_groups: [{name: be}]}}}"
+        done
+        echo "      - $catch_all"
+    } | sed -i "/    default_action:/e cat /dev/stdin" "$D/berth_rules.yaml"
+fi
+
 # ---- start -------------------------------------------------------------------------------
 LOG[backend]=$D/backend.log
 # nginx writes its error log (-e, error_log) and its start-up messages (stderr) to one file.
@@ -267,6 +291,7 @@ for n in "${PROXIES[@]}"; do
     haproxy) "$HAPROXY" -f "$D/haproxy.cfg" >>"$D/haproxy.log" 2>&1 & ;;
     nginx) "$NGINX" -e "$D/nginx.log" -p "$D" -c "$D/nginx.conf" >>"$D/nginx.log" 2>&1 & ;;
     berth) "$BERTH_BIN" -c "$D/berth.yaml" >>"$D/berth.log" 2>&1 & ;;
+    berth_rules) "$BERTH_BIN" -c "$D/berth_rules.yaml" >>"$D/berth_rules.log" 2>&1 & ;;
     esac
     STARTED+=($!)
     PID[$n]=$!
@@ -334,9 +359,9 @@ run() {
     if ! grep -q '^Requests/sec:' "$out"; then
         echo "warning: wrk output for $n not understood:" >&2
         cat "$out" >&2
-        if [[ $n == berth ]]; then FAIL=1; fi
+        if [[ $n == berth* ]]; then FAIL=1; fi
     fi
-    if [[ $n == berth ]] && awk -F'\t' '$7 != 0 || $8 != 0 {exit 0} {exit 1}' <<<"$line"; then
+    if [[ $n == berth* ]] && awk -F'\t' '$7 != 0 || $8 != 0 {exit 0} {exit 1}' <<<"$line"; then
         FAIL=1
     fi
 }
@@ -382,9 +407,9 @@ if [[ $MARKDOWN == 1 ]]; then
     done
 else
     echo "summary: median of $ROUNDS rounds (non2xx and sock_err summed over rounds)"
-    printf "%-8s %10s %10s %10s %11s %7s %9s\n" proxy rps p50_ms p99_ms cpu_us/req non2xx sock_err
+    printf "%-12s %10s %10s %10s %11s %7s %9s\n" proxy rps p50_ms p99_ms cpu_us/req non2xx sock_err
     for n in "${PROXIES[@]}"; do
-        printf "%-8s %10.0f %10.3f %10.3f %11.2f %7s %9s\n" "$n" "${MED[$n.rps]}" "${MED[$n.p50]}" \
+        printf "%-12s %10.0f %10.3f %10.3f %11.2f %7s %9s\n" "$n" "${MED[$n.rps]}" "${MED[$n.p50]}" \
             "${MED[$n.p99]}" "${MED[$n.cpu]}" "${MED[$n.non2xx]}" "${MED[$n.sock]}"
     done
 fi
@@ -404,6 +429,12 @@ if [[ $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
             printf "berth/%-8s cpu_us/req ratio %s (lower is better), rps ratio %s (higher is better)\n" "$a" "$cr" "$rr"
         fi
     done
+fi
+
+if ((RULES > 0)) && [[ $RUN_BERTH == 1 ]]; then
+    echo
+    printf "berth with %d rules / berth with 1 rule: cpu_us/req ratio %s, rps ratio %s\n" "$RULES" \
+        "$(ratio "${MED[berth_rules.cpu]}" "${MED[berth.cpu]}")" "$(ratio "${MED[berth_rules.rps]}" "${MED[berth.rps]}")"
 fi
 
 if [[ $FAIL != 0 ]]; then
