@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
+#include "state_file.h"
 #include "sticky.h"
 #include "worker.h"
 
@@ -172,14 +173,53 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     bth_app_stop(app);
 }
 
-/* The stickiness cookie key: from cookie_key_file (shared across a fleet), else random for
- * this process. */
-static int setup_sticky_key(const struct bth_config *cfg)
+static void save_state(struct bth_app *app)
 {
-    uint8_t key[BTH_STICKY_KEY_BYTES];
+    const struct bth_config *cfg = app->registry.config->cfg;
+    if (cfg->state_file == NULL)
+        return;
+    int rc = bth_state_save(cfg->state_file, &app->registry,
+                            app->cookie_key_in_state ? app->cookie_key : NULL);
+    if (rc != 0)
+        bth_log(BTH_LOG_ERR, "state file %s: write failed: %s", cfg->state_file, strerror(-rc));
+}
+
+int bth_app_commit(struct bth_app *app)
+{
+    int rc = bth_app_publish(app);
+    save_state(app);
+    return rc;
+}
+
+static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_app *app = arg;
+    if (bth_registry_drain_tick(&app->registry, bth_worker_now_ms_monotonic()) > 0)
+        bth_app_commit(app);
+}
+
+/* Dynamic registrations and, when no cookie_key_file is set, the cookie key come back from
+ * the state file. */
+static void load_state(struct bth_app *app, const struct bth_config *cfg, bool *have_key)
+{
+    *have_key = false;
+    if (cfg->state_file == NULL)
+        return;
+    int rc = bth_state_load(cfg->state_file, &app->registry, app->cookie_key, have_key);
+    if (rc == 0)
+        bth_log(BTH_LOG_NOTICE, "state file %s loaded", cfg->state_file);
+}
+
+/* The stickiness cookie key: from cookie_key_file (share it across a fleet), else the one
+ * kept in the state file, else a new random one (kept in the state file when there is
+ * one, so cookies survive restarts). */
+static int setup_sticky_key(struct bth_app *app, const struct bth_config *cfg, bool state_key)
+{
+    uint8_t *key = app->cookie_key;
     if (cfg->cookie_key_file == NULL) {
-        if (bth_sticky_random_key(key) != 0)
+        if (!state_key && bth_sticky_random_key(key) != 0)
             return -1;
+        app->cookie_key_in_state = cfg->state_file != NULL;
         bth_sticky_set_key(key);
         return 0;
     }
@@ -234,8 +274,11 @@ int bth_app_start(struct bth_app *app, const char *config_path)
         app->signals[i] = evsignal_new(app->base, sigs[i], on_signal, app);
         evsignal_add(app->signals[i], NULL);
     }
-    if (setup_sticky_key(cfg) != 0)
+    bool state_key;
+    load_state(app, cfg, &state_key);
+    if (setup_sticky_key(app, cfg, state_key) != 0)
         return -1;
+    save_state(app); /* a fresh key, or a file set aside, is written back at once */
     app->control = bth_control_start(app, cfg->control_socket);
     if (app->control == NULL)
         return -1;
@@ -246,6 +289,9 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     bth_snapshot_unref(snap);
     if (rc != 0)
         return -1;
+    app->drain_timer = event_new(app->base, -1, EV_PERSIST, on_drain_timer, app);
+    struct timeval dtv = {0, 50 * 1000};
+    event_add(app->drain_timer, &dtv);
     bth_log(BTH_LOG_NOTICE, "control socket %s", cfg->control_socket);
     bth_log(BTH_LOG_NOTICE, "ready");
     return 0;
@@ -278,6 +324,8 @@ void bth_app_fini(struct bth_app *app)
     }
     if (app->shutdown_poll)
         event_free(app->shutdown_poll);
+    if (app->drain_timer)
+        event_free(app->drain_timer);
     if (app->base)
         event_base_free(app->base);
     bth_free(app->config_path);

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "accesslog.h"
 #include "registry.h"
@@ -25,6 +26,9 @@ struct bth_app {
     struct bth_control *control; /* owned */
     struct event *signals[3];    /* owned */
     struct event *shutdown_poll; /* owned */
+    struct event *drain_timer;   /* owned: ends drains that are idle or due */
+    uint8_t cookie_key[32];
+    bool cookie_key_in_state;    /* the key is generated and kept in the state file */
     bool stopping;
     int exit_code;
 };
@@ -39,6 +43,10 @@ int bth_app_run(struct bth_app *app);
 /* Builds a snapshot from the registry and hands one reference to each worker. Returns 0
  * or -1 (out of memory; the workers keep the previous snapshot). */
 int bth_app_publish(struct bth_app *app);
+
+/* After a registry change: publishes a new snapshot and saves the state file. Returns 0,
+ * or -1 when the snapshot could not be built (the workers keep the previous one). */
+int bth_app_commit(struct bth_app *app);
 
 /* Starts a graceful stop: workers stop accepting and finish within shutdown_timeout. */
 void bth_app_stop(struct bth_app *app);

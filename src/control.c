@@ -28,6 +28,7 @@
 #include "registry.h"
 #include "snapshot.h"
 #include "target.h"
+#include "worker.h"
 
 #define MAX_BODY_BYTES (4 * 1024 * 1024)
 
@@ -216,6 +217,48 @@ fail:
     return -1;
 }
 
+/* A deregister call with "Wait": true, answered when its last target has drained. */
+struct drain_wait {
+    struct evhttp_request *req; /* NULL once the client went away */
+    int pending;
+};
+
+static void on_wait_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct drain_wait *dw = arg;
+    dw->req = NULL;
+}
+
+static void on_drain_done(void *arg)
+{
+    struct drain_wait *dw = arg;
+    if (--dw->pending > 0)
+        return;
+    if (dw->req != NULL) {
+        evhttp_connection_set_closecb(evhttp_request_get_connection(dw->req), NULL, NULL);
+        reply_json(dw->req, 200, json_object());
+    }
+    bth_free(dw);
+}
+
+static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
+                            struct bth_reg_group *g, const struct bth_addr *addrs, int n)
+{
+    struct drain_wait *dw = bth_calloc(1, sizeof(*dw));
+    if (dw == NULL) {
+        reply_error(req, 500, "InternalFailure", "out of memory");
+        return;
+    }
+    dw->req = req;
+    dw->pending = n + 1; /* the extra one keeps it alive until every waiter is registered */
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_wait_conn_close, dw);
+    for (int i = 0; i < n; i++) {
+        if (bth_registry_drain_wait(&c->app->registry, g, &addrs[i], on_drain_done, dw) != 0)
+            on_drain_done(dw); /* out of memory: do not wait for this one */
+    }
+    on_drain_done(dw);
+}
+
 static void handle_register(struct bth_control *c, struct evhttp_request *req,
                             struct bth_reg_group *g, bool add)
 {
@@ -225,25 +268,28 @@ static void handle_register(struct bth_control *c, struct evhttp_request *req,
     int n = parse_targets(req, &addrs, &weights, &wait);
     if (n < 0)
         return;
-    int changed = 0;
+    uint64_t now = bth_worker_now_ms_monotonic();
     for (int i = 0; i < n; i++) {
-        if (add) {
-            if (bth_registry_register(&c->app->registry, g, &addrs[i], weights[i]) != 0) {
-                reply_error(req, 500, "InternalFailure", "out of memory");
-                goto out;
-            }
-            changed = 1;
-        } else {
-            changed |= bth_registry_deregister(&c->app->registry, g, &addrs[i]);
+        int rc = add ? bth_registry_register(&c->app->registry, g, &addrs[i], weights[i])
+                     : bth_registry_drain(&c->app->registry, g, &addrs[i], now);
+        if (rc < 0) {
+            reply_error(req, 500, "InternalFailure", "out of memory");
+            goto out;
         }
     }
-    if (changed && bth_app_publish(c->app) != 0) {
+    /* A drain with nothing in flight (or a zero delay) ends at once. */
+    if (!add)
+        bth_registry_drain_tick(&c->app->registry, now);
+    if (bth_app_commit(c->app) != 0) {
         reply_error(req, 500, "InternalFailure", "out of memory");
         goto out;
     }
-    bth_log(BTH_LOG_NOTICE, "%s %d target(s) %s group %s", add ? "registered" : "deregistered", n,
-            add ? "in" : "from", g->name);
-    reply_json(req, 200, json_object());
+    bth_log(BTH_LOG_NOTICE, "%s %d target(s) %s group %s", add ? "registered" : "deregistering",
+            n, add ? "in" : "from", g->name);
+    if (!add && wait)
+        wait_for_drains(c, req, g, addrs, n);
+    else
+        reply_json(req, 200, json_object());
 out:
     bth_free(addrs);
     bth_free(weights);

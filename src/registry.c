@@ -23,6 +23,8 @@ bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b)
            memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
+static void drain_unlink(struct bth_registry *reg, struct bth_drain *d, bool run_waiters);
+
 void bth_registry_init(struct bth_registry *reg, unsigned nworkers)
 {
     memset(reg, 0, sizeof(*reg));
@@ -39,6 +41,9 @@ static void group_fini(struct bth_reg_group *g)
 
 void bth_registry_fini(struct bth_registry *reg)
 {
+    /* At exit the control server is gone: waiters are dropped, not answered. */
+    while (reg->drains != NULL)
+        drain_unlink(reg, reg->drains, false);
     for (size_t i = 0; i < reg->ngroups; i++)
         group_fini(&reg->groups[i]);
     bth_free(reg->groups);
@@ -161,11 +166,47 @@ struct bth_reg_group *bth_registry_find_group(struct bth_registry *reg, const ch
     return find_in(reg->groups, reg->ngroups, name);
 }
 
+static void drain_unlink(struct bth_registry *reg, struct bth_drain *d, bool run_waiters)
+{
+    for (struct bth_drain **p = &reg->drains; *p != NULL; p = &(*p)->next) {
+        if (*p == d) {
+            *p = d->next;
+            break;
+        }
+    }
+    for (struct bth_drain_waiter *w = d->waiters, *n; w != NULL; w = n) {
+        n = w->next;
+        if (run_waiters)
+            w->cb(w->arg);
+        bth_free(w);
+    }
+    bth_target_unref(d->target);
+    bth_free(d->group);
+    bth_free(d);
+}
+
+struct bth_drain *bth_registry_find_drain(struct bth_registry *reg, const struct bth_target *t)
+{
+    for (struct bth_drain *d = reg->drains; d != NULL; d = d->next) {
+        if (d->target == t)
+            return d;
+    }
+    return NULL;
+}
+
 int bth_registry_register(struct bth_registry *reg, struct bth_reg_group *g,
                           const struct bth_addr *addr, unsigned weight)
 {
-    if (group_index_of(g, addr) >= 0)
+    ssize_t at = group_index_of(g, addr);
+    if (at >= 0) {
+        /* Registering a draining target cancels its drain, as ELB does. */
+        struct bth_drain *d = bth_registry_find_drain(reg, g->targets[at]);
+        if (d != NULL) {
+            atomic_store(&d->target->state, d->prev_state);
+            drain_unlink(reg, d, true);
+        }
         return 0;
+    }
     struct bth_target *t = bth_target_create(addr, weight, reg->nworkers, true);
     if (t == NULL)
         return -1;
@@ -188,6 +229,67 @@ int bth_registry_deregister(struct bth_registry *reg, struct bth_reg_group *g,
     atomic_store(&t->removed, true);
     bth_target_unref(t);
     return 1;
+}
+
+int bth_registry_drain(struct bth_registry *reg, struct bth_reg_group *g,
+                       const struct bth_addr *addr, uint64_t now_ms)
+{
+    ssize_t at = group_index_of(g, addr);
+    if (at < 0)
+        return 0;
+    struct bth_target *t = g->targets[at];
+    if (bth_registry_find_drain(reg, t) != NULL)
+        return 1;
+    struct bth_drain *d = bth_calloc(1, sizeof(*d));
+    if (d == NULL || (d->group = bth_strdup(g->name)) == NULL) {
+        bth_free(d);
+        return -1;
+    }
+    bth_target_ref(t);
+    d->target = t;
+    d->deadline_ms = now_ms + g->cfg->deregistration_delay_ms;
+    d->prev_state = atomic_exchange(&t->state, BTH_TARGET_DRAINING);
+    d->next = reg->drains;
+    reg->drains = d;
+    return 1;
+}
+
+int bth_registry_drain_wait(struct bth_registry *reg, struct bth_reg_group *g,
+                            const struct bth_addr *addr, bth_drain_done_cb cb, void *arg)
+{
+    ssize_t at = group_index_of(g, addr);
+    struct bth_drain *d = at >= 0 ? bth_registry_find_drain(reg, g->targets[at]) : NULL;
+    if (d == NULL) {
+        cb(arg);
+        return 0;
+    }
+    struct bth_drain_waiter *w = bth_calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -1;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = d->waiters;
+    d->waiters = w;
+    return 0;
+}
+
+int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms)
+{
+    int ended = 0;
+    struct bth_drain *d = reg->drains, *next;
+    for (; d != NULL; d = next) {
+        next = d->next;
+        bool idle = atomic_load_explicit(&d->target->outstanding, memory_order_relaxed) == 0;
+        if (!idle && now_ms < d->deadline_ms)
+            continue;
+        struct bth_reg_group *g = bth_registry_find_group(reg, d->group);
+        if (g != NULL)
+            bth_registry_deregister(reg, g, &d->target->addr);
+        atomic_store(&d->target->removed, true);
+        drain_unlink(reg, d, true);
+        ended++;
+    }
+    return ended;
 }
 
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)

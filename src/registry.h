@@ -23,10 +23,31 @@ struct bth_reg_group {
     size_t cap;
 };
 
+/* Called once when a drain ends (the target is gone from its group). */
+typedef void (*bth_drain_done_cb)(void *arg);
+
+struct bth_drain_waiter {
+    bth_drain_done_cb cb;
+    void *arg;
+    struct bth_drain_waiter *next;
+};
+
+/* A deregistered target finishing its in-flight work. It stays in its group's array (state
+ * draining, so no new request picks it) until nothing is in flight or the deadline passes. */
+struct bth_drain {
+    char *group;              /* owned: group name (group arrays move on reload) */
+    struct bth_target *target; /* one reference held */
+    uint64_t deadline_ms;     /* monotonic */
+    int prev_state;           /* restored when a re-register cancels the drain */
+    struct bth_drain_waiter *waiters; /* owned */
+    struct bth_drain *next;
+};
+
 struct bth_registry {
     struct bth_config_ref *config; /* one reference held */
     struct bth_reg_group *groups;  /* owned, in config order */
     size_t ngroups;
+    struct bth_drain *drains;      /* owned list */
     unsigned nworkers;
     uint64_t generation;
 };
@@ -46,10 +67,28 @@ struct bth_reg_group *bth_registry_find_group(struct bth_registry *reg, const ch
 int bth_registry_register(struct bth_registry *reg, struct bth_reg_group *g,
                           const struct bth_addr *addr, unsigned weight);
 
-/* Removes <addr> from <g> if present; in-flight work keeps its own references. Returns 1
- * when removed, 0 when it was not there. */
+/* Removes <addr> from <g> at once if present; in-flight work keeps its own references.
+ * Returns 1 when removed, 0 when it was not there. */
 int bth_registry_deregister(struct bth_registry *reg, struct bth_reg_group *g,
                             const struct bth_addr *addr);
+
+/* Starts draining <addr> in <g> for the group's deregistration_delay (a target already
+ * draining keeps its deadline). Returns 1 when a drain started or is under way, 0 when the
+ * target is not in the group, -1 when out of memory. */
+int bth_registry_drain(struct bth_registry *reg, struct bth_reg_group *g,
+                       const struct bth_addr *addr, uint64_t now_ms);
+
+/* Calls <cb>(<arg>) when the drain of <addr> in <g> ends; at once (before returning) when
+ * the target is not draining. Returns 0 or -1 (out of memory: <cb> is not called). */
+int bth_registry_drain_wait(struct bth_registry *reg, struct bth_reg_group *g,
+                            const struct bth_addr *addr, bth_drain_done_cb cb, void *arg);
+
+/* Ends the drains that are idle or past their deadline: the targets leave their groups and
+ * waiters are called. Returns the number ended (the caller publishes when > 0). */
+int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms);
+
+/* The drain of <t>, or NULL. */
+struct bth_drain *bth_registry_find_drain(struct bth_registry *reg, const struct bth_target *t);
 
 /* A new snapshot of the current state, with one reference for the caller; NULL on OOM. */
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg);

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/* Main thread only. Persistence of what the control API changed: targets registered at run
+ * time (per group) and the stickiness cookie key when no cookie_key_file is configured.
+ * Saved atomically after every change (temporary file, fsync, rename, fsync of the
+ * directory), loaded at start, so a restart or a crash loses no registration. */
+#ifndef BERTH_STATE_FILE_H
+#define BERTH_STATE_FILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sticky.h"
+
+struct bth_registry;
+
+/* Writes the dynamic, non-draining targets of <reg> and <key> (NULL: none) to <path>.
+ * Returns 0 or -errno (the previous file is left intact). */
+int bth_state_save(const char *path, const struct bth_registry *reg,
+                   const uint8_t key[BTH_STICKY_KEY_BYTES]);
+
+/* Reads <path> into <reg> (registering its targets into groups that exist; targets of
+ * groups no longer in the config are dropped with a warning) and <key> (*<have_key> says
+ * whether the file had one). Returns 0 when loaded, 1 when there is no file, -1 when it was
+ * unreadable or corrupt: then it is renamed to "<path>.corrupt-<unix time>" and logged, and
+ * <reg> is unchanged. */
+int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_STICKY_KEY_BYTES],
+                   bool *have_key);
+
+#endif /* BERTH_STATE_FILE_H */
