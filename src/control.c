@@ -19,6 +19,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "app.h"
 #include "config.h"
@@ -33,10 +34,26 @@
 #define MAX_BODY_BYTES (4 * 1024 * 1024)
 
 struct bth_control {
-    struct bth_app *app; /* borrowed */
-    struct evhttp *http; /* owned */
-    char *path;          /* owned */
+    struct bth_app *app;     /* borrowed */
+    struct evhttp *http;     /* owned: the Unix socket */
+    struct evhttp *tcp_http; /* owned: control.listen, NULL when not configured */
+    char *token;             /* owned: Bearer token for tcp_http */
+    size_t token_len;
+    char *path;              /* owned */
 };
+
+static const char *reason_phrase(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 414: return "URI Too Long";
+    case 500: return "Internal Server Error";
+    default: return code < 400 ? "OK" : "Error";
+    }
+}
 
 static void reply_json(struct evhttp_request *req, int code, json_t *body)
 {
@@ -47,7 +64,7 @@ static void reply_json(struct evhttp_request *req, int code, json_t *body)
         evbuffer_add(out, "\n", 1);
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code, code < 400 ? "OK" : "Error", out);
+    evhttp_send_reply(req, code, reason_phrase(code), out);
     if (out)
         evbuffer_free(out);
     free(text);
@@ -369,6 +386,85 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
+/* The TCP control listener: every request needs "Authorization: Bearer <token>". */
+static void on_tcp_request(struct evhttp_request *req, void *arg)
+{
+    struct bth_control *c = arg;
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    static const char bearer[] = "Bearer ";
+    bool ok = false;
+    if (auth != NULL && strncmp(auth, bearer, sizeof(bearer) - 1) == 0) {
+        const char *given = auth + sizeof(bearer) - 1;
+        size_t glen = strlen(given);
+        /* Constant time over the token length; the length itself is not secret. */
+        ok = glen == c->token_len && CRYPTO_memcmp(given, c->token, glen) == 0;
+    }
+    if (!ok) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"berth\"");
+        reply_error(req, 401, "Unauthorized", "a valid Authorization: Bearer token is required");
+        return;
+    }
+    on_request(req, c);
+}
+
+/* Reads the token file; refuses a missing, empty or world-readable file. */
+static int read_token(struct bth_control *c, const char *file)
+{
+    struct stat st;
+    if (stat(file, &st) != 0) {
+        bth_log(BTH_LOG_ERR, "control token_file %s: %s", file, strerror(errno));
+        return -1;
+    }
+    if (st.st_mode & S_IROTH) {
+        bth_log(BTH_LOG_ERR, "control token_file %s is world-readable; refusing to start "
+                             "(chmod o-r)",
+                file);
+        return -1;
+    }
+    FILE *f = fopen(file, "r");
+    char buf[1024];
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    if (n == 0) {
+        bth_log(BTH_LOG_ERR, "control token_file %s is empty or unreadable", file);
+        return -1;
+    }
+    c->token = bth_strndup(buf, n);
+    c->token_len = n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return c->token ? 0 : -1;
+}
+
+static int start_tcp(struct bth_control *c, const char *listen_addr, const char *token_file)
+{
+    struct bth_addr a;
+    if (bth_parse_addr(listen_addr, &a) != 0 || read_token(c, token_file) != 0)
+        return -1;
+    c->tcp_http = evhttp_new(c->app->base);
+    if (c->tcp_http == NULL)
+        return -1;
+    int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd != -1)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd == -1 || bind(fd, (struct sockaddr *)&a.ss, a.len) == -1 || listen(fd, 128) == -1 ||
+        evhttp_accept_socket(c->tcp_http, fd) != 0) {
+        bth_log(BTH_LOG_ERR, "control listen %s: bind() failed: %s", listen_addr, strerror(errno));
+        if (fd != -1)
+            close(fd);
+        return -1;
+    }
+    evhttp_set_max_body_size(c->tcp_http, MAX_BODY_BYTES);
+    evhttp_set_allowed_methods(c->tcp_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_gencb(c->tcp_http, on_tcp_request, c);
+    bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", listen_addr);
+    return 0;
+}
+
 static int bind_unix(const char *path)
 {
     struct sockaddr_un sun;
@@ -417,8 +513,18 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
     evhttp_set_max_body_size(c->http, MAX_BODY_BYTES);
     evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_gencb(c->http, on_request, c);
+    const struct bth_config *cfg = app->registry.config->cfg;
+    if (cfg->control_listen != NULL &&
+        start_tcp(c, cfg->control_listen, cfg->control_token_file) != 0)
+        goto fail;
     return c;
 fail:
+    if (c->tcp_http)
+        evhttp_free(c->tcp_http);
+    if (c->token) {
+        OPENSSL_cleanse(c->token, c->token_len);
+        bth_free(c->token);
+    }
     if (c->http)
         evhttp_free(c->http);
     bth_free(c->path);
@@ -431,6 +537,12 @@ void bth_control_stop(struct bth_control *c)
     if (c == NULL)
         return;
     evhttp_free(c->http);
+    if (c->tcp_http)
+        evhttp_free(c->tcp_http);
+    if (c->token) {
+        OPENSSL_cleanse(c->token, c->token_len);
+        bth_free(c->token);
+    }
     unlink(c->path);
     bth_free(c->path);
     bth_free(c);
