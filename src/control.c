@@ -315,14 +315,7 @@ out:
 static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
-    bth_metrics_render(out, c->app->workers, c->app->nworkers);
-    evbuffer_add_printf(out, "# HELP berth_healthy_targets Targets taking traffic per group.\n"
-                             "# TYPE berth_healthy_targets gauge\n");
-    for (size_t i = 0; i < c->app->registry.ngroups; i++) {
-        const struct bth_reg_group *g = &c->app->registry.groups[i];
-        evbuffer_add_printf(out, "berth_healthy_targets{target_group=\"%s\"} %u\n", g->name,
-                            count_healthy(g));
-    }
+    bth_metrics_render(out, c->app->workers, c->app->nworkers, &c->app->registry);
     reply_text(req, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);
 }

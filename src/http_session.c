@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "router.h"
 #include "snapshot.h"
+#include "stats.h"
 #include "sticky.h"
 #include "target.h"
 #include "worker.h"
@@ -295,25 +296,44 @@ static void scratch_copy(struct bth_http_session *s)
     memcpy(p, bth_span_ptr(h, ua), s->ua_len);
 }
 
+/* Counts the exchange for its listener and group (ELB's per-load-balancer and per-target-
+ * group metrics). */
+static void count_exchange(struct bth_http_session *s)
+{
+    unsigned row = s->w->id;
+    struct bth_stats *ls = s->listener->stats;
+    bth_stats_add(ls, row, BTH_ST_REQUESTS, 1);
+    bth_stats_add(ls, row, BTH_ST_PROCESSED_BYTES, s->rx_bytes + s->tx_bytes);
+    int cls = s->status / 100;
+    if (s->target_status < 0) {
+        if (cls >= 3 && cls <= 5)
+            bth_stats_add(ls, row, (enum bth_stat)(BTH_ST_ELB_3XX + cls - 3), 1);
+        return;
+    }
+    if (s->group == NULL)
+        return;
+    struct bth_stats *gs = s->group->stats;
+    bth_stats_add(gs, row, BTH_ST_REQUESTS, 1);
+    if (cls >= 1 && cls <= 5)
+        bth_stats_add(gs, row, (enum bth_stat)(BTH_ST_TARGET_1XX + cls - 1), 1);
+    if (s->t_sent.tv_sec != 0 && s->t_resp.tv_sec != 0) {
+        double rt = seconds_between(&s->t_sent, &s->t_resp);
+        bth_stats_observe_rt(gs, row, (uint64_t)(rt * 1e6));
+    }
+}
+
+static void count_connection_error(struct bth_http_session *s)
+{
+    if (s->group != NULL)
+        bth_stats_add(s->group->stats, s->w->id, BTH_ST_TARGET_CONN_ERRORS, 1);
+}
+
 static void log_exchange(struct bth_http_session *s)
 {
     struct bth_worker *w = s->w;
-    struct bth_metrics *m = &w->metrics;
-    BTH_STAT_ADD(m->requests, 1);
-    BTH_STAT_ADD(m->processed_bytes, s->rx_bytes + s->tx_bytes);
-    int cls = s->status / 100;
-    if (cls >= 1 && cls <= 5) {
-        if (s->target_status >= 0)
-            BTH_STAT_ADD(m->target_xx[cls], 1);
-        else
-            BTH_STAT_ADD(m->elb_xx[cls], 1);
-    }
+    count_exchange(s);
     struct timespec t_end;
     now(&t_end);
-    if (s->target_status >= 0 && s->t_sent.tv_sec != 0 && s->t_resp.tv_sec != 0) {
-        double rt = seconds_between(&s->t_sent, &s->t_resp);
-        bth_metrics_observe_rt(m, (uint64_t)(rt * 1e6));
-    }
     if (w->alog.sink == NULL || w->alog.sink->fd < 0)
         return;
     const char *tgt = s->target != NULL ? s->target->addr.text : NULL;
@@ -1111,7 +1131,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
             break;
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
                 t->addr.text, strerror(errno));
-        BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+        count_connection_error(s);
         release_target(s);
         if (s->ntried >= MAX_TRIES) {
             send_error(s, 502, "target connection failed");
@@ -1332,7 +1352,7 @@ static void upstream_failed_early(struct bth_http_session *s, const char *why)
             return;
         }
     }
-    BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+    count_connection_error(s);
     bth_log(BTH_LOG_INFO, "#%llu target %s: %s", (unsigned long long)s->id,
             s->target ? s->target->addr.text : "-", why);
     send_error(s, 502, why);
@@ -1344,7 +1364,7 @@ static void upstream_connect_done(struct bth_http_session *s)
     if (rc != 0) {
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
                 s->target->addr.text, strerror(-rc));
-        BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+        count_connection_error(s);
         drop_upstream(s, false);
         release_target(s);
         /* Nothing was sent: another target may take the request (the pending buffer
@@ -1592,7 +1612,7 @@ static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
         if (what & EV_TIMEOUT) {
             bth_log(BTH_LOG_INFO, "#%llu connect() to %s timed out", (unsigned long long)s->id,
                     up->target->addr.text);
-            BTH_STAT_ADD(s->w->metrics.target_connection_errors, 1);
+            count_connection_error(s);
             send_error(s, 504, "target connect timeout");
         } else {
             upstream_connect_done(s);
@@ -1672,7 +1692,7 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     if (w->sessions)
         w->sessions->prev = s;
     w->sessions = s;
-    BTH_STAT_ADD(w->metrics.new_connections, 1);
+    bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
     BTH_STAT_ADD(w->metrics.active_connections, 1);
     bth_http_head_reset(&s->req);
     bth_http_head_reset(&s->resp);

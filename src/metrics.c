@@ -1,87 +1,145 @@
 /* SPDX-License-Identifier: MIT */
-/* Prometheus exposition of the per-worker counters, summed on the main thread. Names follow
- * the ELB CloudWatch metrics (RequestCount -> berth_requests_total, and so on). */
+/* Prometheus text exposition (format 0.0.4). Names follow the ELB CloudWatch metrics:
+ * RequestCount -> berth_requests_total, HTTPCode_ELB_5XX_Count ->
+ * berth_elb_responses_total{code="5xx"}, TargetResponseTime ->
+ * berth_target_response_time_seconds, HealthyHostCount -> berth_healthy_targets, ... */
 #include "metrics.h"
 
 #include <stddef.h>
 
 #include <event2/buffer.h>
 
+#include "registry.h"
+#include "stats.h"
+#include "target.h"
 #include "worker.h"
 
-/* Upper bounds in seconds, as a Prometheus histogram ("le"). */
-const double bth_metrics_rt_bounds[BTH_RT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                      0.1,   0.25,   0.5,   1,    2.5,   10};
-
-void bth_metrics_observe_rt(struct bth_metrics *m, uint64_t us)
+static void family(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
-    BTH_STAT_ADD(m->target_response_time_sum_us, us);
-    BTH_STAT_ADD(m->target_response_time_count, 1);
-    for (int i = 0; i < BTH_RT_BUCKETS; i++) {
-        if ((double)us <= bth_metrics_rt_bounds[i] * 1e6) {
-            BTH_STAT_ADD(m->target_response_time_buckets[i], 1);
-            break;
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One labelled counter family over a list of stats blocks. */
+static void per_block(struct evbuffer *out, const char *name, const char *help, const char *label,
+                      struct bth_stats *const *blocks, size_t n, enum bth_stat k)
+{
+    family(out, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, blocks[i]->name,
+                            (unsigned long long)bth_stats_sum(blocks[i], k));
+}
+
+static void by_class(struct evbuffer *out, const char *name, const char *help, const char *label,
+                     struct bth_stats *const *blocks, size_t n, enum bth_stat first, int c0,
+                     int c1)
+{
+    family(out, name, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        for (int c = c0; c <= c1; c++)
+            evbuffer_add_printf(out, "%s{%s=\"%s\",code=\"%dxx\"} %llu\n", name, label,
+                                blocks[i]->name, c,
+                                (unsigned long long)bth_stats_sum(blocks[i],
+                                                                  (enum bth_stat)(first + c - c0)));
+    }
+}
+
+static void histogram(struct evbuffer *out, struct bth_stats *const *blocks, size_t n)
+{
+    const char *name = "berth_target_response_time_seconds";
+    family(out, name, "histogram",
+           "Time from the request sent to the target until its response head (TargetResponseTime).");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t cum = 0;
+        for (int b = 0; b < BTH_RT_BUCKETS; b++) {
+            cum += bth_stats_sum(blocks[i], (enum bth_stat)(BTH_ST_RT_BUCKET0 + b));
+            evbuffer_add_printf(out, "%s_bucket{target_group=\"%s\",le=\"%g\"} %llu\n", name,
+                                blocks[i]->name, bth_stats_rt_bounds[b], (unsigned long long)cum);
         }
+        uint64_t count = bth_stats_sum(blocks[i], BTH_ST_RT_COUNT);
+        evbuffer_add_printf(out,
+                            "%s_bucket{target_group=\"%s\",le=\"+Inf\"} %llu\n"
+                            "%s_sum{target_group=\"%s\"} %.6f\n%s_count{target_group=\"%s\"} %llu\n",
+                            name, blocks[i]->name, (unsigned long long)count, name,
+                            blocks[i]->name, (double)bth_stats_sum(blocks[i], BTH_ST_RT_SUM_US) / 1e6,
+                            name, blocks[i]->name, (unsigned long long)count);
     }
 }
 
-/* The sum of one counter over all workers; <off> is its offset in struct bth_metrics. */
-static uint64_t sum_at(struct bth_worker *const *workers, unsigned n, size_t off)
+static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
 {
-    uint64_t acc = 0;
+    family(out, "berth_healthy_targets", "gauge",
+           "Targets taking traffic per group (HealthyHostCount).");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        unsigned n = 0;
+        for (size_t j = 0; j < reg->groups[i].ntargets; j++)
+            n += bth_target_takes_traffic(reg->groups[i].targets[j]);
+        evbuffer_add_printf(out, "berth_healthy_targets{target_group=\"%s\"} %u\n",
+                            reg->groups[i].name, n);
+    }
+    family(out, "berth_unhealthy_targets", "gauge",
+           "Targets failing health checks per group (UnHealthyHostCount).");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        unsigned n = 0;
+        for (size_t j = 0; j < reg->groups[i].ntargets; j++)
+            n += atomic_load(&reg->groups[i].targets[j]->state) == BTH_TARGET_UNHEALTHY;
+        evbuffer_add_printf(out, "berth_unhealthy_targets{target_group=\"%s\"} %u\n",
+                            reg->groups[i].name, n);
+    }
+    family(out, "berth_targets", "gauge", "Registered targets per group and state.");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        unsigned by_state[BTH_TARGET_UNAVAILABLE + 1] = {0};
+        for (size_t j = 0; j < reg->groups[i].ntargets; j++)
+            by_state[atomic_load(&reg->groups[i].targets[j]->state)]++;
+        for (int st = 0; st <= BTH_TARGET_UNAVAILABLE; st++)
+            evbuffer_add_printf(out, "berth_targets{target_group=\"%s\",state=\"%s\"} %u\n",
+                                reg->groups[i].name, bth_target_state_name((enum bth_target_state)st),
+                                by_state[st]);
+    }
+}
+
+void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers, unsigned n,
+                        const struct bth_registry *reg)
+{
+    int64_t active = 0;
+    uint64_t rejected = 0;
     for (unsigned i = 0; i < n; i++) {
-        atomic_uint_fast64_t *f = (atomic_uint_fast64_t *)((char *)&workers[i]->metrics + off);
-        acc += atomic_load_explicit(f, memory_order_relaxed);
+        active += atomic_load_explicit(&workers[i]->metrics.active_connections,
+                                       memory_order_relaxed);
+        rejected += atomic_load_explicit(&workers[i]->metrics.rejected_connections,
+                                         memory_order_relaxed);
     }
-    return acc;
-}
+    family(out, "berth_active_connections", "gauge",
+           "Client connections open (ActiveConnectionCount).");
+    evbuffer_add_printf(out, "berth_active_connections %lld\n", (long long)active);
+    family(out, "berth_rejected_connections_total", "counter",
+           "Client connections refused for lack of descriptors (RejectedConnectionCount).");
+    evbuffer_add_printf(out, "berth_rejected_connections_total %llu\n",
+                        (unsigned long long)rejected);
 
-#define SUM(field) sum_at(workers, n, offsetof(struct bth_metrics, field))
+    struct bth_stats *const *ls = reg->listener_stats;
+    size_t nl = reg->nlisteners;
+    per_block(out, "berth_requests_total", "Requests processed (RequestCount).", "listener", ls, nl,
+              BTH_ST_REQUESTS);
+    per_block(out, "berth_new_connections_total", "Client connections accepted (NewConnectionCount).",
+              "listener", ls, nl, BTH_ST_NEW_CONNECTIONS);
+    per_block(out, "berth_processed_bytes_total",
+              "Bytes received from and sent to clients (ProcessedBytes).", "listener", ls, nl,
+              BTH_ST_PROCESSED_BYTES);
+    by_class(out, "berth_elb_responses_total",
+             "Responses berth generated itself by class (HTTPCode_ELB_3XX/4XX/5XX_Count).",
+             "listener", ls, nl, BTH_ST_ELB_3XX, 3, 5);
 
-static void counter(struct evbuffer *out, const char *name, const char *help, uint64_t v)
-{
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-                        (unsigned long long)v);
-}
-
-void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers, unsigned n)
-{
-    counter(out, "berth_requests_total", "Requests processed (RequestCount).", SUM(requests));
-    counter(out, "berth_new_connections_total", "Client connections accepted.",
-            SUM(new_connections));
-    evbuffer_add_printf(out,
-                        "# HELP berth_active_connections Client connections open.\n"
-                        "# TYPE berth_active_connections gauge\nberth_active_connections %lld\n",
-                        (long long)(int64_t)SUM(active_connections));
-    counter(out, "berth_rejected_connections_total", "Connections refused (out of descriptors).",
-            SUM(rejected_connections));
-    counter(out, "berth_processed_bytes_total", "Bytes received and sent for clients.",
-            SUM(processed_bytes));
-    counter(out, "berth_target_connection_errors_total",
-            "Failed connections to targets (TargetConnectionErrorCount).",
-            SUM(target_connection_errors));
-    evbuffer_add_printf(out, "# HELP berth_http_responses_total Responses by origin and class.\n"
-                             "# TYPE berth_http_responses_total counter\n");
-    for (int c = 1; c <= 5; c++) {
-        evbuffer_add_printf(out, "berth_http_responses_total{origin=\"target\",code=\"%dxx\"} %llu\n",
-                            c, (unsigned long long)SUM(target_xx[c]));
-        evbuffer_add_printf(out, "berth_http_responses_total{origin=\"berth\",code=\"%dxx\"} %llu\n",
-                            c, (unsigned long long)SUM(elb_xx[c]));
-    }
-    evbuffer_add_printf(out, "# HELP berth_target_response_time_seconds Time from request sent "
-                             "to response head (TargetResponseTime).\n"
-                             "# TYPE berth_target_response_time_seconds histogram\n");
-    uint64_t cum = 0;
-    for (int b = 0; b < BTH_RT_BUCKETS; b++) {
-        cum += SUM(target_response_time_buckets[b]);
-        evbuffer_add_printf(out, "berth_target_response_time_seconds_bucket{le=\"%g\"} %llu\n",
-                            bth_metrics_rt_bounds[b], (unsigned long long)cum);
-    }
-    uint64_t count = SUM(target_response_time_count);
-    evbuffer_add_printf(out,
-                        "berth_target_response_time_seconds_bucket{le=\"+Inf\"} %llu\n"
-                        "berth_target_response_time_seconds_sum %.6f\n"
-                        "berth_target_response_time_seconds_count %llu\n",
-                        (unsigned long long)count,
-                        (double)SUM(target_response_time_sum_us) / 1e6, (unsigned long long)count);
+    struct bth_stats *gs[reg->ngroups ? reg->ngroups : 1];
+    for (size_t i = 0; i < reg->ngroups; i++)
+        gs[i] = reg->groups[i].stats;
+    per_block(out, "berth_target_requests_total", "Requests forwarded to each group's targets.",
+              "target_group", gs, reg->ngroups, BTH_ST_REQUESTS);
+    by_class(out, "berth_target_responses_total",
+             "Target responses by class (HTTPCode_Target_1XX..5XX_Count).", "target_group", gs,
+             reg->ngroups, BTH_ST_TARGET_1XX, 1, 5);
+    per_block(out, "berth_target_connection_errors_total",
+              "Connections to targets that failed (TargetConnectionErrorCount).", "target_group",
+              gs, reg->ngroups, BTH_ST_TARGET_CONN_ERRORS);
+    histogram(out, gs, reg->ngroups);
+    target_gauges(out, reg);
 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Counters: each worker owns one struct bth_metrics and is its only writer (relaxed stores,
- * no lock prefix); the main thread sums them when /metrics is asked for. */
+/* Prometheus exposition. Process-wide connection counters live per worker in struct
+ * bth_metrics (each worker the only writer of its own, relaxed stores); per-listener and
+ * per-group counters live in struct bth_stats blocks (stats.h). The main thread sums both
+ * when /metrics is asked for, without stopping the data plane. */
 #ifndef BERTH_METRICS_H
 #define BERTH_METRICS_H
 
@@ -9,21 +11,11 @@
 
 struct evbuffer;
 struct bth_worker;
-
-#define BTH_RT_BUCKETS 12 /* target response time histogram: see bth_metrics_rt_bounds */
+struct bth_registry;
 
 struct bth_metrics {
-    atomic_uint_fast64_t requests;
-    atomic_uint_fast64_t new_connections;
     atomic_int_fast64_t active_connections;
     atomic_uint_fast64_t rejected_connections;
-    atomic_uint_fast64_t processed_bytes;
-    atomic_uint_fast64_t elb_xx[6];    /* berth-generated responses by class: [4], [5] */
-    atomic_uint_fast64_t target_xx[6]; /* target responses by class [1]..[5] */
-    atomic_uint_fast64_t target_connection_errors;
-    atomic_uint_fast64_t target_response_time_sum_us;
-    atomic_uint_fast64_t target_response_time_count;
-    atomic_uint_fast64_t target_response_time_buckets[BTH_RT_BUCKETS];
 };
 
 /* Single-writer increment: a plain load and store, safe because only the owning worker
@@ -32,12 +24,8 @@ struct bth_metrics {
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 
-extern const double bth_metrics_rt_bounds[BTH_RT_BUCKETS];
-
-/* Records one target response time in microseconds. Owning worker only. */
-void bth_metrics_observe_rt(struct bth_metrics *m, uint64_t us);
-
-/* Appends the Prometheus exposition of the sum over <workers> to <out>. Main thread. */
-void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers, unsigned n);
+/* Appends the whole exposition to <out>. Main thread. */
+void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers, unsigned n,
+                        const struct bth_registry *reg);
 
 #endif /* BERTH_METRICS_H */

@@ -8,6 +8,7 @@
 
 #include "mem.h"
 #include "snapshot.h"
+#include "stats.h"
 #include "target.h"
 
 bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b)
@@ -33,6 +34,7 @@ void bth_registry_init(struct bth_registry *reg, unsigned nworkers)
 
 static void group_fini(struct bth_reg_group *g)
 {
+    bth_stats_unref(g->stats);
     for (size_t i = 0; i < g->ntargets; i++)
         bth_target_unref(g->targets[i]);
     bth_free(g->targets);
@@ -47,6 +49,9 @@ void bth_registry_fini(struct bth_registry *reg)
     for (size_t i = 0; i < reg->ngroups; i++)
         group_fini(&reg->groups[i]);
     bth_free(reg->groups);
+    for (size_t i = 0; i < reg->nlisteners; i++)
+        bth_stats_unref(reg->listener_stats[i]);
+    bth_free(reg->listener_stats);
     if (reg->config != NULL)
         bth_config_ref_unref(reg->config);
     memset(reg, 0, sizeof(*reg));
@@ -107,6 +112,12 @@ static int build_group(struct bth_registry *reg, const struct bth_cfg_target_gro
     g->name = bth_strdup(cfg->name);
     if (g->name == NULL)
         return -1;
+    if (old != NULL) {
+        bth_stats_ref(old->stats);
+        g->stats = old->stats;
+    } else if ((g->stats = bth_stats_create(cfg->name, reg->nworkers)) == NULL) {
+        return -1;
+    }
     for (size_t i = 0; i < cfg->ntargets; i++) {
         struct bth_target *t = reuse_or_create(old, &cfg->targets[i].addr, cfg->targets[i].weight,
                                                reg->nworkers, false);
@@ -128,6 +139,31 @@ static int build_group(struct bth_registry *reg, const struct bth_cfg_target_gro
     return 0;
 }
 
+/* Listener counters by name: kept when a listener survives a reload. */
+static struct bth_stats **build_listener_stats(struct bth_registry *reg,
+                                               const struct bth_config *cfg)
+{
+    size_t n = cfg->nlisteners;
+    struct bth_stats **v = bth_calloc(n ? n : 1, sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < reg->nlisteners && v[i] == NULL; j++) {
+            if (strcmp(reg->listener_stats[j]->name, cfg->listeners[i].name) == 0) {
+                bth_stats_ref(reg->listener_stats[j]);
+                v[i] = reg->listener_stats[j];
+            }
+        }
+        if (v[i] == NULL && (v[i] = bth_stats_create(cfg->listeners[i].name, reg->nworkers)) == NULL) {
+            for (size_t j = 0; j < i; j++)
+                bth_stats_unref(v[j]);
+            bth_free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
 int bth_registry_apply_config(struct bth_registry *reg, struct bth_config_ref *config)
 {
     const struct bth_config *cfg = config->cfg;
@@ -144,6 +180,14 @@ int bth_registry_apply_config(struct bth_registry *reg, struct bth_config_ref *c
             goto fail;
         }
     }
+    struct bth_stats **ls = build_listener_stats(reg, cfg);
+    if (ls == NULL)
+        goto fail;
+    for (size_t i = 0; i < reg->nlisteners; i++)
+        bth_stats_unref(reg->listener_stats[i]);
+    bth_free(reg->listener_stats);
+    reg->listener_stats = ls;
+    reg->nlisteners = cfg->nlisteners;
     for (size_t i = 0; i < reg->ngroups; i++)
         group_fini(&reg->groups[i]);
     bth_free(reg->groups);
@@ -297,16 +341,20 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
     size_t n = reg->ngroups;
     struct bth_target ***targets = bth_calloc(n ? n : 1, sizeof(*targets));
     size_t *counts = bth_calloc(n ? n : 1, sizeof(*counts));
+    struct bth_stats **gstats = bth_calloc(n ? n : 1, sizeof(*gstats));
     struct bth_snapshot *s = NULL;
-    if (targets != NULL && counts != NULL) {
+    if (targets != NULL && counts != NULL && gstats != NULL) {
         for (size_t i = 0; i < n; i++) {
             targets[i] = reg->groups[i].targets;
             counts[i] = reg->groups[i].ntargets;
+            gstats[i] = reg->groups[i].stats;
         }
-        struct bth_snapshot_input in = {reg->config, targets, counts, reg->nworkers};
+        struct bth_snapshot_input in = {reg->config, targets, counts, reg->nworkers, gstats,
+                                        reg->listener_stats};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);
     bth_free(counts);
+    bth_free(gstats);
     return s;
 }

@@ -14,6 +14,7 @@
 struct bth_target;
 struct bth_snapshot;
 struct bth_config_ref;
+struct bth_stats;
 
 struct bth_reg_group {
     char *name; /* owned */
@@ -21,6 +22,7 @@ struct bth_reg_group {
     struct bth_target **targets;            /* owned array, one reference each */
     size_t ntargets;
     size_t cap;
+    struct bth_stats *stats; /* one reference: counters kept across reloads by name */
 };
 
 /* Called once when a drain ends (the target is gone from its group). */
@@ -48,6 +50,8 @@ struct bth_registry {
     struct bth_reg_group *groups;  /* owned, in config order */
     size_t ngroups;
     struct bth_drain *drains;      /* owned list */
+    struct bth_stats **listener_stats; /* owned array (one reference each), config order */
+    size_t nlisteners;
     unsigned nworkers;
     uint64_t generation;
 };

@@ -8,6 +8,7 @@
 #include "balancer.h"
 #include "mem.h"
 #include "router.h"
+#include "stats.h"
 #include "target.h"
 
 struct bth_config_ref *bth_config_ref_create(struct bth_config *cfg)
@@ -76,6 +77,7 @@ static int build_listener(struct bth_snapshot *s, const struct bth_cfg_listener 
 
 static void free_listener(struct bth_snap_listener *l)
 {
+    bth_stats_unref(l->stats);
     bth_free(l->default_action.forwards);
     for (size_t r = 0; l->rule_actions != NULL && r < l->cfg->nrules; r++)
         bth_free(l->rule_actions[r].forwards);
@@ -102,6 +104,9 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
         struct bth_snap_group *g = &s->groups[i];
         g->cfg = &cfg->target_groups[i];
         atomic_init(&g->rr_next, 0);
+        s->ngroups++; /* from here on the unref path frees whatever this group holds */
+        bth_stats_ref(in->group_stats[i]);
+        g->stats = in->group_stats[i];
         size_t n = in->ntargets[i];
         if (n > 0) {
             g->targets = bth_calloc(n, sizeof(*g->targets));
@@ -113,11 +118,12 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
             }
         }
         g->ntargets = n;
-        s->ngroups++;
         if (bth_lb_group_init(g, in->nworkers) != 0)
             goto fail;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
+        bth_stats_ref(in->listener_stats[i]);
+        s->listeners[i].stats = in->listener_stats[i];
         if (build_listener(s, &cfg->listeners[i], &s->listeners[i]) != 0)
             goto fail;
         s->nlisteners++;
@@ -142,6 +148,7 @@ void bth_snapshot_unref(struct bth_snapshot *s)
             bth_target_unref(s->groups[i].targets[j]);
         bth_free(s->groups[i].targets);
         bth_lb_group_fini(&s->groups[i]);
+        bth_stats_unref(s->groups[i].stats);
     }
     bth_free(s->listeners);
     bth_free(s->groups);

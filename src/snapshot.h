@@ -15,9 +15,11 @@
 struct bth_lb_state;
 struct bth_target;
 struct bth_router;
+struct bth_stats;
 
 struct bth_snap_group {
     const struct bth_cfg_target_group *cfg; /* borrowed: lives as long as the snapshot */
+    struct bth_stats *stats;                /* one reference: the group's counters */
     struct bth_target **targets;            /* owned array; one reference per entry */
     size_t ntargets;
     atomic_uint rr_next; /* unused since the balancer keeps per-worker state in lb */
@@ -39,6 +41,7 @@ struct bth_snap_action {
 
 struct bth_snap_listener {
     const struct bth_cfg_listener *cfg; /* borrowed */
+    struct bth_stats *stats;            /* one reference: the listener's counters */
     struct bth_router *router;          /* owned: compiled rules, NULL when none */
     struct bth_snap_action *rule_actions; /* owned: one per cfg->rules entry, same index */
     struct bth_snap_action default_action;
@@ -71,6 +74,8 @@ struct bth_snapshot_input {
     struct bth_target ***targets;
     size_t *ntargets;
     unsigned nworkers; /* worker ids are 0..nworkers-1: sizes per-worker balancer state */
+    struct bth_stats **group_stats;    /* per group, config order */
+    struct bth_stats **listener_stats; /* per listener, config order */
 };
 
 /* Builds a snapshot with one reference for the caller, taking its own references to the

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* Labelled counters for one listener or one target group, one row per worker. Each worker
+ * writes only its own row (plain load+store, no lock prefix); the main thread sums rows
+ * for /metrics. A block is refcounted and kept by name across snapshots and reloads, so
+ * counters never reset while berth runs. */
+#ifndef BERTH_STATS_H
+#define BERTH_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define BTH_RT_BUCKETS 12
+
+enum bth_stat {
+    BTH_ST_REQUESTS = 0,
+    BTH_ST_NEW_CONNECTIONS,
+    BTH_ST_PROCESSED_BYTES,
+    BTH_ST_ELB_3XX,
+    BTH_ST_ELB_4XX,
+    BTH_ST_ELB_5XX,
+    BTH_ST_TARGET_1XX,
+    BTH_ST_TARGET_2XX,
+    BTH_ST_TARGET_3XX,
+    BTH_ST_TARGET_4XX,
+    BTH_ST_TARGET_5XX,
+    BTH_ST_TARGET_CONN_ERRORS,
+    BTH_ST_RT_SUM_US,
+    BTH_ST_RT_COUNT,
+    BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
+    BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
+};
+
+struct bth_stats_row {
+    atomic_uint_fast64_t v[BTH_ST_COUNT];
+} __attribute__((aligned(64)));
+
+struct bth_stats {
+    atomic_int refcnt;
+    char *name; /* owned: listener or group name, the metric label */
+    unsigned nrows;
+    struct bth_stats_row rows[];
+};
+
+/* Upper bounds in seconds of the response-time buckets. */
+extern const double bth_stats_rt_bounds[BTH_RT_BUCKETS];
+
+/* A zeroed block with one reference, or NULL. Main thread. */
+struct bth_stats *bth_stats_create(const char *name, unsigned nworkers);
+void bth_stats_ref(struct bth_stats *st);
+void bth_stats_unref(struct bth_stats *st);
+
+/* Worker <row> adds <n> to counter <k>. Only that worker may call it for that row. */
+static inline void bth_stats_add(struct bth_stats *st, unsigned row, enum bth_stat k, uint64_t n)
+{
+    atomic_uint_fast64_t *c = &st->rows[row].v[k];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Records one target response time. Worker <row> only. */
+void bth_stats_observe_rt(struct bth_stats *st, unsigned row, uint64_t us);
+
+/* The sum of counter <k> over all rows. Any thread. */
+uint64_t bth_stats_sum(const struct bth_stats *st, enum bth_stat k);
+
+#endif /* BERTH_STATS_H */
