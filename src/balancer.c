@@ -104,8 +104,34 @@ struct bth_target *bth_lb_pick_weighted_scan(struct bth_worker *w, const struct 
     return last;
 }
 
+/* Whether <t> is still ramping up at <now>; ready_since_ms 0 means it never has to. */
+static bool ramping(const struct bth_target *t, uint64_t now, uint64_t slow_start_ms)
+{
+    uint64_t since = atomic_load_explicit(&t->ready_since_ms, memory_order_relaxed);
+    return since != 0 && (now < since || now - since < slow_start_ms);
+}
+
+void bth_lb_slow_start_settle(struct bth_target *const *targets, size_t n, uint64_t slow_start_ms)
+{
+    if (slow_start_ms == 0)
+        return;
+    uint64_t now = bth_worker_now_ms_monotonic();
+    for (size_t i = 0; i < n; i++) {
+        const struct bth_target *t = targets[i];
+        if (t->weight > 0 && bth_target_takes_traffic(t) &&
+            !atomic_load_explicit(&t->removed, memory_order_relaxed) &&
+            !ramping(t, now, slow_start_ms))
+            return; /* a full-weight target carries what the others ramp up from */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ramping(targets[i], now, slow_start_ms))
+            atomic_store_explicit(&targets[i]->ready_since_ms, 0, memory_order_relaxed);
+    }
+}
+
 int bth_lb_group_init(struct bth_snap_group *g, unsigned nworkers)
 {
+    bth_lb_slow_start_settle(g->targets, g->ntargets, g->cfg->slow_start_ms);
     struct bth_lb_state *st = bth_calloc(1, sizeof(*st));
     if (st == NULL)
         return -1;

@@ -31,13 +31,22 @@ struct bth_snap_group *bth_lb_pick_group(struct bth_worker *w, const struct bth_
 struct bth_target *bth_lb_pick_target(struct bth_worker *w, struct bth_snap_group *g,
                                       struct bth_target *const *tried, size_t ntried);
 
-/* Allocates g->lb for <g>, whose cfg and targets are set, for workers 0..<nworkers>-1.
- * Main thread, at snapshot build. Returns 0, or -1 when out of memory (g->lb stays NULL,
- * which bth_lb_pick_target tolerates by falling back to a stateless weighted choice). */
+/* Allocates g->lb for <g>, whose cfg and targets are set, for workers 0..<nworkers>-1,
+ * and settles the slow start of its targets (bth_lb_slow_start_settle). Main thread, at
+ * snapshot build. Returns 0, or -1 when out of memory (g->lb stays NULL, which
+ * bth_lb_pick_target tolerates by falling back to a stateless weighted choice). */
 int bth_lb_group_init(struct bth_snap_group *g, unsigned nworkers);
 
 /* Frees g->lb (NULL is fine). Any thread, once no worker can pick from <g> any more. */
 void bth_lb_group_fini(struct bth_snap_group *g);
+
+/* ELB's rule for entering slow start: a target ramps up only while the group has at least
+ * one target that takes traffic and is out of slow start. Without one, every target of the
+ * <n> in <targets> still ramping ends its slow start now (ready_since_ms = 0), so the
+ * targets of a new group, or of a process that just started, get their full share at once.
+ * bth_lb_group_init applies it at every snapshot build (registration, reload, start-up);
+ * the health checker should apply it after a target turns healthy. Main thread. */
+void bth_lb_slow_start_settle(struct bth_target *const *targets, size_t n, uint64_t slow_start_ms);
 
 /* ------------------------------------------------------------------------------------ */
 /* Algorithm interface: for balancer.c and the lb_*.c files only. */
@@ -120,13 +129,16 @@ static inline bool bth_lb_eligible(const struct bth_target *t, const struct bth_
 }
 
 /* The weight of <t> in BTH_LB_WEIGHT_SCALE units: its configured weight, ramped linearly
- * over the group's slow start from the moment it became ready, never under the floor. */
+ * over the group's slow start from the moment it became ready (ready_since_ms; 0 = exempt),
+ * never under the floor. */
 static inline uint64_t bth_lb_weight(const struct bth_target *t, const struct bth_lb_ctx *c)
 {
     uint64_t full = (uint64_t)t->weight * BTH_LB_WEIGHT_SCALE;
     if (c->slow_start_ms == 0 || full == 0)
         return full;
     uint64_t since = atomic_load_explicit(&t->ready_since_ms, memory_order_relaxed);
+    if (since == 0)
+        return full; /* exempt (bth_lb_slow_start_settle) */
     uint64_t elapsed = c->now_ms > since ? c->now_ms - since : 0;
     if (elapsed >= c->slow_start_ms)
         return full;

@@ -113,6 +113,7 @@ struct bth_http_session {
     bool set_target_cookie;       /* answer with a BERTH-<group> lb_cookie */
     bool resp_sets_app_cookie;    /* the target set the app_cookie: bind BERTHAPP-<group> */
     struct bth_snap_group *group; /* borrowed from snap */
+    struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
     struct bth_target *target;    /* one reference while an exchange uses it */
     struct bth_target *tried[MAX_TRIES];
     unsigned ntried;
@@ -510,6 +511,7 @@ static void reset_exchange(struct bth_http_session *s)
     s->req_done = s->resp_done = s->resp_head_sent = false;
     s->req_has_body = s->is_head_method = s->is_upgrade = false;
     s->group = NULL;
+    s->sticky_pick = NULL;
     s->rule = -1;
     s->set_tg_cookie = s->set_target_cookie = s->resp_sets_app_cookie = false;
     s->ntried = 0;
@@ -878,8 +880,15 @@ static void send_redirect(struct bth_http_session *s, const struct bth_cfg_actio
 {
     char port[8];
     int plen = snprintf(port, sizeof(port), "%u", s->listen_port);
-    const char *vals[5] = {"http", ri->host, port, ri->raw_path, ri->query};
-    const size_t lens[5] = {4, ri->host_len, (size_t)plen, ri->raw_path_len, ri->query_len};
+    /* As in ALB, #{path} is the path without its leading "/" (the default is "/#{path}"). */
+    const char *path = ri->raw_path;
+    size_t path_len = ri->raw_path_len;
+    if (path_len > 0 && path[0] == '/') {
+        path++;
+        path_len--;
+    }
+    const char *vals[5] = {"http", ri->host, port, path, ri->query};
+    const size_t lens[5] = {4, ri->host_len, (size_t)plen, path_len, ri->query_len};
     struct evbuffer *b = evbuffer_new();
     struct evbuffer *proto = evbuffer_new();
     if (b == NULL || proto == NULL) {
@@ -908,7 +917,7 @@ static void send_redirect(struct bth_http_session *s, const struct bth_cfg_actio
     expand_template(b, a->redirect_host ? a->redirect_host : "#{host}", vals, lens);
     if (!default_port && portv[0] != '\0')
         evbuffer_add_printf(b, ":%s", portv);
-    expand_template(b, a->redirect_path ? a->redirect_path : "#{path}", vals, lens);
+    expand_template(b, a->redirect_path ? a->redirect_path : "/#{path}", vals, lens);
     struct evbuffer *q = evbuffer_new();
     expand_template(q, a->redirect_query ? a->redirect_query : "#{query}", vals, lens);
     if (evbuffer_get_length(q) > 0) {
@@ -1092,6 +1101,10 @@ static void start_request(struct bth_http_session *s, size_t head_len)
         send_error(s, 503, "no target group");
         return;
     }
+    /* Cookies are read from the head, so before it is drained. */
+    if (s->group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
+        s->group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
+        s->sticky_pick = sticky_target(s);
     build_request_head(s, s->pending);
     evbuffer_drain(s->conn.in, head_len);
     set_state(s, SS_CONNECTING);
@@ -1105,10 +1118,8 @@ static void start_request(struct bth_http_session *s, size_t head_len)
  * left. */
 static void start_exchange_on_target(struct bth_http_session *s)
 {
-    struct bth_target *sticky = NULL;
-    if (s->ntried == 0 && s->group->cfg->stickiness != BTH_STICKY_NONE &&
-        s->group->cfg->stickiness != BTH_STICKY_SOURCE_IP)
-        sticky = sticky_target(s);
+    struct bth_target *sticky = s->ntried == 0 ? s->sticky_pick : NULL;
+    s->sticky_pick = NULL;
     for (;;) {
         struct bth_target *t = sticky;
         sticky = NULL;

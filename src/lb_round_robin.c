@@ -13,7 +13,7 @@
 #include "worker.h"
 
 #define CACHE_LINE 64u
-#define PER_LINE (CACHE_LINE / sizeof(int64_t))
+#define PER_LINE   (CACHE_LINE / sizeof(int64_t))
 
 /* One smooth round-robin step over the counters <cur> of <g>; returns the index picked or
  * -1 when no target is eligible. */

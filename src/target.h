@@ -36,7 +36,8 @@ struct bth_target {
     atomic_int active_conns;  /* upstream connections open, all workers */
     atomic_int state;         /* enum bth_target_state */
     atomic_bool removed;      /* no longer in any group: pools drop its connections */
-    _Atomic uint64_t ready_since_ms; /* monotonic ms it last began taking traffic (slow start) */
+    _Atomic uint64_t ready_since_ms; /* monotonic ms it began taking traffic, for slow
+                                      * start; 0 = exempt from it. Main thread writes */
     struct bth_addr addr;
     unsigned weight;
     bool dynamic; /* registered through the control API (not from the config file) */

@@ -106,6 +106,9 @@ class Backend:
             except OSError:
                 return
             s.settimeout(None)
+            # Heads and bodies are written separately; without this, delayed ACKs cost ~40 ms
+            # per request on a reused connection.
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 conn_id = self.connections
                 self.connections += 1

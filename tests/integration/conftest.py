@@ -62,7 +62,7 @@ def _scalar(v):
     if isinstance(v, (int, float)):
         return str(v)
     s = str(v)
-    if (_PLAIN.match(s) and not s.endswith(":") and s.lower() not in _SPECIAL
+    if (_PLAIN.fullmatch(s) and not s.endswith(":") and s.lower() not in _SPECIAL
             and not re.match(r"^[-+]?[0-9.]+$", s) and not s.startswith("[")):
         return s
     return json.dumps(s)

@@ -4,6 +4,7 @@ responses, and the config check that refuses a redirect back to the same URL."""
 
 import collections
 import re
+import socket
 import subprocess
 import time
 
@@ -11,6 +12,27 @@ import pytest
 
 from conftest import berth_bin
 from httpwire import Client, fetch
+
+
+def _nodelay(b):
+    """Sets TCP_NODELAY on the connections of Backend <b>: its answers go out as head and
+    body writes, which Nagle plus delayed ACK would hold ~40 ms on every keep-alive reuse."""
+    answer = b._answer
+
+    def answer_nodelay(s, req, close):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        answer(s, req, close)
+    b._answer = answer_nodelay
+
+
+@pytest.fixture
+def backend(backend):
+    """The conftest backend factory, with TCP_NODELAY targets (as real servers set it)."""
+    def make(*args, **kwargs):
+        b = backend(*args, **kwargs)
+        _nodelay(b)
+        return b
+    return make
 
 
 def group(name, targets, **opts):
@@ -72,6 +94,16 @@ def test_forward_rule_to_weighted_groups(berth, backend):
     assert a.requests == []
 
 
+def assert_next_request_ok(c, r, t):
+    """After answer <r> on Client <c>: either it said "Connection: close" and the connection
+    closes, or the connection serves a next request (to target <t>)."""
+    if "close" in (r.header("Connection") or "").lower():
+        assert c.wait_closed(2.0) is not None, "Connection: close sent but connection left open"
+        return
+    r2 = c.request("GET", "/next")
+    assert (r2.status, r2.header("X-Backend")) == (200, t.addr), r2
+
+
 # ---- redirect ----
 
 def assert_untouched(*backends):
@@ -122,12 +154,12 @@ def test_redirect_host_port_query_templates(berth, backend):
 
 
 def test_redirect_path_template(berth, backend):
-    """In a redirect path, #{path} is the request path with its leading "/" (path "/new#{path}" turns /old/x into /new/old/x)."""
+    """In a redirect path, #{path} is the request path without its leading "/", as in ALB (path "/new/#{path}" turns /old/x into /new/old/x)."""
     t = backend()
     cfg = listener_config(
         [group("app", [t.addr])], fwd("app"),
         rules=[{"priority": 1, "conditions": {"path": ["/old/*"]},
-                "action": {"redirect": {"path": "/new#{path}", "status": 301}}}])
+                "action": {"redirect": {"path": "/new/#{path}", "status": 301}}}])
     lb = berth(cfg)
     r = fetch(lb.port, "GET", "/old/x?y=2", host="example.com:%d" % lb.port)
     assert r.status == 301, r
@@ -169,7 +201,7 @@ def test_redirect_default_port_and_empty_query_omitted(berth, backend):
 
 
 def test_redirect_status_302_and_post(berth, backend):
-    """A 302 redirect answers a POST with a body too, and the connection serves the next request."""
+    """A 302 redirect answers a POST with a body too, and the connection then either serves the next request or was announced closed."""
     t = backend()
     cfg = listener_config(
         [group("app", [t.addr])], fwd("app"),
@@ -180,15 +212,14 @@ def test_redirect_status_302_and_post(berth, backend):
         r = c.request("POST", "/form", body=b"a=1&b=2" * 1000, host="example.com:%d" % lb.port)
         assert r.status == 302, r
         assert r.header("Location") == "http://forms.example.com:%d/form" % lb.port, r.headers
-        r2 = c.request("GET", "/next")
-        assert (r2.status, r2.header("X-Backend")) == (200, t.addr), r2
-    assert [q.target for q in t.requests] == ["/next"]
+        assert_next_request_ok(c, r, t)
+    assert [q.target for q in t.requests] in ([], ["/next"])
 
 
 # ---- fixed_response ----
 
 def test_fixed_response_rule(berth, backend):
-    """A fixed_response rule answers with exactly its status, Content-Type and body, the target never sees it, and the connection stays usable."""
+    """A fixed_response rule answers GET and POST with exactly its status, Content-Type and body, the target never sees them, and keep-alive still works."""
     t = backend()
     body = "down for maintenance\n"
     cfg = listener_config(
@@ -203,11 +234,14 @@ def test_fixed_response_rule(berth, backend):
         assert r.header("Content-Type") == "text/plain", r.headers
         assert r.body == body.encode(), r
         assert r.header("X-Backend") is None, r.headers
-        r = c.request("POST", "/maintenance", body=b"z" * 20000)
-        assert (r.status, r.body) == (503, body.encode()), r
         r = c.request("GET", "/ok")
         assert (r.status, r.header("X-Backend")) == (200, t.addr), r
-    assert [q.target for q in t.requests] == ["/ok"]
+    with Client(lb.port) as c:
+        r = c.request("POST", "/maintenance", body=b"z" * 20000)
+        assert (r.status, r.header("Content-Type"), r.body) == \
+            (503, "text/plain", body.encode()), r
+        assert_next_request_ok(c, r, t)
+    assert [q.target for q in t.requests] in (["/ok"], ["/ok", "/next"])
 
 
 def test_fixed_response_default_action(berth, backend):

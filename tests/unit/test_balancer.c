@@ -23,7 +23,7 @@
 #include "worker.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MAX_TARGETS 64
+#define MAX_TARGETS   64
 
 /* A group as a snapshot would hold it, with its own config and one fake worker per row. */
 struct fixture {
@@ -194,8 +194,8 @@ static void test_rr_smooth_random(void **state)
             for (size_t i = 0; i < n; i++) {
                 int64_t d = (int64_t)f->count[i] * total - t * (int64_t)weights[i];
                 if (d <= -2 * total || d >= 2 * total)
-                    fail_msg("trial %d: target %zu has %zu picks after %lld", trial, i,
-                             f->count[i], (long long)t);
+                    fail_msg("trial %d: target %zu has %zu picks after %lld", trial, i, f->count[i],
+                             (long long)t);
             }
             if (t == total) {
                 for (size_t i = 0; i < n; i++)
@@ -371,9 +371,8 @@ static double slow_start_share(enum bth_algorithm alg, uint64_t ready_ago_ms, si
 
 static void test_slow_start_ramp(void **state)
 {
-    uint64_t now = bth_worker_now_ms_monotonic();
-    if (now < 120000)
-        skip(); /* ready_since_ms 0 must lie a whole window in the past */
+    if (bth_worker_now_ms_monotonic() <= 60000)
+        skip(); /* ready_since_ms = now - 60 s must not wrap */
     static const enum bth_algorithm algs[] = {BTH_ALG_ROUND_ROBIN, BTH_ALG_WEIGHTED_RANDOM};
     for (size_t a = 0; a < ARRAY_SIZE(algs); a++) {
         /* Just ready: only the floor (1/32 of its weight), share 1/33. */
@@ -433,6 +432,48 @@ static void test_slow_start_weight(void **state)
     assert_true(atomic_load(&f->t[0]->ready_since_ms) == 1);
     bth_target_set_state(f->t[0], BTH_TARGET_DRAINING);
     assert_true(atomic_load(&f->t[0]->ready_since_ms) == 1);
+    fixture_free(f);
+}
+
+/* ELB: targets ramp only while a full-weight target takes traffic; a group whose targets
+ * all arrive at once (start-up, first registration) skips slow start. */
+static void test_slow_start_entry(void **state)
+{
+    static const unsigned weights[] = {1, 1, 1};
+    struct fixture *f = fixture_new(BTH_ALG_ROUND_ROBIN, weights, 3, 1, 30000);
+    uint64_t now = bth_worker_now_ms_monotonic();
+    struct bth_target **t = f->t;
+
+    /* All fresh: nobody ramps. */
+    for (size_t i = 0; i < 3; i++)
+        atomic_store(&t[i]->ready_since_ms, now);
+    bth_lb_group_fini(&f->g);
+    assert_int_equal(bth_lb_group_init(&f->g, 1), 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(atomic_load(&t[i]->ready_since_ms) == 0);
+
+    /* One exempt target takes traffic: the fresh ones keep ramping. */
+    atomic_store(&t[1]->ready_since_ms, now);
+    atomic_store(&t[2]->ready_since_ms, now);
+    bth_lb_slow_start_settle(t, 3, 30000);
+    assert_true(atomic_load(&t[1]->ready_since_ms) == now);
+    assert_true(atomic_load(&t[2]->ready_since_ms) == now);
+
+    /* Ramp over for another: it anchors too. */
+    atomic_store(&t[1]->ready_since_ms, now - 30000);
+    set_state(f, 0, BTH_TARGET_UNHEALTHY);
+    bth_lb_slow_start_settle(t, 3, 30000);
+    assert_true(atomic_load(&t[2]->ready_since_ms) == now);
+
+    /* The only anchors unhealthy or removed: the ramp ends. */
+    atomic_store(&t[1]->removed, true);
+    bth_lb_slow_start_settle(t, 3, 30000);
+    assert_true(atomic_load(&t[2]->ready_since_ms) == 0);
+
+    /* Slow start off: untouched. */
+    atomic_store(&t[2]->ready_since_ms, now);
+    bth_lb_slow_start_settle(t, 3, 0);
+    assert_true(atomic_load(&t[2]->ready_since_ms) == now);
     fixture_free(f);
 }
 
@@ -549,7 +590,10 @@ static void test_snapshot_state(void **state)
         "    algorithm: weighted_random\n"
         "    targets: [\"10.0.1.1:80\", \"10.0.1.2:80\"]\n"
         "  - name: empty\n"
-        "    algorithm: least_outstanding_requests\n";
+        "    algorithm: least_outstanding_requests\n"
+        "  - name: slow\n"
+        "    slow_start: 30s\n"
+        "    targets: [\"10.0.2.1:80\", \"10.0.2.2:80\"]\n";
     struct bth_err err;
     bth_err_init(&err);
     struct bth_config *cfg = bth_config_load_buffer("t.yaml", yaml, strlen(yaml), &err);
@@ -586,6 +630,29 @@ static void test_snapshot_state(void **state)
     struct bth_snap_group *empty = bth_snapshot_find_group(s, "empty");
     assert_non_null(empty->lb);
     assert_null(bth_lb_pick_target(w, empty, NULL, 0));
+
+    /* Slow start: the targets of the first snapshot are exempt; one registered later ramps
+     * from its floor (1/32 of its weight: 1 pick in 33 under round robin). */
+    struct bth_snap_group *slow = bth_snapshot_find_group(s, "slow");
+    for (size_t i = 0; i < slow->ntargets; i++)
+        assert_true(atomic_load(&slow->targets[i]->ready_since_ms) == 0);
+    struct bth_addr addr;
+    assert_int_equal(bth_parse_addr("10.0.2.3:80", &addr), 0);
+    struct bth_reg_group *rg = bth_registry_find_group(&reg, "slow");
+    assert_int_equal(bth_registry_register(&reg, rg, &addr, 1), 0);
+    struct bth_snapshot *s2 = bth_registry_build_snapshot(&reg);
+    assert_non_null(s2);
+    slow = bth_snapshot_find_group(s2, "slow");
+    assert_int_equal(slow->ntargets, 3);
+    assert_true(atomic_load(&slow->targets[0]->ready_since_ms) == 0);
+    assert_true(atomic_load(&slow->targets[2]->ready_since_ms) != 0);
+    w->id = 0;
+    size_t fresh = 0;
+    for (size_t i = 0; i < 6600; i++)
+        fresh += bth_lb_pick_target(w, slow, NULL, 0) == slow->targets[2];
+    assert_true(fresh >= 90 && fresh <= 110);
+    bth_snapshot_unref(s2);
+
     free(w);
     bth_snapshot_unref(s);
     bth_registry_fini(&reg);
@@ -605,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_wr_proportions),
         cmocka_unit_test(test_slow_start_ramp),
         cmocka_unit_test(test_slow_start_weight),
+        cmocka_unit_test(test_slow_start_entry),
         cmocka_unit_test(test_fail_open),
         cmocka_unit_test(test_never_picked),
         cmocka_unit_test(test_tried_skipped),
