@@ -23,6 +23,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "config_json.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -372,6 +373,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         handle_metrics(c, req);
     } else if (strcmp(path, "/v1/target-groups") == 0 && method == EVHTTP_REQ_GET) {
         handle_groups(c, req);
+    } else if (strcmp(path, "/v1/config") == 0 && method == EVHTTP_REQ_GET) {
+        reply_json(req, 200, bth_config_to_json(c->app->registry.config->cfg));
     } else if (strncmp(path, groups_prefix, sizeof(groups_prefix) - 1) == 0) {
         handle_group_path(c, req, path + sizeof(groups_prefix) - 1, method);
     } else {
