@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "health.h"
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
@@ -186,9 +187,19 @@ static void save_state(struct bth_app *app)
 
 int bth_app_commit(struct bth_app *app)
 {
+    if (app->health != NULL)
+        bth_health_sync(app->health); /* new targets start in state initial */
     int rc = bth_app_publish(app);
     save_state(app);
     return rc;
+}
+
+/* Target states changed: the snapshot settles slow start and the workers see it. */
+static void on_health_changed(void *arg)
+{
+    struct bth_app *app = arg;
+    if (app->workers != NULL)
+        bth_app_publish(app);
 }
 
 static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
@@ -279,6 +290,11 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     if (setup_sticky_key(app, cfg, state_key) != 0)
         return -1;
     save_state(app); /* a fresh key, or a file set aside, is written back at once */
+    app->health = bth_health_create(app->base, &app->registry, app->nworkers, on_health_changed,
+                                    app);
+    if (app->health == NULL)
+        return -1;
+    bth_health_sync(app->health);
     app->control = bth_control_start(app, cfg->control_socket);
     if (app->control == NULL)
         return -1;
@@ -316,6 +332,7 @@ void bth_app_fini(struct bth_app *app)
     }
     bth_free(app->workers);
     bth_control_stop(app->control);
+    bth_health_destroy(app->health);
     bth_registry_fini(&app->registry);
     bth_accesslog_close(&app->accesslog);
     for (size_t i = 0; i < sizeof(app->signals) / sizeof(app->signals[0]); i++) {

@@ -14,6 +14,7 @@
 struct event_base;
 struct bth_worker;
 struct bth_control;
+struct bth_health;
 struct bth_config_ref;
 
 struct bth_app {
@@ -24,6 +25,7 @@ struct bth_app {
     unsigned nworkers;
     struct bth_accesslog accesslog;
     struct bth_control *control; /* owned */
+    struct bth_health *health;   /* owned */
     struct event *signals[3];    /* owned */
     struct event *shutdown_poll; /* owned */
     struct event *drain_timer;   /* owned: ends drains that are idle or due */

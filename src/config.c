@@ -1126,13 +1126,30 @@ static const struct field hc_fields[] = {
     FE("protocol", HC(protocol), &hc_proto_enum, 0),
     FN("port", HC(port), on_hc_port, 0),
     FN("path", HC(path), on_path, 0),
-    F("interval", F_DUR, HC(interval_ms), 5 * SEC_MS, 300 * SEC_MS, 0),
-    F("timeout", F_DUR, HC(timeout_ms), 2 * SEC_MS, 120 * SEC_MS, 0),
+    /* Shorter than ELB's 5s/2s minimums: a sidecar on one host can afford faster checks,
+     * and tests need them. */
+    F("interval", F_DUR, HC(interval_ms), 1 * SEC_MS, 300 * SEC_MS, 0),
+    F("timeout", F_DUR, HC(timeout_ms), 500, 120 * SEC_MS, 0),
     F("healthy_threshold", F_UINT, HC(healthy_threshold), 2, 10, 0),
     F("unhealthy_threshold", F_UINT, HC(unhealthy_threshold), 2, 10, 0),
     FN("matcher", HC(matcher), on_matcher, 0),
+    F("tls_verify", F_BOOL, HC(tls_verify), 0, 0, 0),
 };
 SECTION(hc_sec, "health_check", hc_fields);
+
+#define OD(m) offsetof(struct bth_cfg_outlier, m)
+static const struct field outlier_fields[] = {
+    F("enabled", F_BOOL, OD(enabled), 0, 0, 0),
+    F("consecutive_errors", F_UINT, OD(consecutive_errors), 1, 1000, 0),
+    F("base_ejection_time", F_DUR, OD(base_ejection_ms), 1 * SEC_MS, 3600 * SEC_MS, 0),
+    F("max_ejection_percent", F_UINT, OD(max_ejection_percent), 0, 100, 0),
+};
+SECTION(outlier_sec, "outlier_detection", outlier_fields);
+
+static void on_outlier(struct ctx *c, yaml_node_t *v, void *dst)
+{
+    parse_map(c, v, &outlier_sec, dst);
+}
 
 static void on_health_check(struct ctx *c, yaml_node_t *v, void *dst)
 {
@@ -1225,6 +1242,7 @@ static const struct field group_fields[] = {
     F("proxy_protocol_v2", F_BOOL, TG(proxy_protocol_v2), 0, 0, 0),
     F("connection_termination", F_BOOL, TG(connection_termination), 0, 0, 0),
     FN("health_check", TG(health_check), on_health_check, 0),
+    FN("outlier_detection", TG(outlier_detection), on_outlier, 0),
     FN("targets", 0, on_targets, 0),
 };
 SECTION(group_sec, "target group", group_fields);
@@ -1245,6 +1263,10 @@ static void group_defaults(struct ctx *c, yaml_node_t *n, struct bth_cfg_target_
     hc->unhealthy_threshold = 2;
     set_str(c, n, &hc->path, "/");
     set_str(c, n, &hc->matcher, l7 ? "200" : "200-399");
+    g->outlier_detection.enabled = 1;
+    g->outlier_detection.consecutive_errors = 5;
+    g->outlier_detection.base_ejection_ms = 30 * SEC_MS;
+    g->outlier_detection.max_ejection_percent = 50;
 }
 
 static void on_groups(struct ctx *c, yaml_node_t *v, void *dst)

@@ -127,11 +127,22 @@ struct bth_cfg_health_check {
     enum bth_proto protocol; /* HTTP | HTTPS | TCP */
     int port;               /* 0 = traffic-port */
     char *path;             /* owned, default "/" */
-    uint64_t interval_ms;   /* 5s..300s, default 30s */
-    uint64_t timeout_ms;    /* 2s..120s, < interval */
+    uint64_t interval_ms;   /* 1s..300s (ELB: 5s..), default 30s */
+    uint64_t timeout_ms;    /* 500ms..120s (ELB: 2s..), < interval */
     unsigned healthy_threshold;   /* 2..10, default 5 */
     unsigned unhealthy_threshold; /* 2..10, default 2 */
     char *matcher;          /* owned, "200" or "200-399" by group protocol */
+    int tls_verify;         /* HTTPS checks: verify the target's certificate (default 0) */
+};
+
+/* Passive health checking (Envoy's outlier detection): a target whose traffic fails
+ * <consecutive_errors> times in a row is ejected for base_ejection_ms times the number of
+ * its ejections so far, never more than max_ejection_percent of the group at once. */
+struct bth_cfg_outlier {
+    int enabled;                   /* default 1 */
+    unsigned consecutive_errors;   /* 1..1000, default 5 */
+    uint64_t base_ejection_ms;     /* 1s..1h, default 30s */
+    unsigned max_ejection_percent; /* 0..100, default 50 */
 };
 
 enum bth_stickiness_type {
@@ -153,6 +164,7 @@ struct bth_cfg_target_group {
     int proxy_protocol_v2;
     int connection_termination;
     struct bth_cfg_health_check health_check;
+    struct bth_cfg_outlier outlier_detection;
     struct bth_cfg_target *targets; /* owned array */
     size_t ntargets;
     struct bth_cfg_mark mark;

@@ -23,6 +23,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "health.h"
 #include "config_json.h"
 #include "log.h"
 #include "mem.h"
@@ -116,17 +117,6 @@ static void handle_groups(struct bth_control *c, struct evhttp_request *req)
     reply_json(req, 200, json_pack("{s:o}", "TargetGroups", arr));
 }
 
-static const char *state_reason(enum bth_target_state st)
-{
-    switch (st) {
-    case BTH_TARGET_INITIAL: return "Elb.InitialHealthChecking";
-    case BTH_TARGET_UNHEALTHY: return "Target.FailedHealthChecks";
-    case BTH_TARGET_DRAINING: return "Target.DeregistrationInProgress";
-    case BTH_TARGET_UNAVAILABLE: return "Target.HealthCheckDisabled";
-    default: return NULL;
-    }
-}
-
 /* Splits "10.0.1.5:8080" / "[fd00::5]:8080" into the ELBv2 Id and Port. */
 static void target_id(const struct bth_target *t, char *id, size_t idsz, unsigned *port)
 {
@@ -147,22 +137,22 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
     json_t *arr = json_array();
     for (size_t i = 0; i < g->ntargets; i++) {
         const struct bth_target *t = g->targets[i];
-        char id[64];
+        char id[64], hc_port[16] = "traffic-port";
         unsigned port;
         target_id(t, id, sizeof(id), &port);
+        if (g->cfg->health_check.port != 0)
+            snprintf(hc_port, sizeof(hc_port), "%d", g->cfg->health_check.port);
         enum bth_target_state st = atomic_load(&t->state);
         json_t *th = json_pack("{s:s}", "State", bth_target_state_name(st));
-        const char *reason = state_reason(st);
+        const char *reason, *desc;
+        bth_health_describe(t, &reason, &desc);
         if (reason != NULL) {
             json_object_set_new(th, "Reason", json_string(reason));
-            json_object_set_new(th, "Description",
-                                json_string(st == BTH_TARGET_UNAVAILABLE
-                                                ? "Health checks are disabled"
-                                                : bth_target_state_name(st)));
+            json_object_set_new(th, "Description", json_string(desc));
         }
         json_array_append_new(
             arr, json_pack("{s:{s:s,s:i},s:s,s:o,s:s}", "Target", "Id", id, "Port", (int)port,
-                           "HealthCheckPort", "traffic-port", "TargetHealth", th, "Source",
+                           "HealthCheckPort", hc_port, "TargetHealth", th, "Source",
                            t->dynamic ? "api" : "config"));
     }
     reply_json(req, 200, json_pack("{s:o}", "TargetHealthDescriptions", arr));

@@ -323,8 +323,12 @@ static void count_exchange(struct bth_http_session *s)
     }
 }
 
+/* A failed connect, reset or broken answer: counted for the group and, for passive health
+ * checking, against the target. */
 static void count_connection_error(struct bth_http_session *s)
 {
+    if (s->target != NULL)
+        bth_target_note_result(s->target, true);
     if (s->group != NULL)
         bth_stats_add(s->group->stats, s->w->id, BTH_ST_TARGET_CONN_ERRORS, 1);
 }
@@ -1479,6 +1483,7 @@ static int parse_response_head(struct bth_http_session *s)
         bth_http_head_finish(&s->resp);
         now(&s->t_resp);
         s->status = s->target_status = code;
+        bth_target_note_result(s->target, code >= 500); /* passive health checking */
         uint8_t flags = s->resp_parser.flags;
         if (code == 101) {
             s->resp_body = BODY_NONE;

@@ -85,6 +85,28 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         evbuffer_add_printf(out, "berth_unhealthy_targets{target_group=\"%s\"} %u\n",
                             reg->groups[i].name, n);
     }
+    family(out, "berth_group_failing_open", "gauge",
+           "1 when no target of the group passes health checks and traffic goes to all of "
+           "them (fail open, as ELB does).");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        const struct bth_reg_group *g = &reg->groups[i];
+        unsigned healthy = 0, candidates = 0;
+        for (size_t j = 0; j < g->ntargets; j++) {
+            healthy += bth_target_takes_traffic(g->targets[j]);
+            candidates += atomic_load(&g->targets[j]->state) == BTH_TARGET_UNHEALTHY;
+        }
+        evbuffer_add_printf(out, "berth_group_failing_open{target_group=\"%s\"} %d\n", g->name,
+                            healthy == 0 && candidates > 0);
+    }
+    family(out, "berth_ejected_targets", "gauge",
+           "Targets out of rotation after passive health checks (outlier detection).");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        unsigned n = 0;
+        for (size_t j = 0; j < reg->groups[i].ntargets; j++)
+            n += atomic_load(&reg->groups[i].targets[j]->ejected);
+        evbuffer_add_printf(out, "berth_ejected_targets{target_group=\"%s\"} %u\n",
+                            reg->groups[i].name, n);
+    }
     family(out, "berth_targets", "gauge", "Registered targets per group and state.");
     for (size_t i = 0; i < reg->ngroups; i++) {
         unsigned by_state[BTH_TARGET_UNAVAILABLE + 1] = {0};
@@ -141,5 +163,21 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               "Connections to targets that failed (TargetConnectionErrorCount).", "target_group",
               gs, reg->ngroups, BTH_ST_TARGET_CONN_ERRORS);
     histogram(out, gs, reg->ngroups);
+    family(out, "berth_health_transitions_total", "counter",
+           "Target state changes made by active health checks.");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        evbuffer_add_printf(out,
+                            "berth_health_transitions_total{target_group=\"%s\",to=\"healthy\"} "
+                            "%llu\n"
+                            "berth_health_transitions_total{target_group=\"%s\",to=\"unhealthy\"} "
+                            "%llu\n",
+                            gs[i]->name,
+                            (unsigned long long)bth_stats_sum(gs[i], BTH_ST_HC_TO_HEALTHY),
+                            gs[i]->name,
+                            (unsigned long long)bth_stats_sum(gs[i], BTH_ST_HC_TO_UNHEALTHY));
+    }
+    per_block(out, "berth_ejections_total",
+              "Targets ejected by passive health checks (outlier detection).", "target_group",
+              gs, reg->ngroups, BTH_ST_EJECTIONS);
     target_gauges(out, reg);
 }

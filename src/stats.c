@@ -12,7 +12,8 @@ const double bth_stats_rt_bounds[BTH_RT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 
 
 struct bth_stats *bth_stats_create(const char *name, unsigned nworkers)
 {
-    size_t size = sizeof(struct bth_stats) + nworkers * sizeof(struct bth_stats_row);
+    unsigned nrows = nworkers + 1; /* the last row is the main thread's */
+    size_t size = sizeof(struct bth_stats) + nrows * sizeof(struct bth_stats_row);
     struct bth_stats *st = aligned_alloc(64, (size + 63) & ~(size_t)63);
     if (st == NULL)
         return NULL;
@@ -23,7 +24,7 @@ struct bth_stats *bth_stats_create(const char *name, unsigned nworkers)
         return NULL;
     }
     atomic_init(&st->refcnt, 1);
-    st->nrows = nworkers;
+    st->nrows = nrows;
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Labelled counters for one listener or one target group, one row per worker. Each worker
+/* Labelled counters for one listener or one target group, one row per worker plus one for
+ * the main thread (health checking), which callers create as row <nworkers>. Each thread
  * writes only its own row (plain load+store, no lock prefix); the main thread sums rows
  * for /metrics. A block is refcounted and kept by name across snapshots and reloads, so
  * counters never reset while berth runs. */
@@ -26,6 +27,9 @@ enum bth_stat {
     BTH_ST_TARGET_CONN_ERRORS,
     BTH_ST_RT_SUM_US,
     BTH_ST_RT_COUNT,
+    BTH_ST_HC_TO_HEALTHY,   /* main thread's row: active check transitions */
+    BTH_ST_HC_TO_UNHEALTHY,
+    BTH_ST_EJECTIONS,       /* main thread's row: passive check ejections */
     BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };

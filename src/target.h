@@ -13,6 +13,7 @@
 #include "config.h"
 
 struct bth_upstream;
+struct bth_hc;
 
 enum bth_target_state {
     BTH_TARGET_INITIAL = 0, /* registered, first health check pending */
@@ -38,6 +39,9 @@ struct bth_target {
     atomic_bool removed;      /* no longer in any group: pools drop its connections */
     _Atomic uint64_t ready_since_ms; /* monotonic ms it began taking traffic, for slow
                                       * start; 0 = exempt from it. Main thread writes */
+    atomic_int consecutive_errors; /* passive checks: failures in a row seen by workers */
+    atomic_bool ejected;           /* passive checks: out of rotation (main thread writes) */
+    struct bth_hc *hc;             /* main thread only: active check state, NULL if none */
     struct bth_addr addr;
     unsigned weight;
     bool dynamic; /* registered through the control API (not from the config file) */
@@ -63,7 +67,17 @@ void bth_target_set_state(struct bth_target *t, enum bth_target_state st);
 static inline bool bth_target_takes_traffic(const struct bth_target *t)
 {
     int s = atomic_load_explicit(&t->state, memory_order_relaxed);
-    return s == BTH_TARGET_HEALTHY || s == BTH_TARGET_UNAVAILABLE;
+    return (s == BTH_TARGET_HEALTHY || s == BTH_TARGET_UNAVAILABLE) &&
+           !atomic_load_explicit(&t->ejected, memory_order_relaxed);
+}
+
+/* Passive health: a worker saw the target fail (connect error, reset, 5xx) or succeed. */
+static inline void bth_target_note_result(struct bth_target *t, bool failed)
+{
+    if (failed)
+        atomic_fetch_add_explicit(&t->consecutive_errors, 1, memory_order_relaxed);
+    else if (atomic_load_explicit(&t->consecutive_errors, memory_order_relaxed) != 0)
+        atomic_store_explicit(&t->consecutive_errors, 0, memory_order_relaxed);
 }
 
 #endif /* BERTH_TARGET_H */
