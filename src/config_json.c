@@ -207,6 +207,17 @@ static json_t *health_check(const struct bth_cfg_health_check *hc, bool *ok)
     put(obj, "healthy_threshold", json_integer(hc->healthy_threshold), ok);
     put(obj, "unhealthy_threshold", json_integer(hc->unhealthy_threshold), ok);
     put(obj, "matcher", str(hc->matcher), ok);
+    put(obj, "tls_verify", json_boolean(hc->tls_verify), ok);
+    return obj;
+}
+
+static json_t *outlier(const struct bth_cfg_outlier *od, bool *ok)
+{
+    json_t *obj = json_object();
+    put(obj, "enabled", json_boolean(od->enabled), ok);
+    put(obj, "consecutive_errors", json_integer(od->consecutive_errors), ok);
+    put(obj, "base_ejection_time", dur(od->base_ejection_ms), ok);
+    put(obj, "max_ejection_percent", json_integer(od->max_ejection_percent), ok);
     return obj;
 }
 
@@ -252,6 +263,7 @@ static json_t *group(const struct bth_cfg_target_group *g, bool *ok)
     put(obj, "proxy_protocol_v2", json_boolean(g->proxy_protocol_v2), ok);
     put(obj, "connection_termination", json_boolean(g->connection_termination), ok);
     put(obj, "health_check", health_check(&g->health_check, ok), ok);
+    put(obj, "outlier_detection", outlier(&g->outlier_detection, ok), ok);
     for (size_t i = 0; i < g->ntargets; i++)
         push(targets, target(&g->targets[i], ok), ok);
     put(obj, "targets", targets, ok);
