@@ -425,10 +425,10 @@ static int read_token(struct bth_control *c, const char *file)
     return c->token ? 0 : -1;
 }
 
-static int start_tcp(struct bth_control *c, const char *listen_addr, const char *token_file)
+static int start_tcp(struct bth_control *c, const char *listen_addr)
 {
     struct bth_addr a;
-    if (bth_parse_addr(listen_addr, &a) != 0 || read_token(c, token_file) != 0)
+    if (bth_parse_addr(listen_addr, &a) != 0)
         return -1;
     c->tcp_http = evhttp_new(c->app->base);
     if (c->tcp_http == NULL)
@@ -486,6 +486,10 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         return NULL;
     c->app = app;
     c->path = bth_strdup(path);
+    const struct bth_config *cfg = app->registry.config->cfg;
+    /* The token is checked before anything is bound, so a refused start leaves no socket. */
+    if (cfg->control_listen != NULL && read_token(c, cfg->control_token_file) != 0)
+        goto fail;
     c->http = evhttp_new(app->base);
     int fd = bind_unix(path);
     if (fd == -1) {
@@ -499,10 +503,10 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
     evhttp_set_max_body_size(c->http, MAX_BODY_BYTES);
     evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_gencb(c->http, on_request, c);
-    const struct bth_config *cfg = app->registry.config->cfg;
-    if (cfg->control_listen != NULL &&
-        start_tcp(c, cfg->control_listen, cfg->control_token_file) != 0)
+    if (cfg->control_listen != NULL && start_tcp(c, cfg->control_listen) != 0) {
+        unlink(path);
         goto fail;
+    }
     return c;
 fail:
     if (c->tcp_http)
