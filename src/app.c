@@ -38,25 +38,57 @@ static struct bth_config *load_config(const char *path)
     return cfg;
 }
 
-/* One SO_REUSEPORT socket: the kernel spreads connections over the workers' sockets. */
-static int open_listener(const struct bth_cfg_listener *l)
+/* One SO_REUSEPORT socket: the kernel spreads connections (and, by 4-tuple hash, UDP
+ * flows) over the workers' sockets. <type> is SOCK_STREAM or SOCK_DGRAM. */
+static int open_listener(const struct bth_cfg_listener *l, int type)
 {
-    int fd = socket(l->bind.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(l->bind.ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
         return -1;
-    int one = 1;
+    int one = 1, big = 4 * 1024 * 1024;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (l->bind.ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (type == SOCK_DGRAM) {
+        /* Bursts of datagrams wait in the kernel while a batch is processed. */
+        /* The FORCE variants pass net.core.rmem_max when berth runs with CAP_NET_ADMIN. */
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big)) == -1)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big)) == -1)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    }
     if (bind(fd, (const struct sockaddr *)&l->bind.ss, l->bind.len) == -1 ||
-        listen(fd, 4096) == -1) {
+        (type == SOCK_STREAM && listen(fd, 4096) == -1)) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
     return fd;
+}
+
+/* The sockets a listener needs: one stream socket, one datagram socket, or both. */
+static size_t listener_specs(const struct bth_cfg_listener *l, size_t index,
+                             struct bth_listen_spec out[2])
+{
+    switch (l->protocol) {
+    case BTH_PROTO_HTTP:
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_HTTP, index};
+        return 1;
+    case BTH_PROTO_TCP:
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index};
+        return 1;
+    case BTH_PROTO_UDP:
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_UDP, index};
+        return 1;
+    case BTH_PROTO_TCP_UDP:
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index};
+        out[1] = (struct bth_listen_spec){-1, BTH_WL_UDP, index};
+        return 2;
+    default:
+        return 0;
+    }
 }
 
 static unsigned resolve_workers(unsigned configured)
@@ -67,45 +99,63 @@ static unsigned resolve_workers(unsigned configured)
     return n > 0 ? (unsigned)n : 1;
 }
 
+static void close_specs(struct bth_listen_spec *specs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (specs[i].fd >= 0)
+            close(specs[i].fd);
+    }
+}
+
+/* Opens one worker's sockets for every listener. Returns the count, or -1 after logging. */
+static ssize_t open_worker_sockets(const struct bth_config *cfg, struct bth_listen_spec *specs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct bth_cfg_listener *l = &cfg->listeners[i];
+        size_t k = listener_specs(l, i, specs + n);
+        if (k == 0) {
+            bth_log(BTH_LOG_ERR, "listener %s: protocol %s is not supported yet", l->name,
+                    bth_proto_name(l->protocol));
+            close_specs(specs, n);
+            return -1;
+        }
+        for (size_t j = 0; j < k; j++) {
+            struct bth_listen_spec *sp = &specs[n + j];
+            sp->fd = open_listener(l, sp->kind == BTH_WL_UDP ? SOCK_DGRAM : SOCK_STREAM);
+            if (sp->fd == -1) {
+                bth_log(BTH_LOG_ERR, "listener %s: bind() to %s%s failed: %s", l->name,
+                        l->bind.text, sp->kind == BTH_WL_UDP ? " (UDP)" : "", strerror(errno));
+                close_specs(specs, n + j);
+                return -1;
+            }
+        }
+        n += k;
+    }
+    return (ssize_t)n;
+}
+
 static int start_workers(struct bth_app *app, const struct bth_config *cfg,
                          struct bth_snapshot *snap)
 {
     size_t nl = cfg->nlisteners;
-    int *fds = bth_calloc(nl ? nl : 1, sizeof(int));
-    if (fds == NULL)
-        return -1;
+    struct bth_listen_spec *specs = bth_calloc(nl * 2 + 1, sizeof(*specs));
     app->workers = bth_calloc(app->nworkers, sizeof(*app->workers));
-    if (app->workers == NULL) {
-        bth_free(fds);
-        return -1;
-    }
+    if (specs == NULL || app->workers == NULL)
+        goto fail;
     for (unsigned w = 0; w < app->nworkers; w++) {
-        for (size_t i = 0; i < nl; i++) {
-            const struct bth_cfg_listener *l = &cfg->listeners[i];
-            if (l->protocol != BTH_PROTO_HTTP) {
-                bth_log(BTH_LOG_ERR, "listener %s: protocol %s is not supported yet", l->name,
-                        bth_proto_name(l->protocol));
-                goto fail;
-            }
-            fds[i] = open_listener(l);
-            if (fds[i] == -1) {
-                bth_log(BTH_LOG_ERR, "listener %s: bind() to %s failed: %s", l->name,
-                        l->bind.text, strerror(errno));
-                for (size_t j = 0; j < i; j++)
-                    close(fds[j]);
-                goto fail;
-            }
-        }
+        ssize_t n = open_worker_sockets(cfg, specs);
+        if (n < 0)
+            goto fail;
         bth_snapshot_ref(snap);
-        app->workers[w] = bth_worker_create(w, fds, nl, snap, &app->accesslog);
+        app->workers[w] = bth_worker_create(w, specs, (size_t)n, snap, &app->accesslog);
         if (app->workers[w] == NULL) {
             bth_snapshot_unref(snap);
-            for (size_t j = 0; j < nl; j++)
-                close(fds[j]);
+            close_specs(specs, (size_t)n);
             goto fail;
         }
     }
-    bth_free(fds);
+    bth_free(specs);
     for (size_t i = 0; i < nl; i++)
         bth_log(BTH_LOG_NOTICE, "listening on %s (%s)", cfg->listeners[i].bind.text,
                 bth_proto_name(cfg->listeners[i].protocol));
@@ -115,7 +165,7 @@ static int start_workers(struct bth_app *app, const struct bth_config *cfg,
     }
     return 0;
 fail:
-    bth_free(fds);
+    bth_free(specs);
     return -1;
 }
 

@@ -154,3 +154,15 @@ void bth_lb_group_fini(struct bth_snap_group *g)
     bth_free(st);
     g->lb = NULL;
 }
+
+bool bth_lb_group_failing_open(const struct bth_snap_group *g)
+{
+    bool unhealthy = false;
+    for (size_t i = 0; i < g->ntargets; i++) {
+        if (bth_target_takes_traffic(g->targets[i]))
+            return false;
+        unhealthy |= atomic_load_explicit(&g->targets[i]->state, memory_order_relaxed) ==
+                     BTH_TARGET_UNHEALTHY;
+    }
+    return unhealthy;
+}

@@ -37,6 +37,10 @@ struct bth_target *bth_lb_pick_target(struct bth_worker *w, struct bth_snap_grou
  * bth_lb_pick_target tolerates by falling back to a stateless weighted choice). */
 int bth_lb_group_init(struct bth_snap_group *g, unsigned nworkers);
 
+/* True when no target of <g> takes traffic but some are merely unhealthy: the group fails
+ * open and sends traffic to all of them. Any thread. */
+bool bth_lb_group_failing_open(const struct bth_snap_group *g);
+
 /* Frees g->lb (NULL is fine). Any thread, once no worker can pick from <g> any more. */
 void bth_lb_group_fini(struct bth_snap_group *g);
 

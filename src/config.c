@@ -983,6 +983,7 @@ static const struct field listener_fields[] = {
     F("header_timeout", F_DUR, LI(header_timeout_ms), 100, HOUR_MS, 0),
     F("max_request_line", F_SIZE, LI(max_request_line_bytes), 64, MIB, 0),
     F("max_header_size", F_SIZE, LI(max_header_bytes), 256, 16 * MIB, 0),
+    F("udp_max_flows", F_UINT, LI(udp_max_flows), 1, 10000000, 0),
     FN("certificates", 0, on_certificates, 0),
     F("ssl_policy", F_STR, LI(ssl_policy), 0, 0, 0),
     FN("rules", 0, on_rules, 0),
@@ -1017,6 +1018,7 @@ static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listene
     l->protocol = proto_hint(c, n);
     l->idle_timeout_ms = idle_ms[l->protocol];
     l->header_timeout_ms = 10 * SEC_MS;
+    l->udp_max_flows = 65536;
     l->max_request_line_bytes = 16 * KIB;
     l->max_header_bytes = 64 * KIB;
     l->mark = mark_of(n);
@@ -1241,6 +1243,8 @@ static const struct field group_fields[] = {
     FN("stickiness", 0, on_stickiness, 0),
     F("proxy_protocol_v2", F_BOOL, TG(proxy_protocol_v2), 0, 0, 0),
     F("connection_termination", F_BOOL, TG(connection_termination), 0, 0, 0),
+    F("unhealthy_connection_termination", F_BOOL, TG(unhealthy_connection_termination), 0, 0,
+      0),
     FN("health_check", TG(health_check), on_health_check, 0),
     FN("outlier_detection", TG(outlier_detection), on_outlier, 0),
     FN("targets", 0, on_targets, 0),
@@ -1263,6 +1267,7 @@ static void group_defaults(struct ctx *c, yaml_node_t *n, struct bth_cfg_target_
     hc->unhealthy_threshold = 2;
     set_str(c, n, &hc->path, "/");
     set_str(c, n, &hc->matcher, l7 ? "200" : "200-399");
+    g->unhealthy_connection_termination = 1;
     g->outlier_detection.enabled = 1;
     g->outlier_detection.consecutive_errors = 5;
     g->outlier_detection.base_ejection_ms = 30 * SEC_MS;

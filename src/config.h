@@ -108,6 +108,7 @@ struct bth_cfg_listener {
     uint64_t header_timeout_ms;    /* HTTP(S): whole request head (408); default 10s */
     size_t max_request_line_bytes; /* 414 above this; default 16k */
     size_t max_header_bytes;       /* 431 above this (all header lines); default 64k */
+    unsigned udp_max_flows;        /* UDP: flows per worker before new ones are dropped */
     struct bth_cfg_cert *certificates; /* owned array */
     size_t ncertificates;
     char *ssl_policy;                  /* owned, may be NULL */
@@ -162,7 +163,10 @@ struct bth_cfg_target_group {
     uint64_t stickiness_duration_ms;
     char *stickiness_cookie; /* owned, app_cookie */
     int proxy_protocol_v2;
-    int connection_termination;
+    int connection_termination;           /* L4: close flows when the deregistration delay
+                                           * ends */
+    int unhealthy_connection_termination; /* L4: reset flows of a target that turns unhealthy
+                                           * (default 1), as NLB does */
     struct bth_cfg_health_check health_check;
     struct bth_cfg_outlier outlier_detection;
     struct bth_cfg_target *targets; /* owned array */

@@ -151,6 +151,14 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
              "Responses berth generated itself by class (HTTPCode_ELB_3XX/4XX/5XX_Count).",
              "listener", ls, nl, BTH_ST_ELB_3XX, 3, 5);
 
+    family(out, "berth_udp_flows", "gauge", "UDP flows in the flow tables (NLB mode).");
+    for (size_t i = 0; i < nl; i++)
+        evbuffer_add_printf(out, "berth_udp_flows{listener=\"%s\"} %lld\n", ls[i]->name,
+                            (long long)(bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CREATED) -
+                                        bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CLOSED)));
+    per_block(out, "berth_udp_flows_rejected_total",
+              "UDP datagrams dropped because the flow table was full (udp_max_flows).",
+              "listener", ls, nl, BTH_ST_UDP_FLOWS_REJECTED);
     struct bth_stats *gs[reg->ngroups ? reg->ngroups : 1];
     for (size_t i = 0; i < reg->ngroups; i++)
         gs[i] = reg->groups[i].stats;

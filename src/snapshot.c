@@ -7,6 +7,7 @@
 
 #include "balancer.h"
 #include "mem.h"
+#include "flow_hash.h"
 #include "router.h"
 #include "stats.h"
 #include "target.h"
@@ -120,6 +121,11 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
         g->ntargets = n;
         if (bth_lb_group_init(g, in->nworkers) != 0)
             goto fail;
+        /* NLB flows: a consistent table, so several berth instances with the same targets
+         * agree and one target more or less moves only its share of flows. */
+        if (g->cfg->algorithm == BTH_ALG_FLOW_HASH && n > 0 &&
+            (g->flow = bth_flow_table_build(g->targets, n)) == NULL)
+            goto fail;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         bth_stats_ref(in->listener_stats[i]);
@@ -148,6 +154,7 @@ void bth_snapshot_unref(struct bth_snapshot *s)
             bth_target_unref(s->groups[i].targets[j]);
         bth_free(s->groups[i].targets);
         bth_lb_group_fini(&s->groups[i]);
+        bth_flow_table_destroy(s->groups[i].flow);
         bth_stats_unref(s->groups[i].stats);
     }
     bth_free(s->listeners);

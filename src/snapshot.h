@@ -15,6 +15,7 @@
 struct bth_lb_state;
 struct bth_target;
 struct bth_router;
+struct bth_flow_table;
 struct bth_stats;
 
 struct bth_snap_group {
@@ -23,6 +24,7 @@ struct bth_snap_group {
     struct bth_target **targets;            /* owned array; one reference per entry */
     size_t ntargets;
     atomic_uint rr_next; /* unused since the balancer keeps per-worker state in lb */
+    struct bth_flow_table *flow; /* owned: Maglev table for flow_hash groups, else NULL */
     struct bth_lb_state *lb; /* owned: the algorithm's state (balancer.h); each worker
                               * writes only its own row of it */
 };

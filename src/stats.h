@@ -30,6 +30,9 @@ enum bth_stat {
     BTH_ST_HC_TO_HEALTHY,   /* main thread's row: active check transitions */
     BTH_ST_HC_TO_UNHEALTHY,
     BTH_ST_EJECTIONS,       /* main thread's row: passive check ejections */
+    BTH_ST_UDP_FLOWS_CREATED,
+    BTH_ST_UDP_FLOWS_CLOSED,
+    BTH_ST_UDP_FLOWS_REJECTED, /* the flow table was full */
     BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };

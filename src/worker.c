@@ -15,6 +15,8 @@
 
 #include "http_session.h"
 #include "http_upstream.h"
+#include "tcp_proxy.h"
+#include "udp_proxy.h"
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
@@ -59,7 +61,20 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             }
             return;
         }
-        bth_http_session_start(w, wl, cfd);
+        if (wl->kind == BTH_WL_TCP)
+            bth_tcp_session_start(w, wl, cfd);
+        else
+            bth_http_session_start(w, wl, cfd);
+    }
+}
+
+static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_worker *w = arg;
+    bth_tcp_sweep(w);
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].udp != NULL)
+            bth_udp_sweep(w->listeners[i].udp);
     }
 }
 
@@ -73,17 +88,23 @@ static void adopt_snapshot(struct bth_worker *w, struct bth_snapshot *snap)
 static void stop_listeners(struct bth_worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i].fd >= 0) {
-            event_del(&w->listeners[i].ev);
-            close(w->listeners[i].fd);
-            w->listeners[i].fd = -1;
+        struct bth_worker_listener *wl = &w->listeners[i];
+        if (wl->udp != NULL) {
+            bth_udp_listener_destroy(wl->udp); /* ends its flows; the socket stays ours */
+            wl->udp = NULL;
+        } else if (wl->fd >= 0) {
+            event_del(&wl->ev);
+        }
+        if (wl->fd >= 0) {
+            close(wl->fd);
+            wl->fd = -1;
         }
     }
 }
 
 static void check_stopped(struct bth_worker *w)
 {
-    if (w->stopping && w->sessions == NULL)
+    if (w->stopping && w->sessions == NULL && w->tcp_sessions == NULL)
         event_base_loopbreak(w->base);
 }
 
@@ -147,8 +168,9 @@ static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
     bth_accesslog_flush(&w->alog);
 }
 
-struct bth_worker *bth_worker_create(unsigned id, const int *listen_fds, size_t nlisteners,
-                                     struct bth_snapshot *snap, struct bth_accesslog *alog)
+struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *specs,
+                                     size_t nlisteners, struct bth_snapshot *snap,
+                                     struct bth_accesslog *alog)
 {
     struct bth_worker *w = bth_calloc(1, sizeof(*w));
     if (w == NULL)
@@ -175,21 +197,40 @@ struct bth_worker *bth_worker_create(unsigned id, const int *listen_fds, size_t 
     w->listeners = bth_calloc(nlisteners ? nlisteners : 1, sizeof(*w->listeners));
     if (w->listeners == NULL)
         goto fail;
+    w->snap = snap;
     for (size_t i = 0; i < nlisteners; i++) {
         struct bth_worker_listener *wl = &w->listeners[i];
         wl->w = w;
-        wl->fd = listen_fds[i];
-        wl->index = i;
+        wl->fd = specs[i].fd;
+        wl->kind = specs[i].kind;
+        wl->index = specs[i].index;
+        w->nlisteners++;
+        if (wl->kind == BTH_WL_UDP) {
+            wl->udp = bth_udp_listener_create(w, wl);
+            if (wl->udp == NULL)
+                goto fail_listeners;
+            continue;
+        }
         event_assign(&wl->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_accept, wl);
         event_add(&wl->ev, NULL);
     }
-    w->nlisteners = nlisteners;
-    w->snap = snap;
+    event_assign(&w->sweep_timer, w->base, -1, EV_PERSIST, on_sweep_timer, w);
+    struct timeval sweep = {1, 0};
+    event_add(&w->sweep_timer, &sweep);
     bth_accesslog_buf_init(&w->alog, alog);
     event_assign(&w->flush_timer, w->base, -1, EV_PERSIST, on_flush_timer, w);
     struct timeval tv = {0, ALOG_FLUSH_MS * 1000};
     event_add(&w->flush_timer, &tv);
     return w;
+fail_listeners:
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].udp != NULL)
+            bth_udp_listener_destroy(w->listeners[i].udp);
+        else
+            event_del(&w->listeners[i].ev);
+    }
+    bth_free(w->listeners);
+    w->snap = NULL; /* the caller keeps its reference on failure */
 fail:
     if (w->mq_fd >= 0)
         close(w->mq_fd);
@@ -210,6 +251,8 @@ static void *worker_main(void *arg)
         bth_http_session_abort(s);
     }
     bth_upstream_close_all(w);
+    bth_tcp_close_all(w);
+    stop_listeners(w); /* UDP flows end with their listener */
     bth_accesslog_flush(&w->alog);
     bth_worker_mark_done();
     return NULL;
@@ -226,6 +269,7 @@ void bth_worker_join_destroy(struct bth_worker *w)
     stop_listeners(w);
     event_del(&w->mq_ev);
     event_del(&w->flush_timer);
+    event_del(&w->sweep_timer);
     if (w->stopping)
         event_del(&w->stop_timer);
     close(w->mq_fd);

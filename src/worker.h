@@ -20,14 +20,30 @@ struct bth_snapshot;
 struct bth_worker;
 struct bth_http_session;
 struct bth_upstream;
+struct bth_tcp_session;
+struct bth_udp_listener;
+
+enum bth_wl_kind {
+    BTH_WL_HTTP = 0, /* ALB mode: HTTP sessions */
+    BTH_WL_TCP,      /* NLB mode: spliced TCP connections */
+    BTH_WL_UDP,      /* NLB mode: UDP flows */
+};
+
+/* What the main thread hands a worker for one listening socket. */
+struct bth_listen_spec {
+    int fd;              /* ownership passes to the worker */
+    enum bth_wl_kind kind;
+    size_t index;        /* index of the listener in the snapshot */
+};
 
 /* One listening socket of one worker. */
 struct bth_worker_listener {
     struct bth_worker *w; /* borrowed: owner */
     int fd;               /* owned */
+    enum bth_wl_kind kind;
     size_t index;         /* index of the listener in the snapshot */
     struct event ev;
-    bool paused;          /* accept paused (EMFILE) */
+    struct bth_udp_listener *udp; /* owned: flow table of a UDP listener, else NULL */
 };
 
 enum bth_msg_type {
@@ -57,6 +73,8 @@ struct bth_worker {
 
     struct bth_http_session *sessions; /* borrowed list of live client sessions */
     struct bth_upstream *upstreams;    /* borrowed list of all target connections */
+    struct bth_tcp_session *tcp_sessions; /* borrowed list of NLB-mode TCP sessions */
+    struct event sweep_timer;             /* once a second: L4 flow sweeps */
     uint64_t next_conn_id;
     bool stopping;
     uint64_t stop_deadline_ms;
@@ -74,10 +92,11 @@ struct bth_worker {
     struct bth_accesslog_buf alog;
 };
 
-/* Creates a worker with <nlisteners> listening fds (ownership passes) and a first snapshot
- * reference. Main thread. NULL on failure. */
-struct bth_worker *bth_worker_create(unsigned id, const int *listen_fds, size_t nlisteners,
-                                     struct bth_snapshot *snap, struct bth_accesslog *alog);
+/* Creates a worker with <nlisteners> listening sockets (their fds pass to the worker) and a
+ * first snapshot reference. Main thread. NULL on failure. */
+struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *specs,
+                                     size_t nlisteners, struct bth_snapshot *snap,
+                                     struct bth_accesslog *alog);
 int bth_worker_start(struct bth_worker *w);
 /* Waits for the thread and frees the worker. Main thread, after BTH_MSG_STOP. */
 void bth_worker_join_destroy(struct bth_worker *w);

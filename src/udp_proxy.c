@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/* NLB-mode UDP forwarding. The listener socket is read in batches of up to BATCH datagrams;
+ * consecutive datagrams of one flow leave in one sendmmsg on the flow's connected socket,
+ * with a PROXY v2 header in front of each when the group asks for it (as NLB does). Replies
+ * are read in batches from the flow's socket and sent back from the listener's socket. */
+#include "udp_proxy.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "balancer.h"
+#include "config.h"
+#include "flow_hash.h"
+#include "log.h"
+#include "mem.h"
+#include "proxy_protocol.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "target.h"
+#include "worker.h"
+
+#define BATCH 32
+#define DGRAM_MAX 65536
+#define ROUNDS 8 /* batches per event, then yield */
+
+struct flow {
+    struct bth_udp_listener *u; /* borrowed: owner */
+    struct sockaddr_storage client;
+    socklen_t client_len;
+    uint64_t hash;
+    int fd; /* connected to the target */
+    struct event ev;
+    struct bth_target *target; /* one reference; counted in target->outstanding */
+    struct bth_snap_group *group; /* borrowed from snap */
+    struct bth_snapshot *snap;    /* one reference */
+    uint64_t last_ms;
+    struct flow *hnext;        /* hash chain */
+    struct flow *prev, *next;  /* all flows */
+};
+
+struct bth_udp_listener {
+    struct bth_worker *w;           /* borrowed */
+    struct bth_worker_listener *wl; /* borrowed */
+    struct event ev;
+    struct flow **buckets; /* owned */
+    size_t mask;
+    size_t nflows;
+    struct flow *all;
+    uint64_t last_full_log_ms;
+    bool gso_ok; /* the kernel takes UDP_SEGMENT */
+    /* batch buffers */
+    uint8_t *data; /* owned: BATCH slots of DGRAM_MAX */
+    struct mmsghdr in[BATCH], out[BATCH];
+    struct iovec in_iov[BATCH], out_iov[BATCH][2];
+    struct sockaddr_storage addrs[BATCH];
+    uint8_t pp2[BATCH][BTH_PP2_MAX];
+};
+
+static void on_flow_readable(evutil_socket_t fd, short what, void *arg);
+
+static const struct bth_snap_listener *snap_listener(const struct bth_udp_listener *u)
+{
+    return &u->w->snap->listeners[u->wl->index];
+}
+
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b,
+                      socklen_t len)
+{
+    return memcmp(a, b, len) == 0;
+}
+
+static void flow_free(struct flow *f)
+{
+    struct bth_udp_listener *u = f->u;
+    struct flow **p = &u->buckets[f->hash & u->mask];
+    for (; *p != NULL; p = &(*p)->hnext) {
+        if (*p == f) {
+            *p = f->hnext;
+            break;
+        }
+    }
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        u->all = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    u->nflows--;
+    event_del(&f->ev);
+    close(f->fd);
+    atomic_fetch_sub_explicit(&f->target->outstanding, 1, memory_order_relaxed);
+    bth_target_unref(f->target);
+    bth_stats_add(f->snap->listeners[u->wl->index].stats, u->w->id, BTH_ST_UDP_FLOWS_CLOSED, 1);
+    bth_snapshot_unref(f->snap);
+    bth_free(f);
+}
+
+static struct bth_target *pick_target(struct bth_udp_listener *u, struct bth_snap_group *g,
+                                      const struct sockaddr *client, uint64_t h)
+{
+    if (g->flow != NULL) {
+        uint64_t key = g->cfg->stickiness == BTH_STICKY_SOURCE_IP ? bth_flow_hash_source(client)
+                                                                   : h;
+        struct bth_target *t = bth_flow_table_pick(g->flow, g->targets, g->ntargets, key);
+        if (t != NULL)
+            return t;
+    }
+    return bth_lb_pick_target(u->w, g, NULL, 0);
+}
+
+/* A new flow for <client>, or NULL (no target, table full, out of descriptors). */
+static struct flow *flow_create(struct bth_udp_listener *u, const struct sockaddr_storage *client,
+                                socklen_t clen, uint64_t h, uint64_t now)
+{
+    const struct bth_snap_listener *l = snap_listener(u);
+    if (u->nflows >= l->cfg->udp_max_flows) {
+        bth_stats_add(l->stats, u->w->id, BTH_ST_UDP_FLOWS_REJECTED, 1);
+        if (now - u->last_full_log_ms > 10000) {
+            u->last_full_log_ms = now;
+            bth_log(BTH_LOG_WARN, "listener %s: UDP flow table full (%u flows); new flows are "
+                                  "dropped (udp_max_flows)",
+                    l->cfg->name, l->cfg->udp_max_flows);
+        }
+        return NULL;
+    }
+    const struct bth_snap_action *act = &l->default_action;
+    struct bth_snap_group *g = act->nforwards > 0 ? act->forwards[0].group : NULL;
+    struct bth_target *t = g ? pick_target(u, g, (const struct sockaddr *)client, h) : NULL;
+    if (t == NULL)
+        return NULL;
+    int fd = socket(t->addr.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return NULL;
+    int buf = 4 * 1024 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+    if (connect(fd, (const struct sockaddr *)&t->addr.ss, t->addr.len) == -1) {
+        close(fd);
+        return NULL;
+    }
+    struct flow *f = bth_calloc(1, sizeof(*f));
+    if (f == NULL) {
+        close(fd);
+        return NULL;
+    }
+    f->u = u;
+    memcpy(&f->client, client, clen);
+    f->client_len = clen;
+    f->hash = h;
+    f->fd = fd;
+    f->group = g;
+    bth_snapshot_ref(u->w->snap);
+    f->snap = u->w->snap;
+    bth_target_ref(t);
+    f->target = t;
+    atomic_fetch_add_explicit(&t->outstanding, 1, memory_order_relaxed);
+    f->last_ms = now;
+    event_assign(&f->ev, u->w->base, fd, EV_READ | EV_PERSIST, on_flow_readable, f);
+    event_add(&f->ev, NULL);
+    f->hnext = u->buckets[h & u->mask];
+    u->buckets[h & u->mask] = f;
+    f->next = u->all;
+    if (u->all)
+        u->all->prev = f;
+    u->all = f;
+    u->nflows++;
+    bth_stats_add(l->stats, u->w->id, BTH_ST_UDP_FLOWS_CREATED, 1);
+    return f;
+}
+
+static struct flow *flow_lookup(struct bth_udp_listener *u, const struct sockaddr_storage *client,
+                                socklen_t clen, uint64_t *h)
+{
+    *h = bth_flow_hash_5tuple((const struct sockaddr *)client,
+                              (const struct sockaddr *)&snap_listener(u)->cfg->bind.ss,
+                              IPPROTO_UDP);
+    for (struct flow *f = u->buckets[*h & u->mask]; f != NULL; f = f->hnext) {
+        if (f->hash == *h && f->client_len == clen && same_addr(&f->client, client, clen))
+            return f;
+    }
+    return NULL;
+}
+
+/* With UDP GSO (Linux 4.18+), a run of equal-sized datagrams leaves in one sendmsg: the
+ * kernel cuts it into datagrams of <size>, which saves a trip through the stack per
+ * datagram. Returns true when sent (or when the kernel took the run and dropped it). */
+static bool send_run_gso(struct bth_udp_listener *u, struct flow *f, int from, int to)
+{
+    size_t size = u->in[from].msg_len, total = 0;
+    if (to - from < 2 || size == 0 || size > 8192 || !u->gso_ok)
+        return false;
+    for (int i = from; i < to; i++) {
+        size_t len = u->in[i].msg_len;
+        if ((i < to - 1 && len != size) || len > size || len == 0)
+            return false; /* only the last datagram of a GSO run may be shorter */
+        u->out_iov[i - from][0] = (struct iovec){u->in_iov[i].iov_base, len};
+        total += len;
+    }
+    if (total > 65000)
+        return false;
+    struct iovec iov[BATCH];
+    for (int i = from; i < to; i++)
+        iov[i - from] = u->out_iov[i - from][0];
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(to - from),
+                        .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = (uint16_t)size;
+    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    if (sendmsg(f->fd, &mh, MSG_DONTWAIT) >= 0 || errno == EAGAIN || errno == ENOBUFS)
+        return true;
+    if (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP)
+        u->gso_ok = false; /* no GSO here (or a device without it): batch the plain way */
+    return false;
+}
+
+/* Sends datagrams [from, to) of the batch, all of flow <f>, in one sendmmsg. */
+static void send_run(struct bth_udp_listener *u, struct flow *f, int from, int to)
+{
+    bool pp2 = f->group->cfg->proxy_protocol_v2;
+    if (!pp2 && send_run_gso(u, f, from, to))
+        return;
+    for (int i = from; i < to; i++) {
+        struct mmsghdr *m = &u->out[i - from];
+        memset(&m->msg_hdr, 0, sizeof(m->msg_hdr));
+        int k = 0;
+        if (pp2) {
+            size_t n = bth_pp2_encode((const struct sockaddr *)&f->client,
+                                      (const struct sockaddr *)&snap_listener(u)->cfg->bind.ss,
+                                      SOCK_DGRAM, u->pp2[i]);
+            u->out_iov[i][k++] = (struct iovec){u->pp2[i], n};
+        }
+        u->out_iov[i][k++] = (struct iovec){u->in_iov[i].iov_base, u->in[i].msg_len};
+        m->msg_hdr.msg_iov = u->out_iov[i];
+        m->msg_hdr.msg_iovlen = (size_t)k;
+    }
+    int n = to - from, off = 0;
+    while (off < n) {
+        int r = sendmmsg(f->fd, u->out + off, (unsigned)(n - off), MSG_DONTWAIT);
+        if (r <= 0)
+            break; /* a full socket buffer drops the rest, as the network would */
+        off += r;
+    }
+}
+
+static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_udp_listener *u = arg;
+    const struct bth_snap_listener *l = snap_listener(u);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < BATCH; i++) {
+            u->in[i].msg_hdr.msg_name = &u->addrs[i];
+            u->in[i].msg_hdr.msg_namelen = sizeof(u->addrs[i]);
+            u->in[i].msg_hdr.msg_iov = &u->in_iov[i];
+            u->in[i].msg_hdr.msg_iovlen = 1;
+            u->in[i].msg_hdr.msg_control = NULL;
+            u->in[i].msg_hdr.msg_controllen = 0;
+        }
+        int n = recvmmsg(fd, u->in, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        uint64_t now = bth_worker_now_ms_monotonic(), bytes = 0;
+        int start = 0;
+        struct flow *run = NULL;
+        for (int i = 0; i < n; i++) {
+            bytes += u->in[i].msg_len;
+            uint64_t h;
+            socklen_t clen = u->in[i].msg_hdr.msg_namelen;
+            struct flow *f = flow_lookup(u, &u->addrs[i], clen, &h);
+            if (f == NULL)
+                f = flow_create(u, &u->addrs[i], clen, h, now);
+            if (f != run) {
+                if (run != NULL)
+                    send_run(u, run, start, i);
+                run = f;
+                start = i;
+            }
+            if (f != NULL)
+                f->last_ms = now;
+        }
+        if (run != NULL)
+            send_run(u, run, start, n);
+        bth_stats_add(l->stats, u->w->id, BTH_ST_PROCESSED_BYTES, bytes);
+        if (n < BATCH)
+            return;
+    }
+}
+
+/* Replies from the target: batch them back to the client from the listener's socket. */
+static void on_flow_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct flow *f = arg;
+    struct bth_udp_listener *u = f->u;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < BATCH; i++) {
+            memset(&u->in[i].msg_hdr, 0, sizeof(u->in[i].msg_hdr));
+            u->in[i].msg_hdr.msg_iov = &u->in_iov[i];
+            u->in[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(fd, u->in, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return; /* ICMP errors (ECONNREFUSED) end here too; the flow expires when idle */
+        uint64_t bytes = 0;
+        for (int i = 0; i < n; i++) {
+            struct mmsghdr *m = &u->out[i];
+            memset(&m->msg_hdr, 0, sizeof(m->msg_hdr));
+            u->out_iov[i][0] = (struct iovec){u->in_iov[i].iov_base, u->in[i].msg_len};
+            m->msg_hdr.msg_iov = u->out_iov[i];
+            m->msg_hdr.msg_iovlen = 1;
+            m->msg_hdr.msg_name = &f->client;
+            m->msg_hdr.msg_namelen = f->client_len;
+            bytes += u->in[i].msg_len;
+        }
+        int off = 0;
+        while (off < n) {
+            int r = sendmmsg(u->wl->fd, u->out + off, (unsigned)(n - off), MSG_DONTWAIT);
+            if (r <= 0)
+                break;
+            off += r;
+        }
+        f->last_ms = bth_worker_now_ms_monotonic();
+        bth_stats_add(snap_listener(u)->stats, u->w->id, BTH_ST_PROCESSED_BYTES, bytes);
+        if (n < BATCH)
+            return;
+    }
+}
+
+void bth_udp_sweep(struct bth_udp_listener *u)
+{
+    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t idle = snap_listener(u)->cfg->idle_timeout_ms;
+    for (struct flow *f = u->all, *next; f != NULL; f = next) {
+        next = f->next;
+        const struct bth_cfg_target_group *gc = f->group->cfg;
+        struct bth_target *t = f->target;
+        bool unhealthy = atomic_load(&t->state) == BTH_TARGET_UNHEALTHY &&
+                         gc->unhealthy_connection_termination &&
+                         !bth_lb_group_failing_open(f->group);
+        if (now - f->last_ms >= idle || (atomic_load(&t->removed) && gc->connection_termination) ||
+            unhealthy)
+            flow_free(f);
+    }
+}
+
+struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
+                                                 struct bth_worker_listener *wl)
+{
+    struct bth_udp_listener *u = bth_calloc(1, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    u->w = w;
+    u->wl = wl;
+    size_t want = w->snap->listeners[wl->index].cfg->udp_max_flows, nb = 1024;
+    while (nb < want && nb < (1u << 20))
+        nb <<= 1;
+    u->buckets = bth_calloc(nb, sizeof(*u->buckets));
+    u->data = bth_malloc((size_t)BATCH * DGRAM_MAX);
+    if (u->buckets == NULL || u->data == NULL) {
+        bth_free(u->buckets);
+        bth_free(u->data);
+        bth_free(u);
+        return NULL;
+    }
+    u->mask = nb - 1;
+    u->gso_ok = true;
+    for (int i = 0; i < BATCH; i++)
+        u->in_iov[i] = (struct iovec){u->data + (size_t)i * DGRAM_MAX, DGRAM_MAX};
+    event_assign(&u->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_listener_readable, u);
+    event_add(&u->ev, NULL);
+    return u;
+}
+
+void bth_udp_listener_destroy(struct bth_udp_listener *u)
+{
+    if (u == NULL)
+        return;
+    event_del(&u->ev);
+    while (u->all != NULL)
+        flow_free(u->all);
+    bth_free(u->buckets);
+    bth_free(u->data);
+    bth_free(u);
+}
