@@ -21,6 +21,7 @@
 #include "mem.h"
 #include "snapshot.h"
 #include "state_file.h"
+#include "tls.h"
 #include "sticky.h"
 #include "worker.h"
 
@@ -74,6 +75,7 @@ static size_t listener_specs(const struct bth_cfg_listener *l, size_t index,
 {
     switch (l->protocol) {
     case BTH_PROTO_HTTP:
+    case BTH_PROTO_HTTPS:
         out[0] = (struct bth_listen_spec){-1, BTH_WL_HTTP, index};
         return 1;
     case BTH_PROTO_TCP:
@@ -244,6 +246,36 @@ int bth_app_commit(struct bth_app *app)
     return rc;
 }
 
+/* Loads the certificates of every HTTPS listener; logs "FILE: message" per problem. */
+static int load_tls(struct bth_app *app, const struct bth_config *cfg)
+{
+    struct bth_tls_server **tls = bth_calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*tls));
+    struct bth_err err;
+    bth_err_init(&err);
+    int rc = tls == NULL ? -1 : 0;
+    for (size_t i = 0; rc == 0 && i < cfg->nlisteners; i++) {
+        if (cfg->listeners[i].protocol == BTH_PROTO_HTTPS &&
+            (tls[i] = bth_tls_server_create(&cfg->listeners[i], &err)) == NULL)
+            rc = -1;
+    }
+    for (size_t i = 0; i < err.n; i++)
+        bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
+    bth_err_fini(&err);
+    if (rc != 0) {
+        for (size_t i = 0; tls != NULL && i < cfg->nlisteners; i++)
+            bth_tls_server_unref(tls[i]);
+        bth_free(tls);
+        return -1;
+    }
+    bth_registry_set_listener_tls(&app->registry, tls);
+    return 0;
+}
+
+static void on_ticket_rotation(evutil_socket_t fd, short what, void *arg)
+{
+    bth_tls_rotate_ticket_key();
+}
+
 /* Target states changed: the snapshot settles slow start and the workers see it. */
 static void on_health_changed(void *arg)
 {
@@ -321,6 +353,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     bth_config_ref_unref(ref);
     if (rc != 0)
         return -1;
+    if (bth_tls_init() != 0 || load_tls(app, cfg) != 0)
+        return -1;
     int e = bth_accesslog_open(&app->accesslog, cfg->access_log);
     if (e != 0) {
         bth_log(BTH_LOG_ERR, "access log %s: open() failed: %s", cfg->access_log, strerror(-e));
@@ -355,6 +389,10 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     bth_snapshot_unref(snap);
     if (rc != 0)
         return -1;
+    /* Ticket keys rotate every 12 hours; the previous key still resumes sessions. */
+    app->ticket_timer = event_new(app->base, -1, EV_PERSIST, on_ticket_rotation, app);
+    struct timeval ttv = {12 * 3600, 0};
+    event_add(app->ticket_timer, &ttv);
     app->drain_timer = event_new(app->base, -1, EV_PERSIST, on_drain_timer, app);
     struct timeval dtv = {0, 50 * 1000};
     event_add(app->drain_timer, &dtv);
@@ -393,6 +431,9 @@ void bth_app_fini(struct bth_app *app)
         event_free(app->shutdown_poll);
     if (app->drain_timer)
         event_free(app->drain_timer);
+    if (app->ticket_timer)
+        event_free(app->ticket_timer);
+    bth_tls_fini();
     if (app->base)
         event_base_free(app->base);
     bth_free(app->config_path);

@@ -29,6 +29,7 @@ struct bth_app {
     struct event *signals[3];    /* owned */
     struct event *shutdown_poll; /* owned */
     struct event *drain_timer;   /* owned: ends drains that are idle or due */
+    struct event *ticket_timer;  /* owned: rotates TLS session ticket keys */
     uint8_t cookie_key[32];
     bool cookie_key_in_state;    /* the key is generated and kept in the state file */
     bool stopping;

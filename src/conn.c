@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <openssl/err.h>
 
 #define READ_CHUNK 16384
 #define FLUSH_IOV 16
@@ -26,6 +27,7 @@ int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_cal
     c->rdhup = false;
     c->shut_wr = false;
     c->error = 0;
+    c->ssl = NULL;
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     if (c->in == NULL || c->out == NULL)
@@ -50,6 +52,12 @@ void bth_conn_fini(struct bth_conn *c)
     if (c->fd < 0)
         return;
     event_del(&c->ev);
+    if (c->ssl != NULL) {
+        if (c->error == 0 && !c->eof)
+            SSL_shutdown(c->ssl); /* best effort close_notify; the socket closes anyway */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     evbuffer_free(c->in);
@@ -57,8 +65,95 @@ void bth_conn_fini(struct bth_conn *c)
     c->in = c->out = NULL;
 }
 
+void bth_conn_set_ssl(struct bth_conn *c, SSL *ssl)
+{
+    c->ssl = ssl;
+}
+
+/* Maps a failed SSL_read/SSL_write. Returns true when the call should simply wait for the
+ * next edge (either direction: with one event for both, any edge retries both). */
+static bool ssl_would_block(struct bth_conn *c, int rc, bool reading)
+{
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return true;
+    case SSL_ERROR_ZERO_RETURN:
+        c->eof = true;
+        return false;
+    case SSL_ERROR_SYSCALL:
+        if (errno == EAGAIN || errno == EINTR)
+            return true;
+        if (reading && (errno == 0 || rc == 0))
+            c->eof = true; /* FIN without close_notify: treated as an end, as browsers do */
+        else
+            c->error = errno ? errno : EPIPE;
+        return false;
+    default:
+        ERR_clear_error();
+        c->error = EPROTO; /* handshake failure, bad record, ... */
+        return false;
+    }
+}
+
+/* TLS reads: SSL_read returns at most one record, so a short read says nothing about the
+ * socket; read on until OpenSSL wants more bytes. */
+static size_t ssl_read(struct bth_conn *c, size_t limit)
+{
+    size_t total = 0;
+    c->read_pending = false;
+    while (!c->eof && c->error == 0) {
+        size_t have = evbuffer_get_length(c->in);
+        if (have >= limit) {
+            c->read_pending = true;
+            break;
+        }
+        struct evbuffer_iovec vec[1];
+        if (evbuffer_reserve_space(c->in, READ_CHUNK, vec, 1) != 1) {
+            c->error = ENOMEM;
+            break;
+        }
+        int n = SSL_read(c->ssl, vec[0].iov_base, (int)vec[0].iov_len);
+        if (n > 0) {
+            vec[0].iov_len = (size_t)n;
+            evbuffer_commit_space(c->in, vec, 1);
+            total += (size_t)n;
+            continue;
+        }
+        evbuffer_commit_space(c->in, vec, 0);
+        if (ssl_would_block(c, n, true))
+            break;
+    }
+    return total;
+}
+
+static int ssl_flush(struct bth_conn *c)
+{
+    while (evbuffer_get_length(c->out) > 0) {
+        /* One record per SSL_write: gather small chains so a response is one record. */
+        size_t len = evbuffer_get_length(c->out);
+        if (len > READ_CHUNK)
+            len = READ_CHUNK;
+        const unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)len);
+        int n = SSL_write(c->ssl, p, (int)len);
+        if (n > 0) {
+            evbuffer_drain(c->out, (size_t)n);
+            continue;
+        }
+        if (ssl_would_block(c, n, false)) {
+            c->write_blocked = true;
+            return 0;
+        }
+        return -1;
+    }
+    c->write_blocked = false;
+    return 0;
+}
+
 size_t bth_conn_read(struct bth_conn *c, size_t limit)
 {
+    if (c->ssl != NULL)
+        return ssl_read(c, limit);
     size_t total = 0;
     c->read_pending = false;
     while (!c->eof && c->error == 0) {
@@ -112,6 +207,8 @@ int bth_conn_flush(struct bth_conn *c)
 {
     if (c->error != 0)
         return -1;
+    if (c->ssl != NULL)
+        return ssl_flush(c);
     for (;;) {
         struct evbuffer_iovec vec[FLUSH_IOV];
         int nvec = evbuffer_peek(c->out, -1, NULL, vec, FLUSH_IOV);
@@ -154,6 +251,8 @@ int bth_conn_flush(struct bth_conn *c)
 void bth_conn_shutdown_wr(struct bth_conn *c)
 {
     if (!c->shut_wr && c->fd >= 0 && evbuffer_get_length(c->out) == 0) {
+        if (c->ssl != NULL)
+            SSL_shutdown(c->ssl);
         shutdown(c->fd, SHUT_WR);
         c->shut_wr = true;
     }

@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 
 struct evbuffer;
 
@@ -28,12 +29,17 @@ struct bth_conn {
                               * no longer means drained, the EOF is still to be read */
     bool shut_wr;            /* we sent FIN */
     int error;               /* errno of a failed read/write, 0 if none */
+    SSL *ssl;                /* owned: TLS on this socket, NULL for plain TCP */
 };
 
 /* Sets up <c> on an open non-blocking <fd> (ownership passes to <c>) and registers its
  * event with <cb>/<arg>. Returns 0, or -1 when out of memory (fd left open). */
 int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_callback_fn cb,
                   void *arg);
+
+/* Puts TLS on <c>: reads and writes go through <ssl> (ownership passes to <c>). The
+ * handshake happens inside the first reads and writes. */
+void bth_conn_set_ssl(struct bth_conn *c, SSL *ssl);
 
 /* Closes the socket and frees the buffers. Idempotent. */
 void bth_conn_fini(struct bth_conn *c);

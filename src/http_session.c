@@ -36,6 +36,7 @@
 #include "stats.h"
 #include "sticky.h"
 #include "target.h"
+#include "tls.h"
 #include "worker.h"
 
 /* Backpressure: stop reading one side while the other side's output holds this much. */
@@ -362,7 +363,7 @@ static void log_exchange(struct bth_http_session *s)
         .received_bytes = s->rx_bytes,
         .sent_bytes = s->tx_bytes,
         .method = have ? sc : NULL,
-        .scheme = "http",
+        .scheme = s->conn.ssl ? "https" : "http",
         .host = have && s->h_len ? sc + s->m_len + 1 + s->u_len + 1 : NULL,
         .port = s->listen_port,
         .uri = have ? sc + s->m_len + 1 : NULL,
@@ -721,8 +722,8 @@ static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
         PUTS(", ");
     }
     PUT(s->client_ip, strlen(s->client_ip));
-    n = (size_t)snprintf(line, sizeof(line), "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: %u\r\n",
-                         s->listen_port);
+    n = (size_t)snprintf(line, sizeof(line), "\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %u\r\n",
+                         s->conn.ssl ? "https" : "http", s->listen_port);
     PUT(line, n);
     if (h->idx[BTH_HDR_X_REQUEST_ID] < 0) {
         PUTS("X-Request-Id: ");
@@ -891,8 +892,10 @@ static void send_redirect(struct bth_http_session *s, const struct bth_cfg_actio
         path++;
         path_len--;
     }
-    const char *vals[5] = {"http", ri->host, port, path, ri->query};
-    const size_t lens[5] = {4, ri->host_len, (size_t)plen, path_len, ri->query_len};
+    const char *proto_now = s->conn.ssl ? "https" : "http";
+    const char *vals[5] = {proto_now, ri->host, port, path, ri->query};
+    const size_t lens[5] = {strlen(proto_now), ri->host_len, (size_t)plen, path_len,
+                            ri->query_len};
     struct evbuffer *b = evbuffer_new();
     struct evbuffer *proto = evbuffer_new();
     if (b == NULL || proto == NULL) {
@@ -1303,6 +1306,8 @@ static void on_client_io(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_http_session *s = arg;
     bth_conn_note_event(&s->conn, what);
+    if (s->conn.ssl != NULL)
+        what |= EV_READ | EV_WRITE; /* TLS reads may need the socket writable and back */
     if (what & EV_CLOSED)
         what |= EV_READ;
     if (what & EV_WRITE) {
@@ -1693,6 +1698,18 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const struct bth_snap_listener *lst = &w->snap->listeners[wl->index];
+    if (lst->tls != NULL) {
+        SSL *ssl = bth_tls_server_new_ssl(lst->tls, fd);
+        if (ssl == NULL) {
+            bth_conn_fini(&s->conn);
+            evbuffer_free(s->pending);
+            evbuffer_free(s->retry_copy);
+            bth_free(s);
+            return;
+        }
+        bth_conn_set_ssl(&s->conn, ssl);
+    }
     s->w = w;
     s->wl = wl;
     s->id = ++w->next_conn_id;

@@ -17,6 +17,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 
 static int usage(void)
 {
@@ -49,11 +50,16 @@ static int check_config(const char *path)
         path ? bth_config_load_file(path, &err)
              : bth_config_load_buffer("<default>", bth_config_default_yaml,
                                       strlen(bth_config_default_yaml), &err);
+    for (size_t i = 0; cfg != NULL && i < cfg->nlisteners; i++)
+        bth_tls_check_listener(&cfg->listeners[i], &err);
     for (size_t i = 0; i < err.n; i++)
         fprintf(stderr, "%s\n", err.msgs[i]);
+    size_t nerr = err.n;
     bth_err_fini(&err);
-    if (cfg == NULL)
+    if (cfg == NULL || nerr > 0) {
+        bth_config_destroy(cfg);
         return 1;
+    }
     printf("%s: ok\n", path ? path : "<default>");
     bth_config_destroy(cfg);
     return 0;

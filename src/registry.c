@@ -9,6 +9,7 @@
 #include "mem.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "tls.h"
 #include "target.h"
 
 bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b)
@@ -49,6 +50,7 @@ void bth_registry_fini(struct bth_registry *reg)
     for (size_t i = 0; i < reg->ngroups; i++)
         group_fini(&reg->groups[i]);
     bth_free(reg->groups);
+    bth_registry_set_listener_tls(reg, NULL);
     for (size_t i = 0; i < reg->nlisteners; i++)
         bth_stats_unref(reg->listener_stats[i]);
     bth_free(reg->listener_stats);
@@ -336,6 +338,14 @@ int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms)
     return ended;
 }
 
+void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls)
+{
+    for (size_t i = 0; reg->listener_tls != NULL && i < reg->nlisteners; i++)
+        bth_tls_server_unref(reg->listener_tls[i]);
+    bth_free(reg->listener_tls);
+    reg->listener_tls = tls;
+}
+
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
 {
     size_t n = reg->ngroups;
@@ -350,7 +360,7 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
             gstats[i] = reg->groups[i].stats;
         }
         struct bth_snapshot_input in = {reg->config, targets, counts, reg->nworkers, gstats,
-                                        reg->listener_stats};
+                                        reg->listener_stats, reg->listener_tls};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);

@@ -10,6 +10,7 @@
 #include "flow_hash.h"
 #include "router.h"
 #include "stats.h"
+#include "tls.h"
 #include "target.h"
 
 struct bth_config_ref *bth_config_ref_create(struct bth_config *cfg)
@@ -79,6 +80,7 @@ static int build_listener(struct bth_snapshot *s, const struct bth_cfg_listener 
 static void free_listener(struct bth_snap_listener *l)
 {
     bth_stats_unref(l->stats);
+    bth_tls_server_unref(l->tls);
     bth_free(l->default_action.forwards);
     for (size_t r = 0; l->rule_actions != NULL && r < l->cfg->nrules; r++)
         bth_free(l->rule_actions[r].forwards);
@@ -130,6 +132,10 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         bth_stats_ref(in->listener_stats[i]);
         s->listeners[i].stats = in->listener_stats[i];
+        if (in->listener_tls != NULL && in->listener_tls[i] != NULL) {
+            bth_tls_server_ref(in->listener_tls[i]);
+            s->listeners[i].tls = in->listener_tls[i];
+        }
         if (build_listener(s, &cfg->listeners[i], &s->listeners[i]) != 0)
             goto fail;
         s->nlisteners++;

@@ -17,6 +17,7 @@ struct bth_target;
 struct bth_router;
 struct bth_flow_table;
 struct bth_stats;
+struct bth_tls_server;
 
 struct bth_snap_group {
     const struct bth_cfg_target_group *cfg; /* borrowed: lives as long as the snapshot */
@@ -44,6 +45,7 @@ struct bth_snap_action {
 struct bth_snap_listener {
     const struct bth_cfg_listener *cfg; /* borrowed */
     struct bth_stats *stats;            /* one reference: the listener's counters */
+    struct bth_tls_server *tls;         /* one reference for HTTPS/TLS listeners, else NULL */
     struct bth_router *router;          /* owned: compiled rules, NULL when none */
     struct bth_snap_action *rule_actions; /* owned: one per cfg->rules entry, same index */
     struct bth_snap_action default_action;
@@ -78,6 +80,7 @@ struct bth_snapshot_input {
     unsigned nworkers; /* worker ids are 0..nworkers-1: sizes per-worker balancer state */
     struct bth_stats **group_stats;    /* per group, config order */
     struct bth_stats **listener_stats; /* per listener, config order */
+    struct bth_tls_server **listener_tls; /* per listener (NULL entries: plain), may be NULL */
 };
 
 /* Builds a snapshot with one reference for the caller, taking its own references to the

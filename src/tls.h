@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* TLS for HTTPS listeners: OpenSSL contexts built by the main thread from a listener's
+ * certificates and ssl_policy, shared read-only by the workers (SSL_new on a shared SSL_CTX
+ * is thread-safe). SNI picks the certificate: exact name, then wildcard, then the first as
+ * default. ALPN offers http/1.1. Session tickets use keys that rotate and are shared by every
+ * worker and listener. */
+#ifndef BERTH_TLS_H
+#define BERTH_TLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct bth_cfg_listener;
+struct bth_err;
+struct bth_tls_server;
+
+/* Process-wide set-up (ticket keys). Main thread, once, before any listener context. */
+int bth_tls_init(void);
+/* Rotates the session ticket key (the previous one still decrypts). Main thread. */
+void bth_tls_rotate_ticket_key(void);
+void bth_tls_fini(void);
+
+/* Loads the certificates of <l> (paths relative to the working directory) under its
+ * policy. Returns a context with one reference, or NULL with "FILE: message" errors added
+ * to <err> (unreadable file, key not matching its certificate, unknown policy). Main
+ * thread. */
+struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l,
+                                             struct bth_err *err);
+void bth_tls_server_ref(struct bth_tls_server *t);
+/* Any thread; the last reference frees. */
+void bth_tls_server_unref(struct bth_tls_server *t);
+
+/* A server-side SSL for an accepted socket <fd>, or NULL. Worker threads. */
+SSL *bth_tls_server_new_ssl(struct bth_tls_server *t, int fd);
+
+/* Checks every HTTPS/TLS listener's certificates without keeping anything (berth -t). */
+int bth_tls_check_listener(const struct bth_cfg_listener *l, struct bth_err *err);
+
+#endif /* BERTH_TLS_H */
