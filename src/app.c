@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -330,11 +331,30 @@ static int setup_sticky_key(struct bth_app *app, const struct bth_config *cfg, b
     return 0;
 }
 
+/* Connections, pipes and health checks all need descriptors: raise the soft limit to the
+ * hard one, and say so when that is still small. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            bth_log(BTH_LOG_WARN, "setrlimit(RLIMIT_NOFILE) failed: %s", strerror(errno));
+    }
+    if (rl.rlim_cur < 65536)
+        bth_log(BTH_LOG_NOTICE, "open file limit is %llu (raise the hard limit for more "
+                                "connections)",
+                (unsigned long long)rl.rlim_cur);
+}
+
 int bth_app_start(struct bth_app *app, const char *config_path)
 {
     memset(app, 0, sizeof(*app));
     app->accesslog.fd = -1;
     app->config_path = config_path ? bth_strdup(config_path) : NULL;
+    raise_nofile();
     struct bth_config *cfg = load_config(config_path);
     if (cfg == NULL) {
         bth_log(BTH_LOG_ERR, "cannot start: invalid config %s", config_path ? config_path : "<default>");

@@ -231,6 +231,16 @@ static void schedule(struct bth_hc *hc, uint64_t delay_ms)
     evtimer_add(hc->timer, &tv);
 }
 
+/* The next check one interval after this one started, give or take 5%: targets registered
+ * together drift apart instead of being probed in one burst forever. */
+static void schedule_next(struct bth_hc *hc)
+{
+    uint64_t spent = now_ms() - hc->started_ms;
+    uint64_t jitter = hc->interval_ms / 20;
+    uint64_t next = hc->interval_ms - jitter + (jitter ? rnd(hc->h) % (2 * jitter + 1) : 0);
+    schedule(hc, spent < next ? next - spent : 0);
+}
+
 static void finish(struct bth_hc *hc, bool ok, enum hc_reason why)
 {
     if (hc->bev != NULL) {
@@ -239,8 +249,7 @@ static void finish(struct bth_hc *hc, bool ok, enum hc_reason why)
     }
     evtimer_del(hc->timer);
     record(hc, ok, why);
-    uint64_t spent = now_ms() - hc->started_ms;
-    schedule(hc, spent < hc->interval_ms ? hc->interval_ms - spent : 0);
+    schedule_next(hc);
 }
 
 static void fail(struct bth_hc *hc, enum hc_reason why, const char *fmt, ...)
@@ -362,8 +371,19 @@ static void start_check(struct bth_hc *hc)
     bufferevent_enable(hc->bev, EV_READ | EV_WRITE);
     schedule(hc, hc->timeout_ms); /* the timer is the deadline while a check runs */
     if (bufferevent_socket_connect(hc->bev, (struct sockaddr *)&ss, hc->t->addr.len) != 0 &&
-        hc->bev != NULL)
+        hc->bev != NULL) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* berth's own shortage, not the target's fault: try again later, count nothing */
+            bth_log(BTH_LOG_WARN, "health check of %s postponed: %s", hc->t->addr.text,
+                    strerror(errno));
+            bufferevent_free(hc->bev);
+            hc->bev = NULL;
+            evtimer_del(hc->timer);
+            schedule_next(hc);
+            return;
+        }
         fail(hc, R_FAILED, "Health checks failed: connect() failed: %s", strerror(errno));
+    }
 }
 
 static void on_check_timer(evutil_socket_t fd, short what, void *arg)

@@ -12,6 +12,8 @@ Modes:
   reset    reads the request head, then resets the connection (RST) (502)
   garbage  reads the request head, answers with a malformed status line (502)
   ws       WebSocket echo server (RFC 6455 handshake, echoes text/binary, answers ping/close)
+  switch   like http, but answers set with set_answer(path, answer) override the routes, and
+           can be changed while it runs (e.g. a health check path going from 200 to 500)
 
 http routes:
   /echo            answers the request body back
@@ -72,6 +74,20 @@ class Request:
                                                      len(self.body))
 
 
+class Answered:
+    """Mode switch: one request answered by an override, stamped just before the answer."""
+
+    def __init__(self, t, req, answer):
+        self.t = t              # time.monotonic() when the answer was chosen
+        self.req = req
+        self.path = req.path
+        self.answer = answer    # status code or "hang" (after any delay)
+        self.conn_id = req.conn_id
+
+    def __repr__(self):
+        return "<Answered %s %r at %.3f conn %d>" % (self.path, self.answer, self.t, self.conn_id)
+
+
 class Backend:
     def __init__(self, host, mode="http", port=0):
         self.host = host
@@ -92,6 +108,8 @@ class Backend:
         self._tls = threading.local()  # per connection thread: answering a HEAD
         self.stopping = False
         self.conns = []
+        self.answers = {}       # mode switch: path (or "*") -> answer (see set_answer)
+        self.answered = []      # mode switch: [Answered] for each overridden request
         self.thread = threading.Thread(target=self._accept_loop, daemon=True,
                                        name="backend-%s" % self.addr)
         self.thread.start()
@@ -264,6 +282,60 @@ class Backend:
                                 "path": req.target}) + "\n").encode()
             self._send(s, 200, [("Content-Type", "application/json"),
                                 ("Content-Length", str(len(body)))], body, close)
+
+    # ---- mode switch ----
+    def set_answer(self, path, answer):
+        """Mode switch: from now on requests for <path> ("*": every path without its own
+        answer) get <answer>: a status code, "hang" (never answered), (delay_ms, answer), or
+        a list of those used one per request, the last one repeating; None removes it."""
+        if isinstance(answer, list):
+            answer = list(answer)
+        with self.lock:
+            if answer is None:
+                self.answers.pop(path, None)
+            else:
+                self.answers[path] = answer
+
+    def answered_with(self, path=None, answer=None):
+        """The Answered records, optionally only those for <path> and/or with <answer>."""
+        with self.lock:
+            recs = list(self.answered)
+        return [a for a in recs if (path is None or a.path == path)
+                and (answer is None or a.answer == answer)]
+
+    def _serve_switch(self, s, peer, conn_id):
+        reader = Reader(s)
+        while True:
+            req = self._read_request(reader, peer, conn_id)
+            if req is None:
+                return
+            close = "close" in connection_tokens(req.headers) or \
+                (req.version == "HTTP/1.0" and "keep-alive" not in connection_tokens(req.headers))
+            self._tls.head_only = req.method == "HEAD"
+            with self.lock:
+                key = req.path if req.path in self.answers else "*"
+                answer = self.answers.get(key)
+                if isinstance(answer, list):  # a script: one answer per request, last repeats
+                    answer = answer.pop(0) if len(answer) > 1 else answer[0]
+            if isinstance(answer, tuple):  # (delay in ms, answer)
+                time.sleep(answer[0] / 1000.0)
+                answer = answer[1]
+            if answer is not None:
+                with self.lock:  # recorded just before it is sent
+                    self.answered.append(Answered(time.monotonic(), req, answer))
+            if answer is None:
+                self._answer(s, req, close)
+            elif answer == "hang":
+                while s.recv(65536):
+                    pass
+                return
+            else:
+                body = b"" if answer in (204, 304) else b"status %d\n" % answer
+                hdrs = [] if answer in (204, 304) else [("Content-Type", "text/plain"),
+                                                         ("Content-Length", str(len(body)))]
+                self._send(s, answer, hdrs, body, close)
+            if close:
+                return
 
     def _serve_silent(self, s, peer, conn_id):
         buf = bytearray()
