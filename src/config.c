@@ -1247,6 +1247,9 @@ static const struct field group_fields[] = {
       0),
     FN("health_check", TG(health_check), on_health_check, 0),
     FN("outlier_detection", TG(outlier_detection), on_outlier, 0),
+    F("tls_server_name", F_STR, TG(tls_server_name), 0, 0, 0),
+    F("tls_verify", F_BOOL, TG(tls_verify), 0, 0, 0),
+    F("tls_ca_file", F_STR, TG(tls_ca_file), 0, 0, 0),
     FN("targets", 0, on_targets, 0),
 };
 SECTION(group_sec, "target group", group_fields);
@@ -1601,6 +1604,8 @@ static void free_group(struct bth_cfg_target_group *g)
 {
     bth_free(g->name);
     bth_free(g->stickiness_cookie);
+    bth_free(g->tls_server_name);
+    bth_free(g->tls_ca_file);
     bth_free(g->health_check.path);
     bth_free(g->health_check.matcher);
     bth_free(g->targets);

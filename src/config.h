@@ -169,6 +169,10 @@ struct bth_cfg_target_group {
                                            * (default 1), as NLB does */
     struct bth_cfg_health_check health_check;
     struct bth_cfg_outlier outlier_detection;
+    /* HTTPS and TLS groups: TLS to the targets */
+    char *tls_server_name; /* owned: SNI sent to targets, NULL: none */
+    int tls_verify;        /* verify the target's certificate (default 0, as ELB) */
+    char *tls_ca_file;     /* owned: CA bundle for verification, NULL: system store */
     struct bth_cfg_target *targets; /* owned array */
     size_t ntargets;
     struct bth_cfg_mark mark;

@@ -1144,7 +1144,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
         bth_target_ref(t);
         s->target = t;
         atomic_fetch_add_explicit(&t->outstanding, 1, memory_order_relaxed);
-        s->up = bth_upstream_acquire(s->w, t, false, on_upstream_event, s);
+        s->up = bth_upstream_acquire(s->w, t, false, s->group->tls, on_upstream_event, s);
         if (s->up != NULL)
             break;
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
@@ -1365,7 +1365,7 @@ static void upstream_failed_early(struct bth_http_session *s, const char *why)
         s->retried_fresh = true;
         evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
         evbuffer_add_buffer(s->pending, s->retry_copy);
-        s->up = bth_upstream_acquire(s->w, s->target, true, on_upstream_event, s);
+        s->up = bth_upstream_acquire(s->w, s->target, true, s->group->tls, on_upstream_event, s);
         if (s->up != NULL) {
             s->up_reused = false;
             set_state(s, SS_CONNECTING);
@@ -1629,6 +1629,8 @@ static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
     struct bth_http_session *s = arg;
     if (what & EV_CLOSED)
         what |= EV_READ;
+    if (up->conn.ssl != NULL && up->state == BTH_UP_ST_ACTIVE && !(what & EV_TIMEOUT))
+        what |= EV_READ | EV_WRITE; /* TLS: the handshake needs both directions */
     if (s->state == SS_CONNECTING && up->state == BTH_UP_ST_CONNECTING) {
         if (what & EV_TIMEOUT) {
             bth_log(BTH_LOG_INFO, "#%llu connect() to %s timed out", (unsigned long long)s->id,

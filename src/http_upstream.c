@@ -15,6 +15,7 @@
 
 #include "mem.h"
 #include "target.h"
+#include "tls.h"
 #include "worker.h"
 
 static struct bth_upstream_pool *pool_of(struct bth_upstream *up)
@@ -90,7 +91,8 @@ static struct bth_upstream *take_idle(struct bth_worker *w, struct bth_target *t
 }
 
 struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_target *t, bool fresh,
-                                          bth_upstream_event_cb cb, void *arg)
+                                          struct bth_tls_client *tls, bth_upstream_event_cb cb,
+                                          void *arg)
 {
     struct bth_upstream *up = fresh ? NULL : take_idle(w, t);
     if (up != NULL) {
@@ -121,6 +123,16 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
         bth_free(up);
         errno = ENOMEM;
         return NULL;
+    }
+    if (tls != NULL) {
+        SSL *ssl = bth_tls_client_new_ssl(tls, fd, t->pools[w->id].tls_session);
+        if (ssl == NULL) {
+            bth_conn_fini(&up->conn);
+            bth_free(up);
+            errno = ENOMEM;
+            return NULL;
+        }
+        bth_conn_set_ssl(&up->conn, ssl);
     }
     up->w = w;
     up->next = w->upstreams;
@@ -160,6 +172,15 @@ void bth_upstream_release(struct bth_upstream *up, bool reusable)
         evbuffer_get_length(up->conn.out) != 0 || pool->nidle >= BTH_UPSTREAM_POOL_MAX) {
         bth_upstream_destroy(up);
         return;
+    }
+    if (up->conn.ssl != NULL && up->requests == 0) {
+        /* Keep the session (with TLS 1.3 it arrives after the handshake) to resume the next
+         * connection to this target from this worker. */
+        SSL_SESSION *sess = SSL_get1_session(up->conn.ssl);
+        if (sess != NULL) {
+            SSL_SESSION_free(pool->tls_session);
+            pool->tls_session = sess;
+        }
     }
     up->requests++;
     up->state = BTH_UP_ST_IDLE;

@@ -15,6 +15,7 @@
 struct bth_worker;
 struct bth_target;
 struct bth_upstream;
+struct bth_tls_client;
 
 enum bth_upstream_state {
     BTH_UP_ST_CONNECTING = 0, /* connect() in progress */
@@ -44,10 +45,12 @@ struct bth_upstream {
 #define BTH_UPSTREAM_POOL_MAX 512 /* idle connections per target per worker */
 
 /* Returns an idle pooled connection to <t> (state ACTIVE) unless <fresh>, or starts a new
- * one (state CONNECTING), attached to <cb>/<arg>. NULL when no socket could be made or
+ * one (state CONNECTING; over TLS when <tls> is set, resuming the pool's last session),
+ * attached to <cb>/<arg>. NULL when no socket could be made or
  * connect() failed at once (errno set). */
 struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_target *t, bool fresh,
-                                          bth_upstream_event_cb cb, void *arg);
+                                          struct bth_tls_client *tls, bth_upstream_event_cb cb,
+                                          void *arg);
 
 /* Finishes the connect: checks SO_ERROR. Returns 0 (now ACTIVE) or a negative errno. */
 int bth_upstream_connected(struct bth_upstream *up);

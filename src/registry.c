@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "log.h"
 #include "mem.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -36,6 +37,7 @@ void bth_registry_init(struct bth_registry *reg, unsigned nworkers)
 static void group_fini(struct bth_reg_group *g)
 {
     bth_stats_unref(g->stats);
+    bth_tls_client_unref(g->tls);
     for (size_t i = 0; i < g->ntargets; i++)
         bth_target_unref(g->targets[i]);
     bth_free(g->targets);
@@ -119,6 +121,16 @@ static int build_group(struct bth_registry *reg, const struct bth_cfg_target_gro
         g->stats = old->stats;
     } else if ((g->stats = bth_stats_create(cfg->name, reg->nworkers)) == NULL) {
         return -1;
+    }
+    if (cfg->protocol == BTH_PROTO_HTTPS || cfg->protocol == BTH_PROTO_TLS) {
+        struct bth_err err;
+        bth_err_init(&err);
+        g->tls = bth_tls_client_create(cfg, &err);
+        for (size_t i = 0; i < err.n; i++)
+            bth_log(BTH_LOG_ERR, "target group %s: %s", cfg->name, err.msgs[i]);
+        bth_err_fini(&err);
+        if (g->tls == NULL)
+            return -1;
     }
     for (size_t i = 0; i < cfg->ntargets; i++) {
         struct bth_target *t = reuse_or_create(old, &cfg->targets[i].addr, cfg->targets[i].weight,
@@ -352,19 +364,22 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
     struct bth_target ***targets = bth_calloc(n ? n : 1, sizeof(*targets));
     size_t *counts = bth_calloc(n ? n : 1, sizeof(*counts));
     struct bth_stats **gstats = bth_calloc(n ? n : 1, sizeof(*gstats));
+    struct bth_tls_client **gtls = bth_calloc(n ? n : 1, sizeof(*gtls));
     struct bth_snapshot *s = NULL;
-    if (targets != NULL && counts != NULL && gstats != NULL) {
+    if (targets != NULL && counts != NULL && gstats != NULL && gtls != NULL) {
         for (size_t i = 0; i < n; i++) {
             targets[i] = reg->groups[i].targets;
             counts[i] = reg->groups[i].ntargets;
             gstats[i] = reg->groups[i].stats;
+            gtls[i] = reg->groups[i].tls;
         }
         struct bth_snapshot_input in = {reg->config, targets, counts, reg->nworkers, gstats,
-                                        reg->listener_stats, reg->listener_tls};
+                                        reg->listener_stats, reg->listener_tls, gtls};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);
     bth_free(counts);
     bth_free(gstats);
+    bth_free(gtls);
     return s;
 }

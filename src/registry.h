@@ -16,6 +16,7 @@ struct bth_snapshot;
 struct bth_config_ref;
 struct bth_stats;
 struct bth_tls_server;
+struct bth_tls_client;
 
 struct bth_reg_group {
     char *name; /* owned */
@@ -24,6 +25,7 @@ struct bth_reg_group {
     size_t ntargets;
     size_t cap;
     struct bth_stats *stats; /* one reference: counters kept across reloads by name */
+    struct bth_tls_client *tls; /* one reference for HTTPS/TLS groups, else NULL */
 };
 
 /* Called once when a drain ends (the target is gone from its group). */

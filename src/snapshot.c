@@ -110,6 +110,10 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
         s->ngroups++; /* from here on the unref path frees whatever this group holds */
         bth_stats_ref(in->group_stats[i]);
         g->stats = in->group_stats[i];
+        if (in->group_tls != NULL && in->group_tls[i] != NULL) {
+            bth_tls_client_ref(in->group_tls[i]);
+            g->tls = in->group_tls[i];
+        }
         size_t n = in->ntargets[i];
         if (n > 0) {
             g->targets = bth_calloc(n, sizeof(*g->targets));
@@ -162,6 +166,7 @@ void bth_snapshot_unref(struct bth_snapshot *s)
         bth_lb_group_fini(&s->groups[i]);
         bth_flow_table_destroy(s->groups[i].flow);
         bth_stats_unref(s->groups[i].stats);
+        bth_tls_client_unref(s->groups[i].tls);
     }
     bth_free(s->listeners);
     bth_free(s->groups);

@@ -18,10 +18,12 @@ struct bth_router;
 struct bth_flow_table;
 struct bth_stats;
 struct bth_tls_server;
+struct bth_tls_client;
 
 struct bth_snap_group {
     const struct bth_cfg_target_group *cfg; /* borrowed: lives as long as the snapshot */
     struct bth_stats *stats;                /* one reference: the group's counters */
+    struct bth_tls_client *tls;             /* one reference for HTTPS/TLS groups */
     struct bth_target **targets;            /* owned array; one reference per entry */
     size_t ntargets;
     atomic_uint rr_next; /* unused since the balancer keeps per-worker state in lb */
@@ -81,6 +83,7 @@ struct bth_snapshot_input {
     struct bth_stats **group_stats;    /* per group, config order */
     struct bth_stats **listener_stats; /* per listener, config order */
     struct bth_tls_server **listener_tls; /* per listener (NULL entries: plain), may be NULL */
+    struct bth_tls_client **group_tls;    /* per group (NULL entries: plain), may be NULL */
 };
 
 /* Builds a snapshot with one reference for the caller, taking its own references to the

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "mem.h"
 #include "worker.h"
 
@@ -39,8 +41,11 @@ void bth_target_unref(struct bth_target *t)
 {
     if (t == NULL)
         return;
-    if (atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) == 1) {
+        for (unsigned i = 0; i < t->npools; i++)
+            SSL_SESSION_free(t->pools[i].tls_session);
         bth_free(t);
+    }
 }
 
 static bool state_takes_traffic(int s)

@@ -29,6 +29,7 @@ enum bth_target_state {
 struct bth_upstream_pool {
     struct bth_upstream *idle_head; /* owned list of idle connections, most recent first */
     unsigned nidle;
+    struct ssl_session_st *tls_session; /* owned: last TLS session, for resumption */
 } __attribute__((aligned(64)));
 
 struct bth_target {

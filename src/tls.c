@@ -368,3 +368,80 @@ int bth_tls_check_listener(const struct bth_cfg_listener *l, struct bth_err *err
     bth_tls_server_unref(t);
     return 0;
 }
+
+/* ---- client contexts (TLS to targets) -------------------------------------------------- */
+
+struct bth_tls_client {
+    atomic_int refcnt;
+    SSL_CTX *ctx;      /* owned */
+    char *server_name; /* owned, may be NULL */
+};
+
+struct bth_tls_client *bth_tls_client_create(const struct bth_cfg_target_group *g,
+                                             struct bth_err *err)
+{
+    struct bth_tls_client *c = bth_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refcnt, 1);
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (c->ctx == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* Sessions are kept per target by the caller, not in OpenSSL's cache. */
+    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    if (g->tls_verify) {
+        int ok = g->tls_ca_file != NULL
+                     ? SSL_CTX_load_verify_locations(c->ctx, g->tls_ca_file, NULL)
+                     : SSL_CTX_set_default_verify_paths(c->ctx);
+        if (ok != 1) {
+            add_error(err, g->tls_ca_file ? g->tls_ca_file : "system CA store",
+                      "cannot load CA certificates");
+            goto fail;
+        }
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+    }
+    if (g->tls_server_name != NULL && (c->server_name = bth_strdup(g->tls_server_name)) == NULL)
+        goto fail;
+    return c;
+fail:
+    bth_tls_client_unref(c);
+    return NULL;
+}
+
+void bth_tls_client_ref(struct bth_tls_client *c)
+{
+    atomic_fetch_add_explicit(&c->refcnt, 1, memory_order_relaxed);
+}
+
+void bth_tls_client_unref(struct bth_tls_client *c)
+{
+    if (c == NULL || atomic_fetch_sub_explicit(&c->refcnt, 1, memory_order_acq_rel) != 1)
+        return;
+    SSL_CTX_free(c->ctx);
+    bth_free(c->server_name);
+    bth_free(c);
+}
+
+SSL *bth_tls_client_new_ssl(struct bth_tls_client *c, int fd, SSL_SESSION *session)
+{
+    SSL *ssl = SSL_new(c->ctx);
+    if (ssl == NULL)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (c->server_name != NULL) {
+        SSL_set_tlsext_host_name(ssl, c->server_name);
+        SSL_set1_host(ssl, c->server_name); /* checked only when verification is on */
+    }
+    if (session != NULL)
+        SSL_set_session(ssl, session);
+    SSL_set_connect_state(ssl);
+    return ssl;
+}

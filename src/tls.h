@@ -34,6 +34,21 @@ void bth_tls_server_unref(struct bth_tls_server *t);
 /* A server-side SSL for an accepted socket <fd>, or NULL. Worker threads. */
 SSL *bth_tls_server_new_ssl(struct bth_tls_server *t, int fd);
 
+/* TLS to targets for an HTTPS or TLS target group: verification off unless tls_verify
+ * (then against tls_ca_file or the system store), SNI from tls_server_name, and the last
+ * session per target and worker kept for resumption. */
+struct bth_tls_client;
+struct bth_cfg_target_group;
+
+/* NULL with an error added to <err> when the CA file cannot be read; main thread. */
+struct bth_tls_client *bth_tls_client_create(const struct bth_cfg_target_group *g,
+                                             struct bth_err *err);
+void bth_tls_client_ref(struct bth_tls_client *c);
+void bth_tls_client_unref(struct bth_tls_client *c);
+/* A client-side SSL on the connecting socket <fd>, resuming <session> when not NULL.
+ * Worker threads. */
+SSL *bth_tls_client_new_ssl(struct bth_tls_client *c, int fd, SSL_SESSION *session);
+
 /* Checks every HTTPS/TLS listener's certificates without keeping anything (berth -t). */
 int bth_tls_check_listener(const struct bth_cfg_listener *l, struct bth_err *err);
 
