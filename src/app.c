@@ -80,6 +80,7 @@ static size_t listener_specs(const struct bth_cfg_listener *l, size_t index,
         out[0] = (struct bth_listen_spec){-1, BTH_WL_HTTP, index};
         return 1;
     case BTH_PROTO_TCP:
+    case BTH_PROTO_TLS:
         out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index};
         return 1;
     case BTH_PROTO_UDP:
@@ -255,7 +256,8 @@ static int load_tls(struct bth_app *app, const struct bth_config *cfg)
     bth_err_init(&err);
     int rc = tls == NULL ? -1 : 0;
     for (size_t i = 0; rc == 0 && i < cfg->nlisteners; i++) {
-        if (cfg->listeners[i].protocol == BTH_PROTO_HTTPS &&
+        if ((cfg->listeners[i].protocol == BTH_PROTO_HTTPS ||
+             cfg->listeners[i].protocol == BTH_PROTO_TLS) &&
             (tls[i] = bth_tls_server_create(&cfg->listeners[i], &err)) == NULL)
             rc = -1;
     }

@@ -209,7 +209,7 @@ int bth_conn_flush(struct bth_conn *c)
         return -1;
     if (c->ssl != NULL)
         return ssl_flush(c);
-    for (;;) {
+    while (evbuffer_get_length(c->out) > 0) {
         struct evbuffer_iovec vec[FLUSH_IOV];
         int nvec = evbuffer_peek(c->out, -1, NULL, vec, FLUSH_IOV);
         if (nvec <= 0)
@@ -237,6 +237,8 @@ int bth_conn_flush(struct bth_conn *c)
             return -1;
         }
         evbuffer_drain(c->out, (size_t)n);
+        if (want == 0)
+            break; /* only empty chains left: nothing to send */
         if ((size_t)n < want) {
             /* A short write to a stream socket means its send buffer is full: the EPOLLOUT
              * edge tells us when there is room again. */

@@ -16,10 +16,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
 #include "balancer.h"
+#include "conn.h"
 #include "config.h"
 #include "flow_hash.h"
 #include "log.h"
@@ -28,6 +30,7 @@
 #include "snapshot.h"
 #include "stats.h"
 #include "target.h"
+#include "tls.h"
 #include "worker.h"
 
 #define PIPE_CHUNK (512 * 1024)
@@ -64,6 +67,11 @@ struct bth_tcp_session {
     size_t pp2_len, pp2_off;
     struct sockaddr_storage peer, local;
     bool closing;
+    /* Buffered mode, when TLS is on either side (splice cannot see through it): bytes go
+     * through evbuffers of two bth_conn, with SSL where configured. */
+    bool buffered;
+    struct bth_conn cc, uc;
+    bool uc_ready;
     struct bth_tcp_session *prev, *next;
 };
 
@@ -94,8 +102,21 @@ static void close_pipe(struct dir *d)
 static void session_end(struct bth_tcp_session *s, bool reset)
 {
     struct linger lg = {1, 0};
-    event_del(&s->cev);
     event_del(&s->timer);
+    if (s->buffered) {
+        if (reset)
+            setsockopt(s->cc.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        bth_conn_fini(&s->cc);
+        if (s->uc_ready) {
+            if (reset)
+                setsockopt(s->uc.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            bth_conn_fini(&s->uc);
+        } else if (s->ufd >= 0) {
+            close(s->ufd);
+        }
+        goto release;
+    }
+    event_del(&s->cev);
     if (s->uev_added)
         event_del(&s->uev);
     if (reset)
@@ -106,6 +127,7 @@ static void session_end(struct bth_tcp_session *s, bool reset)
             setsockopt(s->ufd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         close(s->ufd);
     }
+release:
     close_pipe(&s->c2u);
     close_pipe(&s->u2c);
     if (s->listener != NULL)
@@ -205,6 +227,48 @@ static void forward(struct bth_tcp_session *s)
     arm_idle(s);
 }
 
+#define BUF_HWM (256 * 1024)
+
+/* Moves what <from> has read to <to>'s output; reads only while <to> can take more. */
+static void shovel(struct bth_conn *from, struct bth_conn *to, uint64_t *count)
+{
+    if (evbuffer_get_length(to->out) < BUF_HWM && !from->eof)
+        bth_conn_read(from, BUF_HWM);
+    size_t n = evbuffer_get_length(from->in);
+    if (n > 0) {
+        evbuffer_add_buffer(to->out, from->in);
+        *count += n;
+    }
+    bth_conn_flush(to);
+    if (from->eof && evbuffer_get_length(to->out) == 0)
+        bth_conn_shutdown_wr(to); /* half-close passes through */
+}
+
+/* Buffered forwarding: both directions until both ended, or one broke. */
+static void forward_buffered(struct bth_tcp_session *s)
+{
+    for (int round = 0; round < PUMP_ROUNDS; round++) {
+        size_t before = evbuffer_get_length(s->cc.out) + evbuffer_get_length(s->uc.out) +
+                        s->c2u.bytes + s->u2c.bytes;
+        shovel(&s->cc, &s->uc, &s->c2u.bytes);
+        shovel(&s->uc, &s->cc, &s->u2c.bytes);
+        if (s->cc.error || s->uc.error) {
+            session_end(s, true);
+            return;
+        }
+        if (s->cc.eof && s->uc.eof && evbuffer_get_length(s->cc.out) == 0 &&
+            evbuffer_get_length(s->uc.out) == 0) {
+            session_end(s, false);
+            return;
+        }
+        size_t after = evbuffer_get_length(s->cc.out) + evbuffer_get_length(s->uc.out) +
+                       s->c2u.bytes + s->u2c.bytes;
+        if (after == before && !s->cc.read_pending && !s->uc.read_pending)
+            break; /* nothing moved: wait for the next edge */
+    }
+    arm_idle(s);
+}
+
 static struct bth_target *pick(struct bth_tcp_session *s)
 {
     struct bth_snap_group *g = s->group;
@@ -229,6 +293,11 @@ static int connect_next(struct bth_tcp_session *s)
             atomic_fetch_sub_explicit(&s->target->outstanding, 1, memory_order_relaxed);
             bth_target_unref(s->target);
             s->target = NULL;
+        }
+        if (s->uc_ready) {
+            bth_conn_fini(&s->uc); /* closes s->ufd */
+            s->uc_ready = false;
+            s->ufd = -1;
         }
         if (s->ufd >= 0) {
             if (s->uev_added)
@@ -257,10 +326,22 @@ static int connect_next(struct bth_tcp_session *s)
             bth_stats_add(s->group->stats, s->w->id, BTH_ST_TARGET_CONN_ERRORS, 1);
             continue;
         }
-        event_assign(&s->uev, s->w->base, s->ufd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET |
-                     EV_PERSIST, on_target_event, s);
-        event_add(&s->uev, NULL);
-        s->uev_added = true;
+        if (s->buffered) {
+            if (bth_conn_init(&s->uc, s->w->base, s->ufd, on_target_event, s) != 0)
+                continue;
+            s->uc_ready = true;
+            if (s->group->tls != NULL) {
+                SSL *ssl = bth_tls_client_new_ssl(s->group->tls, s->ufd,
+                                                  t->pools[s->w->id].tls_session);
+                if (ssl != NULL)
+                    bth_conn_set_ssl(&s->uc, ssl);
+            }
+        } else {
+            event_assign(&s->uev, s->w->base, s->ufd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET |
+                         EV_PERSIST, on_target_event, s);
+            event_add(&s->uev, NULL);
+            s->uev_added = true;
+        }
         s->state = TS_CONNECTING;
         event_add(&s->timer, bth_worker_timeout(s->w, 10000)); /* connect deadline */
         return 0;
@@ -284,6 +365,13 @@ static void connected(struct bth_tcp_session *s)
     if (s->group->cfg->proxy_protocol_v2)
         s->pp2_len = bth_pp2_encode((struct sockaddr *)&s->peer, (struct sockaddr *)&s->local,
                                     SOCK_STREAM, s->pp2);
+    if (s->buffered) {
+        if (s->pp2_len > 0)
+            evbuffer_add(s->uc.out, s->pp2, s->pp2_len); /* the header goes first */
+        s->pp2_off = s->pp2_len;
+        forward_buffered(s);
+        return;
+    }
     event_add(&s->cev, NULL);
     forward(s);
 }
@@ -291,8 +379,12 @@ static void connected(struct bth_tcp_session *s)
 static void on_target_event(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_tcp_session *s = arg;
+    if (s->buffered)
+        bth_conn_note_event(&s->uc, what);
     if (s->state == TS_CONNECTING)
         connected(s);
+    else if (s->buffered)
+        forward_buffered(s);
     else
         forward(s);
 }
@@ -300,7 +392,13 @@ static void on_target_event(evutil_socket_t fd, short what, void *arg)
 static void on_client_event(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_tcp_session *s = arg;
-    if (s->state == TS_FORWARDING)
+    if (s->buffered)
+        bth_conn_note_event(&s->cc, what);
+    if (s->state != TS_FORWARDING)
+        return;
+    if (s->buffered)
+        forward_buffered(s);
+    else
         forward(s);
 }
 
@@ -359,9 +457,35 @@ void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl,
     bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    event_assign(&s->cev, w->base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
-                 on_client_event, s);
     evtimer_assign(&s->timer, w->base, on_timer, s);
+    const struct bth_snap_action *fa = &s->listener->default_action;
+    struct bth_snap_group *fg = fa->nforwards > 0 ? fa->forwards[0].group : NULL;
+    s->buffered = s->listener->tls != NULL || (fg != NULL && fg->tls != NULL);
+    if (s->buffered) {
+        /* TLS on one side or both: buffered copying. The client's events arrive through the
+         * conn (registered now, but nothing moves until the target is connected). */
+        close_pipe(&s->c2u);
+        close_pipe(&s->u2c);
+        if (bth_conn_init(&s->cc, w->base, fd, on_client_event, s) != 0) {
+            close(fd);
+            s->cc.fd = -1;
+            s->buffered = false; /* nothing to free but the session */
+            s->cfd = -1;
+            list_unlink(s);
+            BTH_STAT_ADD(w->metrics.active_connections, -1);
+            bth_snapshot_unref(s->snap);
+            bth_free(s);
+            return;
+        }
+        if (s->listener->tls != NULL) {
+            SSL *ssl = bth_tls_server_new_ssl(s->listener->tls, fd);
+            if (ssl != NULL)
+                bth_conn_set_ssl(&s->cc, ssl);
+        }
+    } else {
+        event_assign(&s->cev, w->base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
+                     on_client_event, s);
+    }
     const struct bth_snap_action *act = &s->listener->default_action;
     s->group = act->nforwards > 0 ? act->forwards[0].group : NULL;
     if (s->group == NULL) {
