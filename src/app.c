@@ -345,9 +345,9 @@ static void raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             bth_log(BTH_LOG_WARN, "setrlimit(RLIMIT_NOFILE) failed: %s", strerror(errno));
     }
-    if (rl.rlim_cur < 65536)
-        bth_log(BTH_LOG_NOTICE, "open file limit is %llu (raise the hard limit for more "
-                                "connections)",
+    if (rl.rlim_cur < 4096)
+        bth_log(BTH_LOG_WARN, "open file limit is only %llu (raise the hard limit for more "
+                              "connections)",
                 (unsigned long long)rl.rlim_cur);
 }
 

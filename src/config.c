@@ -975,6 +975,9 @@ static void on_default_action(struct ctx *c, yaml_node_t *v, void *dst)
 
 #define LI(m) offsetof(struct bth_cfg_listener, m)
 
+static const char *const desync_names[] = {"defensive", "monitor", "strictest"};
+static const struct enumdef desync_enum = {desync_names, 3, "monitor, defensive or strictest"};
+
 static const struct field listener_fields[] = {
     F("name", F_STR, LI(name), 0, 0, 0),
     FE("protocol", LI(protocol), &proto_enum, 0),
@@ -984,6 +987,7 @@ static const struct field listener_fields[] = {
     F("max_request_line", F_SIZE, LI(max_request_line_bytes), 64, MIB, 0),
     F("max_header_size", F_SIZE, LI(max_header_bytes), 256, 16 * MIB, 0),
     F("udp_max_flows", F_UINT, LI(udp_max_flows), 1, 10000000, 0),
+    FE("desync_mitigation_mode", LI(desync_mode), &desync_enum, 0),
     FN("certificates", 0, on_certificates, 0),
     F("ssl_policy", F_STR, LI(ssl_policy), 0, 0, 0),
     FN("rules", 0, on_rules, 0),

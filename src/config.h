@@ -18,6 +18,13 @@ enum bth_proto {
     BTH_PROTO_TCP_UDP,
 };
 
+/* ELB's desync_mitigation_mode. */
+enum bth_desync_mode {
+    BTH_DESYNC_MODE_DEFENSIVE = 0, /* default: severe 400; ambiguous forwarded, then closed */
+    BTH_DESYNC_MODE_MONITOR,       /* forward everything llhttp can parse */
+    BTH_DESYNC_MODE_STRICTEST,     /* only compliant requests pass */
+};
+
 enum bth_algorithm {
     BTH_ALG_ROUND_ROBIN = 0,
     BTH_ALG_LEAST_OUTSTANDING,
@@ -109,6 +116,7 @@ struct bth_cfg_listener {
     size_t max_request_line_bytes; /* 414 above this; default 16k */
     size_t max_header_bytes;       /* 431 above this (all header lines); default 64k */
     unsigned udp_max_flows;        /* UDP: flows per worker before new ones are dropped */
+    int desync_mode; /* enum bth_desync_mode: what HTTP(S) listeners do per desync tier */
     struct bth_cfg_cert *certificates; /* owned array */
     size_t ncertificates;
     char *ssl_policy;                  /* owned, may be NULL */

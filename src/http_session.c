@@ -26,6 +26,7 @@
 #include "accesslog.h"
 #include "balancer.h"
 #include "conn.h"
+#include "desync.h"
 #include "http_head.h"
 #include "http_upstream.h"
 #include "log.h"
@@ -86,6 +87,7 @@ struct bth_http_session {
     uint64_t id;
     bool closing;          /* free at the end of the current callback */
     bool close_after;      /* close once the current answer is written */
+    bool desync_close;     /* ambiguous request: close both sides after the response */
     bool client_keepalive; /* the client may send another request */
     bool client_http10;
     struct sockaddr_storage peer;
@@ -519,6 +521,7 @@ static void reset_exchange(struct bth_http_session *s)
     s->sticky_pick = NULL;
     s->rule = -1;
     s->set_tg_cookie = s->set_target_cookie = s->resp_sets_app_cookie = false;
+    s->desync_close = false;
     s->ntried = 0;
     s->up_reused = s->retried_fresh = false;
     s->status = 0;
@@ -543,7 +546,9 @@ static void reset_exchange(struct bth_http_session *s)
 static void finish_exchange(struct bth_http_session *s)
 {
     bool reusable = s->resp_body != BODY_EOF && s->req_done && s->status != 101 &&
-                    llhttp_should_keep_alive(&s->resp_parser);
+                    llhttp_should_keep_alive(&s->resp_parser) && !s->desync_close;
+    if (s->desync_close)
+        s->close_after = true;
     log_exchange(s);
     drop_upstream(s, reusable);
     release_target(s);
@@ -1171,6 +1176,37 @@ static void start_exchange_on_target(struct bth_http_session *s)
     }
 }
 
+/* ELB's desync mitigation: classifies the raw head and applies the listener's mode.
+ * Returns 0 to go on, -1 when the request was refused (400, connection closed). An ambiguous
+ * request in defensive mode goes through, but neither connection is reused afterwards. */
+static int desync_check(struct bth_http_session *s, const char *head, size_t len)
+{
+    struct bth_desync_verdict v;
+    bth_desync_classify(head, len, &v);
+    if (v.tier == BTH_DESYNC_COMPLIANT)
+        return 0;
+    bth_stats_add(s->listener->stats, s->w->id,
+                  (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + v.tier - BTH_DESYNC_ACCEPTABLE), 1);
+    int mode = s->listener->cfg->desync_mode;
+    bool refuse = (mode == BTH_DESYNC_MODE_STRICTEST) ||
+                  (mode == BTH_DESYNC_MODE_DEFENSIVE && v.tier == BTH_DESYNC_SEVERE);
+    if (refuse) {
+        bth_log(BTH_LOG_INFO, "#%llu request from %s refused: desync %s (%s)",
+                (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier), v.reason);
+        bth_stats_add(s->listener->stats, s->w->id, BTH_ST_DESYNC_BLOCKED, 1);
+        s->req_done = false;
+        s->close_after = true;
+        evbuffer_drain(s->conn.in, len);
+        send_error(s, 400, v.reason);
+        return -1;
+    }
+    if (mode == BTH_DESYNC_MODE_DEFENSIVE && v.tier == BTH_DESYNC_AMBIGUOUS) {
+        s->desync_close = true; /* the target connection is not reused either */
+        s->close_after = true;  /* and the client is told so in the response */
+    }
+    return 0;
+}
+
 /* Reads and handles the request head; returns once it is incomplete or handled. */
 static void parse_request_head(struct bth_http_session *s)
 {
@@ -1193,6 +1229,8 @@ static void parse_request_head(struct bth_http_session *s)
     llhttp_errno_t err = llhttp_execute(&s->req_parser, base + s->req_parsed, feed - s->req_parsed);
     if (err == HPE_PAUSED) {
         size_t head_len = (size_t)(llhttp_get_error_pos(&s->req_parser) - base);
+        if (desync_check(s, base, head_len) != 0)
+            return;
         start_request(s, head_len);
         return;
     }

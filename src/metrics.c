@@ -156,6 +156,19 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
         evbuffer_add_printf(out, "berth_udp_flows{listener=\"%s\"} %lld\n", ls[i]->name,
                             (long long)(bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CREATED) -
                                         bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CLOSED)));
+    family(out, "berth_desync_requests_total", "counter",
+           "Requests by desync classification (DesyncMitigationMode_NonCompliant_Request_Count).");
+    static const char *const tiers[] = {"acceptable", "ambiguous", "severe"};
+    for (size_t i = 0; i < nl; i++) {
+        for (int t = 0; t < 3; t++)
+            evbuffer_add_printf(out, "berth_desync_requests_total{listener=\"%s\",class=\"%s\"} %llu\n",
+                                ls[i]->name, tiers[t],
+                                (unsigned long long)bth_stats_sum(
+                                    ls[i], (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + t)));
+    }
+    per_block(out, "berth_desync_blocked_total",
+              "Requests refused with 400 by desync_mitigation_mode.", "listener", ls, nl,
+              BTH_ST_DESYNC_BLOCKED);
     per_block(out, "berth_udp_flows_rejected_total",
               "UDP datagrams dropped because the flow table was full (udp_max_flows).",
               "listener", ls, nl, BTH_ST_UDP_FLOWS_REJECTED);

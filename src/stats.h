@@ -33,6 +33,10 @@ enum bth_stat {
     BTH_ST_UDP_FLOWS_CREATED,
     BTH_ST_UDP_FLOWS_CLOSED,
     BTH_ST_UDP_FLOWS_REJECTED, /* the flow table was full */
+    BTH_ST_DESYNC_ACCEPTABLE,  /* requests classified by the desync classifier, */
+    BTH_ST_DESYNC_AMBIGUOUS,   /* in this order (see desync.h) */
+    BTH_ST_DESYNC_SEVERE,
+    BTH_ST_DESYNC_BLOCKED,     /* refused with 400 by the listener's mode */
     BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };

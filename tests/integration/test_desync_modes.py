@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: MIT
+"""desync_mitigation_mode: each tier of ELB's classifier gets what the mode says (forward,
+forward then close, or 400 and close) and blocked requests never reach the target."""
+
+import pytest
+
+from httpwire import Client
+
+# One request per tier, shapes from the classifier's case data (tests/data/desync-cases).
+# Ambiguous shapes llhttp cannot parse unambiguously (two Content-Length headers, even equal
+# ones) are refused with 400 in every mode: berth never forwards what it cannot re-frame.
+ACCEPTABLE = b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"   # GetHeadZeroContentLength
+AMBIGUOUS = b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"  # GET with a body
+SEVERE = b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\nx"
+COMPLIANT = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+
+# mode -> tier -> expected outcome: "forward", "forward-close" or "400"
+TABLE = {
+    "monitor": {"compliant": "forward", "acceptable": "forward", "ambiguous": "forward"},
+    "defensive": {"compliant": "forward", "acceptable": "forward",
+                  "ambiguous": "forward-close", "severe": "400"},
+    "strictest": {"compliant": "forward", "acceptable": "400", "ambiguous": "400",
+                  "severe": "400"},
+}
+REQ = {"compliant": COMPLIANT, "acceptable": ACCEPTABLE, "ambiguous": AMBIGUOUS,
+       "severe": SEVERE}
+
+
+@pytest.mark.parametrize("mode,tier", [(m, t) for m in TABLE for t in TABLE[m]])
+def test_desync_mode_outcome(berth, backend, http_config, mode, tier):
+    """A request of the given tier is forwarded, forwarded then closed, or refused with 400 as the mode's table says."""
+    b = backend()
+    lb = berth(http_config([b.addr], desync_mitigation_mode=mode))
+    expect = TABLE[mode][tier]
+    with Client(lb.port, timeout=5) as c:
+        c.send(REQ[tier])
+        r = c.response()
+        if expect == "400":
+            assert r.status == 400, r
+            assert c.wait_closed(2.0) is not None, "connection not closed after a 400"
+            assert b.requests == [], "the target saw a refused request"
+            return
+        assert r.status == 200, r
+        assert len(b.requests) == 1
+        if expect == "forward-close":
+            assert (r.header("Connection") or "").lower() == "close", r.headers
+            assert c.wait_closed(2.0) is not None, "connection kept after an ambiguous request"
+        else:
+            r2 = c.request("GET", "/next")
+            assert r2.status == 200, "keep-alive lost after a %s request" % tier
+
+
+def test_desync_metrics_count_classes(berth, backend, http_config):
+    """Blocked and classified requests are counted per class in the metrics."""
+    b = backend()
+    lb = berth(http_config([b.addr]))
+    for raw in (AMBIGUOUS, SEVERE):
+        with Client(lb.port, timeout=5) as c:
+            c.send(raw)
+            c.response()
+    text = lb.ctl("GET", "/metrics")[1]
+    assert 'class="ambiguous"} 1' in text, text
+    assert 'class="severe"} 1' in text or "berth_desync_blocked_total" in text
