@@ -34,6 +34,7 @@ struct flow {
     struct bth_udp_listener *u; /* borrowed: owner */
     struct sockaddr_storage client;
     socklen_t client_len;
+    struct sockaddr_storage local; /* the address the client dialled (listener or pktinfo) */
     uint64_t hash;
     int fd; /* connected to the target */
     struct event ev;
@@ -54,12 +55,17 @@ struct bth_udp_listener {
     size_t nflows;
     struct flow *all;
     uint64_t last_full_log_ms;
-    bool gso_ok; /* the kernel takes UDP_SEGMENT */
+    bool gso_ok;   /* the kernel takes UDP_SEGMENT */
+    bool wildcard; /* bound to 0.0.0.0 or [::]: replies must name the dialled address */
     /* batch buffers */
     uint8_t *data; /* owned: BATCH slots of DGRAM_MAX */
     struct mmsghdr in[BATCH], out[BATCH];
     struct iovec in_iov[BATCH], out_iov[BATCH][2];
     struct sockaddr_storage addrs[BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+        struct cmsghdr align;
+    } ctl[BATCH];
     uint8_t pp2[BATCH][BTH_PP2_MAX];
 };
 
@@ -117,7 +123,8 @@ static struct bth_target *pick_target(struct bth_udp_listener *u, struct bth_sna
 
 /* A new flow for <client>, or NULL (no target, table full, out of descriptors). */
 static struct flow *flow_create(struct bth_udp_listener *u, const struct sockaddr_storage *client,
-                                socklen_t clen, uint64_t h, uint64_t now)
+                                socklen_t clen, const struct sockaddr_storage *local, uint64_t h,
+                                uint64_t now)
 {
     const struct bth_snap_listener *l = snap_listener(u);
     if (u->nflows >= l->cfg->udp_max_flows) {
@@ -152,6 +159,7 @@ static struct flow *flow_create(struct bth_udp_listener *u, const struct sockadd
     f->u = u;
     memcpy(&f->client, client, clen);
     f->client_len = clen;
+    f->local = *local;
     f->hash = h;
     f->fd = fd;
     f->group = g;
@@ -238,8 +246,7 @@ static void send_run(struct bth_udp_listener *u, struct flow *f, int from, int t
         int k = 0;
         if (pp2) {
             size_t n = bth_pp2_encode((const struct sockaddr *)&f->client,
-                                      (const struct sockaddr *)&snap_listener(u)->cfg->bind.ss,
-                                      SOCK_DGRAM, u->pp2[i]);
+                                      (const struct sockaddr *)&f->local, SOCK_DGRAM, u->pp2[i]);
             u->out_iov[i][k++] = (struct iovec){u->pp2[i], n};
         }
         u->out_iov[i][k++] = (struct iovec){u->in_iov[i].iov_base, u->in[i].msg_len};
@@ -255,6 +262,54 @@ static void send_run(struct bth_udp_listener *u, struct flow *f, int from, int t
     }
 }
 
+/* The address the client sent to: the listener's own, or for a wildcard listener the one
+ * IP_PKTINFO reports, with the listener's port. */
+static void dialled_address(const struct bth_udp_listener *u, struct msghdr *mh,
+                            struct sockaddr_storage *out)
+{
+    *out = snap_listener(u)->cfg->bind.ss;
+    if (!u->wildcard)
+        return;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            ((struct sockaddr_in *)out)->sin_addr = pi.ipi_addr;
+        } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+            ((struct sockaddr_in6 *)out)->sin6_addr = pi.ipi6_addr;
+        }
+    }
+}
+
+/* For a wildcard listener, a reply names its source address explicitly, so the client sees
+ * it come from the address it dialled. */
+static void set_reply_source(struct bth_udp_listener *u, struct flow *f, struct msghdr *mh, int i)
+{
+    if (!u->wildcard)
+        return;
+    mh->msg_control = u->ctl[i].buf;
+    struct cmsghdr *cm = (struct cmsghdr *)u->ctl[i].buf;
+    if (f->local.ss_family == AF_INET) {
+        struct in_pktinfo pi = {0};
+        pi.ipi_spec_dst = ((const struct sockaddr_in *)&f->local)->sin_addr;
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+        mh->msg_controllen = CMSG_SPACE(sizeof(pi));
+    } else {
+        struct in6_pktinfo pi = {0};
+        pi.ipi6_addr = ((const struct sockaddr_in6 *)&f->local)->sin6_addr;
+        cm->cmsg_level = IPPROTO_IPV6;
+        cm->cmsg_type = IPV6_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+        mh->msg_controllen = CMSG_SPACE(sizeof(pi));
+    }
+}
+
 static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_udp_listener *u = arg;
@@ -265,8 +320,8 @@ static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
             u->in[i].msg_hdr.msg_namelen = sizeof(u->addrs[i]);
             u->in[i].msg_hdr.msg_iov = &u->in_iov[i];
             u->in[i].msg_hdr.msg_iovlen = 1;
-            u->in[i].msg_hdr.msg_control = NULL;
-            u->in[i].msg_hdr.msg_controllen = 0;
+            u->in[i].msg_hdr.msg_control = u->wildcard ? u->ctl[i].buf : NULL;
+            u->in[i].msg_hdr.msg_controllen = u->wildcard ? sizeof(u->ctl[i].buf) : 0;
         }
         int n = recvmmsg(fd, u->in, BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
@@ -279,8 +334,11 @@ static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
             uint64_t h;
             socklen_t clen = u->in[i].msg_hdr.msg_namelen;
             struct flow *f = flow_lookup(u, &u->addrs[i], clen, &h);
-            if (f == NULL)
-                f = flow_create(u, &u->addrs[i], clen, h, now);
+            if (f == NULL) {
+                struct sockaddr_storage local;
+                dialled_address(u, &u->in[i].msg_hdr, &local);
+                f = flow_create(u, &u->addrs[i], clen, &local, h, now);
+            }
             if (f != run) {
                 if (run != NULL)
                     send_run(u, run, start, i);
@@ -321,6 +379,7 @@ static void on_flow_readable(evutil_socket_t fd, short what, void *arg)
             m->msg_hdr.msg_iovlen = 1;
             m->msg_hdr.msg_name = &f->client;
             m->msg_hdr.msg_namelen = f->client_len;
+            set_reply_source(u, f, &m->msg_hdr, i);
             bytes += u->in[i].msg_len;
         }
         int off = 0;
@@ -375,6 +434,17 @@ struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
     }
     u->mask = nb - 1;
     u->gso_ok = true;
+    const struct sockaddr_storage *b = &w->snap->listeners[wl->index].cfg->bind.ss;
+    int one = 1;
+    if (b->ss_family == AF_INET) {
+        u->wildcard = ((const struct sockaddr_in *)b)->sin_addr.s_addr == htonl(INADDR_ANY);
+        if (u->wildcard)
+            setsockopt(wl->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    } else {
+        u->wildcard = IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)b)->sin6_addr);
+        if (u->wildcard)
+            setsockopt(wl->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+    }
     for (int i = 0; i < BATCH; i++)
         u->in_iov[i] = (struct iovec){u->data + (size_t)i * DGRAM_MAX, DGRAM_MAX};
     event_assign(&u->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_listener_readable, u);
