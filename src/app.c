@@ -214,11 +214,89 @@ void bth_app_stop(struct bth_app *app)
     event_add(app->shutdown_poll, &tv);
 }
 
+static int load_tls(struct bth_app *app, const struct bth_config *cfg);
+
+/* A reload keeps every listening socket, so the listeners must stay as they are. */
+static int same_listeners(const struct bth_config *a, const struct bth_config *b,
+                          struct bth_err *err)
+{
+    if (a->nlisteners != b->nlisteners) {
+        bth_err_add(err, "%s: listeners added or removed; restart berth to apply", b->path);
+        return -1;
+    }
+    for (size_t i = 0; i < a->nlisteners; i++) {
+        const struct bth_cfg_listener *x = &a->listeners[i], *y = &b->listeners[i];
+        if (strcmp(x->name, y->name) != 0 || x->protocol != y->protocol ||
+            strcmp(x->bind.text, y->bind.text) != 0) {
+            bth_err_add(err, "%s:%d:%d: listener %s changed its name, protocol or address; "
+                             "restart berth to apply",
+                        b->path, y->mark.line, y->mark.col, y->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int bth_app_reload(struct bth_app *app, struct bth_err *err)
+{
+    const struct bth_config *old = app->registry.config->cfg;
+    struct bth_config *cfg = NULL;
+    struct bth_config_ref *ref = NULL;
+    if (app->config_path == NULL) {
+        bth_err_add(err, "berth runs on the embedded default config: nothing to reload");
+        goto fail;
+    }
+    cfg = bth_config_load_file(app->config_path, err);
+    if (cfg == NULL || same_listeners(old, cfg, err) != 0)
+        goto fail;
+    if (resolve_workers(cfg->workers) != app->nworkers) {
+        bth_err_add(err, "%s: workers changed; restart berth to apply", cfg->path);
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (bth_tls_check_listener(&cfg->listeners[i], err) != 0)
+            goto fail;
+    }
+    ref = bth_config_ref_create(cfg);
+    if (ref == NULL)
+        goto fail;
+    cfg = NULL; /* owned by ref */
+    if (bth_registry_apply_config(&app->registry, ref) != 0 ||
+        load_tls(app, ref->cfg) != 0) {
+        bth_err_add(err, "reload failed: out of memory or certificates unreadable");
+        goto fail;
+    }
+    bth_config_ref_unref(ref);
+    bth_app_commit(app);
+    app->registry.reloads_ok++;
+    bth_log(BTH_LOG_NOTICE, "reloaded %s", app->config_path);
+    return 0;
+fail:
+    bth_config_destroy(cfg);
+    if (ref != NULL)
+        bth_config_ref_unref(ref);
+    app->registry.reloads_failed++;
+    return -1;
+}
+
+static void reload_from_signal(struct bth_app *app)
+{
+    struct bth_err err;
+    bth_err_init(&err);
+    if (bth_app_reload(app, &err) != 0) {
+        for (size_t i = 0; i < err.n; i++)
+            bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
+        bth_log(BTH_LOG_ERR, "reload failed: the running config stays in force");
+    }
+    bth_err_fini(&err);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct bth_app *app = arg;
     if (sig == SIGHUP) {
-        bth_log(BTH_LOG_WARN, "SIGHUP: config reload is not available yet; config unchanged");
+        if (!app->stopping)
+            reload_from_signal(app);
         return;
     }
     if (app->stopping) {

@@ -51,6 +51,15 @@ int bth_app_publish(struct bth_app *app);
  * or -1 when the snapshot could not be built (the workers keep the previous one). */
 int bth_app_commit(struct bth_app *app);
 
+/* Reloads the config file: the new file is parsed and validated whole (certificates too)
+ * before anything changes; on any error the running config stays and <err> holds
+ * "FILE:LINE:COL: message" lines. On success groups, rules, actions, timeouts and
+ * certificates take effect for new requests and connections, targets keep their live
+ * state, and API registrations stay in groups that still exist. Listeners (name, protocol,
+ * address) and the worker count must be unchanged: changing them needs a restart.
+ * Returns 0 or -1. */
+int bth_app_reload(struct bth_app *app, struct bth_err *err);
+
 /* Starts a graceful stop: workers stop accepting and finish within shutdown_timeout. */
 void bth_app_stop(struct bth_app *app);
 

@@ -303,6 +303,29 @@ out:
     bth_free(weights);
 }
 
+static void handle_reload(struct bth_control *c, struct evhttp_request *req)
+{
+    struct bth_err err;
+    bth_err_init(&err);
+    if (bth_app_reload(c->app, &err) == 0) {
+        reply_json(req, 200, json_pack("{s:s}", "Result", "reloaded"));
+    } else {
+        json_t *lines = json_array();
+        struct evbuffer *msg = evbuffer_new();
+        for (size_t i = 0; i < err.n; i++) {
+            json_array_append_new(lines, json_string(err.msgs[i]));
+            evbuffer_add_printf(msg, "%s%s", i ? "; " : "", err.msgs[i]);
+            bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
+        }
+        evbuffer_add(msg, "", 1);
+        reply_json(req, 400, json_pack("{s:{s:s,s:s,s:o}}", "Error", "Code", "ConfigInvalid",
+                                       "Message", (const char *)evbuffer_pullup(msg, -1),
+                                       "Errors", lines));
+        evbuffer_free(msg);
+    }
+    bth_err_fini(&err);
+}
+
 static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
@@ -359,6 +382,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_add(out, "ok\n", 3);
         reply_text(req, 200, "text/plain", out);
         evbuffer_free(out);
+    } else if (strcmp(path, "/v1/reload") == 0 && method == EVHTTP_REQ_POST) {
+        handle_reload(c, req);
     } else if (strcmp(path, "/metrics") == 0) {
         handle_metrics(c, req);
     } else if (strcmp(path, "/v1/target-groups") == 0 && method == EVHTTP_REQ_GET) {

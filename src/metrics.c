@@ -130,6 +130,11 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
         rejected += atomic_load_explicit(&workers[i]->metrics.rejected_connections,
                                          memory_order_relaxed);
     }
+    family(out, "berth_reloads_total", "counter", "Config reloads by result.");
+    evbuffer_add_printf(out, "berth_reloads_total{result=\"ok\"} %llu\n"
+                             "berth_reloads_total{result=\"error\"} %llu\n",
+                        (unsigned long long)reg->reloads_ok,
+                        (unsigned long long)reg->reloads_failed);
     family(out, "berth_active_connections", "gauge",
            "Client connections open (ActiveConnectionCount).");
     evbuffer_add_printf(out, "berth_active_connections %lld\n", (long long)active);

@@ -59,6 +59,7 @@ struct bth_registry {
     size_t nlisteners;
     unsigned nworkers;
     uint64_t generation;
+    uint64_t reloads_ok, reloads_failed; /* main thread: counted for /metrics */
 };
 
 void bth_registry_init(struct bth_registry *reg, unsigned nworkers);
