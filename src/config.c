@@ -987,6 +987,9 @@ static const struct field listener_fields[] = {
     F("max_request_line", F_SIZE, LI(max_request_line_bytes), 64, MIB, 0),
     F("max_header_size", F_SIZE, LI(max_header_bytes), 256, 16 * MIB, 0),
     F("udp_max_flows", F_UINT, LI(udp_max_flows), 1, 10000000, 0),
+    F("max_header_line", F_SIZE, LI(max_header_line_bytes), 64, 16 * MIB, 0),
+    F("max_response_header_size", F_SIZE, LI(max_response_header_bytes), 1024, 16 * MIB, 0),
+    F("max_connections", F_UINT, LI(max_connections), 0, 100000000, 0),
     FE("desync_mitigation_mode", LI(desync_mode), &desync_enum, 0),
     FN("certificates", 0, on_certificates, 0),
     F("ssl_policy", F_STR, LI(ssl_policy), 0, 0, 0),
@@ -1023,6 +1026,8 @@ static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listene
     l->idle_timeout_ms = idle_ms[l->protocol];
     l->header_timeout_ms = 10 * SEC_MS;
     l->udp_max_flows = 65536;
+    l->max_header_line_bytes = 16 * KIB;
+    l->max_response_header_bytes = 32 * KIB;
     l->max_request_line_bytes = 16 * KIB;
     l->max_header_bytes = 64 * KIB;
     l->mark = mark_of(n);
@@ -1360,6 +1365,7 @@ static const struct field root_fields[] = {
     F("cookie_key_file", F_STR, CF(cookie_key_file), 0, 0, 0),
     F("access_log", F_STR, CF(access_log), 0, 0, 0),
     F("shutdown_timeout", F_DUR, CF(shutdown_timeout_ms), 0, HOUR_MS, 0),
+    F("max_connections", F_UINT, CF(max_connections), 0, 100000000, 0),
     FN("log_level", CF(log_level), on_log_level, 0),
     FN("listeners", 0, on_listeners, 0),
     FN("target_groups", 0, on_groups, 0),

@@ -116,6 +116,9 @@ struct bth_cfg_listener {
     size_t max_request_line_bytes; /* 414 above this; default 16k */
     size_t max_header_bytes;       /* 431 above this (all header lines); default 64k */
     unsigned udp_max_flows;        /* UDP: flows per worker before new ones are dropped */
+    size_t max_header_line_bytes;  /* one header line above this: 431; default 16k */
+    size_t max_response_header_bytes; /* a target's response head above this: 502; 32k */
+    unsigned max_connections;      /* client connections at once, 0 = unlimited */
     int desync_mode; /* enum bth_desync_mode: what HTTP(S) listeners do per desync tier */
     struct bth_cfg_cert *certificates; /* owned array */
     size_t ncertificates;
@@ -196,6 +199,7 @@ struct bth_config {
     char *cookie_key_file;    /* owned, may be NULL */
     char *access_log;         /* owned: "stdout" (default), "off" or a path */
     uint64_t shutdown_timeout_ms; /* default 30s */
+    unsigned max_connections;     /* client connections at once for the process, 0 = none */
     char *log_level;              /* owned, may be NULL (keep the command line's): "err".."debug" */
     struct bth_cfg_listener *listeners; /* owned array */
     size_t nlisteners;

@@ -219,6 +219,7 @@ static void session_close(struct bth_http_session *s)
 static void session_free(struct bth_http_session *s)
 {
     struct bth_worker *w = s->w;
+    bth_worker_conn_closed(s->listener->stats);
     event_del(&s->timer);
     bth_conn_fini(&s->conn);
     if (s->pending)
@@ -397,6 +398,7 @@ static const char *status_text(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 429: return "Too Many Requests";
+    case 463: return "Too Many Forwarded Addresses";
     case 500: return "Internal Server Error";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -447,7 +449,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
                         const char *body, size_t blen, const char *extra, const char *reason)
 {
     bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
-                         status == 501;
+                         status == 463 || status == 501;
     bool can_discard = !s->req_done && s->req_body != BODY_NONE && s->t_sent.tv_sec == 0 &&
                        (s->req_body != BODY_LENGTH || s->req_remaining <= DISCARD_MAX);
     if (framing_error || (!s->req_done && !can_discard) || !s->client_keepalive ||
@@ -742,6 +744,14 @@ static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
     evbuffer_commit_space(out, &v, 1);
 }
 
+static size_t count_commas(const char *p, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += p[i] == ',';
+    return c;
+}
+
 /* Bytes of the request line: up to the first header name, or the whole head if none. */
 static size_t request_line_len(const struct bth_http_session *s)
 {
@@ -778,6 +788,21 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
     if (head_len - request_line_len(s) > s->listener->cfg->max_header_bytes) {
         *reason = "request headers too large";
         return 431;
+    }
+    unsigned forwarded = 0;
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        if (hd->name.len + hd->value.len + 4 > s->listener->cfg->max_header_line_bytes) {
+            *reason = "request header line too long";
+            return 431;
+        }
+        if (hd->kind == BTH_HDR_X_FORWARDED_FOR)
+            forwarded += 1 + (unsigned)count_commas(bth_span_ptr(h, hd->value), hd->value.len);
+    }
+    /* ALB answers 463 when X-Forwarded-For already lists more than 30 addresses. */
+    if (forwarded > 30) {
+        *reason = "too many X-Forwarded-For addresses";
+        return 463;
     }
     return 0;
 }
@@ -1495,7 +1520,8 @@ static int parse_response_head(struct bth_http_session *s)
                                             len - s->resp_parsed);
         if (err == HPE_OK) {
             s->resp_parsed = len;
-            if (len > 128 * 1024) {
+            if (len > s->listener->cfg->max_response_header_bytes) {
+                s->up_reused = false; /* the target did answer: no replay */
                 upstream_failed_early(s, "response head too large");
                 return -1;
             }
@@ -1511,6 +1537,11 @@ static int parse_response_head(struct bth_http_session *s)
         }
         size_t head_len = (size_t)(llhttp_get_error_pos(&s->resp_parser) - base);
         int code = s->resp_parser.status_code;
+        if (head_len > s->listener->cfg->max_response_header_bytes) {
+            s->up_reused = false;
+            upstream_failed_early(s, "response head too large");
+            return -1;
+        }
         if (code >= 100 && code < 200 && code != 101) {
             /* Interim response (100 Continue, 103): pass it on, then expect the final one. */
             evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d ", code);
@@ -1717,11 +1748,13 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     socklen_t sl = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1) {
         close(fd);
+        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
         return;
     }
     struct bth_http_session *s = bth_calloc(1, sizeof(*s));
     if (s == NULL) {
         close(fd);
+        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
         return;
     }
     s->pending = evbuffer_new();
@@ -1734,6 +1767,7 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
             evbuffer_free(s->retry_copy);
         close(fd);
         bth_free(s);
+        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
         return;
     }
     int one = 1;
@@ -1746,6 +1780,7 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
             evbuffer_free(s->pending);
             evbuffer_free(s->retry_copy);
             bth_free(s);
+            bth_worker_conn_closed(lst->stats);
             return;
         }
         bth_conn_set_ssl(&s->conn, ssl);

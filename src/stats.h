@@ -37,6 +37,7 @@ enum bth_stat {
     BTH_ST_DESYNC_AMBIGUOUS,   /* in this order (see desync.h) */
     BTH_ST_DESYNC_SEVERE,
     BTH_ST_DESYNC_BLOCKED,     /* refused with 400 by the listener's mode */
+    BTH_ST_REJECTED_CONNECTIONS, /* refused by max_connections */
     BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };
@@ -47,6 +48,7 @@ struct bth_stats_row {
 
 struct bth_stats {
     atomic_int refcnt;
+    atomic_long active; /* listeners: client connections open now, all workers (limits) */
     char *name; /* owned: listener or group name, the metric label */
     unsigned nrows;
     struct bth_stats_row rows[];

@@ -130,9 +130,9 @@ static void session_end(struct bth_tcp_session *s, bool reset)
 release:
     close_pipe(&s->c2u);
     close_pipe(&s->u2c);
-    if (s->listener != NULL)
-        bth_stats_add(s->listener->stats, s->w->id, BTH_ST_PROCESSED_BYTES,
-                      s->c2u.bytes + s->u2c.bytes);
+    bth_stats_add(s->listener->stats, s->w->id, BTH_ST_PROCESSED_BYTES,
+                  s->c2u.bytes + s->u2c.bytes);
+    bth_worker_conn_closed(s->listener->stats);
     if (s->target != NULL) {
         atomic_fetch_sub_explicit(&s->target->outstanding, 1, memory_order_relaxed);
         bth_target_unref(s->target);
@@ -441,6 +441,7 @@ void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl,
         }
         bth_free(s);
         close(fd);
+        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
         return;
     }
     s->w = w;
@@ -473,6 +474,7 @@ void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl,
             s->cfd = -1;
             list_unlink(s);
             BTH_STAT_ADD(w->metrics.active_connections, -1);
+            bth_worker_conn_closed(s->listener->stats);
             bth_snapshot_unref(s->snap);
             bth_free(s);
             return;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
+#include "stats.h"
 
 #define ACCEPT_BATCH 64
 #define ALOG_FLUSH_MS 200
@@ -46,6 +47,33 @@ const struct timeval *bth_worker_timeout(struct bth_worker *w, uint64_t ms)
     return &spare;
 }
 
+atomic_long bth_active_connections;
+
+/* max_connections, per listener and per process, as ELB's RejectedConnectionCount: a
+ * connection over the limit is closed at once. Returns true when <wl> may take one more and
+ * counts it. */
+static bool admit(struct bth_worker *w, struct bth_worker_listener *wl)
+{
+    const struct bth_snap_listener *l = &w->snap->listeners[wl->index];
+    unsigned lmax = l->cfg->max_connections;
+    unsigned pmax = w->snap->config->cfg->max_connections;
+    long la = atomic_fetch_add_explicit(&l->stats->active, 1, memory_order_relaxed);
+    long pa = atomic_fetch_add_explicit(&bth_active_connections, 1, memory_order_relaxed);
+    if ((lmax == 0 || la < (long)lmax) && (pmax == 0 || pa < (long)pmax))
+        return true;
+    atomic_fetch_sub_explicit(&l->stats->active, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&bth_active_connections, 1, memory_order_relaxed);
+    BTH_STAT_ADD(w->metrics.rejected_connections, 1);
+    bth_stats_add(l->stats, w->id, BTH_ST_REJECTED_CONNECTIONS, 1);
+    return false;
+}
+
+void bth_worker_conn_closed(struct bth_stats *listener_stats)
+{
+    atomic_fetch_sub_explicit(&listener_stats->active, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&bth_active_connections, 1, memory_order_relaxed);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_worker_listener *wl = arg;
@@ -60,6 +88,10 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
                 bth_log(BTH_LOG_WARN, "accept() failed: %s", strerror(errno));
             }
             return;
+        }
+        if (!admit(w, wl)) {
+            close(cfd);
+            continue;
         }
         if (wl->kind == BTH_WL_TCP)
             bth_tcp_session_start(w, wl, cfd);

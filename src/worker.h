@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <event2/event.h>
@@ -22,6 +23,7 @@ struct bth_http_session;
 struct bth_upstream;
 struct bth_tcp_session;
 struct bth_udp_listener;
+struct bth_stats;
 
 enum bth_wl_kind {
     BTH_WL_HTTP = 0, /* ALB mode: HTTP sessions */
@@ -104,6 +106,12 @@ void bth_worker_join_destroy(struct bth_worker *w);
 /* Queues a message for the worker (any thread). Returns 0 or -1 (OOM). */
 int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_snapshot *snap,
                     uint64_t arg_ms);
+
+/* Client connections open in the whole process (max_connections). */
+extern atomic_long bth_active_connections;
+
+/* A client connection admitted on a listener whose counters are <listener_stats> ended. */
+void bth_worker_conn_closed(struct bth_stats *listener_stats);
 
 /* Counts a worker whose loop has ended (defined in app.c, which waits for all). */
 void bth_worker_mark_done(void);
