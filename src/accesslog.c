@@ -39,6 +39,19 @@ void bth_accesslog_close(struct bth_accesslog *log)
     log->fd = -1;
 }
 
+int bth_accesslog_reopen(struct bth_accesslog *log, const char *spec)
+{
+    if (log->fd <= STDERR_FILENO || spec == NULL || strcmp(spec, "stdout") == 0 ||
+        strcmp(spec, "off") == 0)
+        return 0;
+    int fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd == -1)
+        return -errno;
+    int rc = dup2(fd, log->fd) == -1 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 void bth_accesslog_buf_init(struct bth_accesslog_buf *b, struct bth_accesslog *sink)
 {
     memset(b, 0, sizeof(*b));

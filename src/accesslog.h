@@ -48,6 +48,10 @@ struct bth_accesslog_entry {
 /* <spec> is "stdout", "off" or a file path (opened for append). Returns 0 or -errno. */
 int bth_accesslog_open(struct bth_accesslog *log, const char *spec);
 void bth_accesslog_close(struct bth_accesslog *log);
+/* Reopens a file log in place (SIGUSR1, after rotation): the new file takes over the same
+ * descriptor number with dup2, so workers never see a closed fd. Main thread. Returns 0 or
+ * -errno. */
+int bth_accesslog_reopen(struct bth_accesslog *log, const char *spec);
 
 void bth_accesslog_buf_init(struct bth_accesslog_buf *b, struct bth_accesslog *sink);
 void bth_accesslog_buf_fini(struct bth_accesslog_buf *b);

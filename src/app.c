@@ -6,7 +6,12 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -25,6 +30,8 @@
 #include "tls.h"
 #include "sticky.h"
 #include "worker.h"
+
+static void sd_notify_send(const char *msg);
 
 static struct bth_config *load_config(const char *path)
 {
@@ -203,6 +210,7 @@ void bth_app_stop(struct bth_app *app)
         return;
     app->stopping = true;
     const struct bth_config *cfg = app->registry.config->cfg;
+    sd_notify_send("STOPPING=1");
     bth_log(BTH_LOG_NOTICE, "stopping: letting in-flight work finish (up to %llums)",
             (unsigned long long)cfg->shutdown_timeout_ms);
     for (unsigned i = 0; i < app->nworkers; i++)
@@ -291,9 +299,85 @@ static void reload_from_signal(struct bth_app *app)
     bth_err_fini(&err);
 }
 
+/* systemd's readiness protocol (sd_notify): one datagram to $NOTIFY_SOCKET. */
+static void sd_notify_send(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || (path[0] != '/' && path[0] != '@'))
+        return;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n >= sizeof(sun.sun_path))
+        return;
+    memcpy(sun.sun_path, path, n);
+    if (sun.sun_path[0] == '@')
+        sun.sun_path[0] = '\0'; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return;
+    sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
+    close(fd);
+}
+
+static int write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        bth_log(BTH_LOG_ERR, "pid_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+    return 0;
+}
+
+/* Drops root after every socket is bound (user/group in the config). */
+static int drop_privileges(const struct bth_config *cfg)
+{
+    if (cfg->user == NULL && cfg->group == NULL)
+        return 0;
+    gid_t gid = getgid();
+    uid_t uid = getuid();
+    if (cfg->group != NULL) {
+        struct group *g = getgrnam(cfg->group);
+        if (g == NULL) {
+            bth_log(BTH_LOG_ERR, "group %s: no such group", cfg->group);
+            return -1;
+        }
+        gid = g->gr_gid;
+    }
+    if (cfg->user != NULL) {
+        struct passwd *p = getpwnam(cfg->user);
+        if (p == NULL) {
+            bth_log(BTH_LOG_ERR, "user %s: no such user", cfg->user);
+            return -1;
+        }
+        uid = p->pw_uid;
+        if (cfg->group == NULL)
+            gid = p->pw_gid;
+    }
+    if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+        bth_log(BTH_LOG_ERR, "dropping privileges to %s:%s failed: %s",
+                cfg->user ? cfg->user : "-", cfg->group ? cfg->group : "-", strerror(errno));
+        return -1;
+    }
+    bth_log(BTH_LOG_NOTICE, "running as uid %d gid %d", (int)uid, (int)gid);
+    return 0;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct bth_app *app = arg;
+    if (sig == SIGUSR1) {
+        const char *spec = app->registry.config->cfg->access_log;
+        int rc = bth_accesslog_reopen(&app->accesslog, spec);
+        if (rc != 0)
+            bth_log(BTH_LOG_ERR, "reopening access log %s failed: %s", spec, strerror(-rc));
+        else
+            bth_log(BTH_LOG_NOTICE, "access log reopened");
+        return;
+    }
     if (sig == SIGHUP) {
         if (!app->stopping)
             reload_from_signal(app);
@@ -464,7 +548,7 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     if (app->base == NULL)
         return -1;
     signal(SIGPIPE, SIG_IGN);
-    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         app->signals[i] = evsignal_new(app->base, sigs[i], on_signal, app);
         evsignal_add(app->signals[i], NULL);
@@ -496,8 +580,13 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     app->drain_timer = event_new(app->base, -1, EV_PERSIST, on_drain_timer, app);
     struct timeval dtv = {0, 50 * 1000};
     event_add(app->drain_timer, &dtv);
+    if (cfg->pid_file != NULL && write_pid_file(cfg->pid_file) != 0)
+        return -1;
+    if (drop_privileges(cfg) != 0)
+        return -1;
     bth_log(BTH_LOG_NOTICE, "control socket %s", cfg->control_socket);
     bth_log(BTH_LOG_NOTICE, "ready");
+    sd_notify_send("READY=1");
     return 0;
 }
 
@@ -514,6 +603,8 @@ void bth_worker_mark_done(void)
 
 void bth_app_fini(struct bth_app *app)
 {
+    if (app->registry.config != NULL && app->registry.config->cfg->pid_file != NULL)
+        unlink(app->registry.config->cfg->pid_file);
     for (unsigned i = 0; app->workers != NULL && i < app->nworkers; i++) {
         if (app->workers[i] != NULL)
             bth_worker_join_destroy(app->workers[i]);

@@ -26,7 +26,7 @@ struct bth_app {
     struct bth_accesslog accesslog;
     struct bth_control *control; /* owned */
     struct bth_health *health;   /* owned */
-    struct event *signals[3];    /* owned */
+    struct event *signals[4];    /* owned */
     struct event *shutdown_poll; /* owned */
     struct event *drain_timer;   /* owned: ends drains that are idle or due */
     struct event *ticket_timer;  /* owned: rotates TLS session ticket keys */

@@ -1366,6 +1366,9 @@ static const struct field root_fields[] = {
     F("access_log", F_STR, CF(access_log), 0, 0, 0),
     F("shutdown_timeout", F_DUR, CF(shutdown_timeout_ms), 0, HOUR_MS, 0),
     F("max_connections", F_UINT, CF(max_connections), 0, 100000000, 0),
+    F("pid_file", F_STR, CF(pid_file), 0, 0, 0),
+    F("user", F_STR, CF(user), 0, 0, 0),
+    F("group", F_STR, CF(group), 0, 0, 0),
     FN("log_level", CF(log_level), on_log_level, 0),
     FN("listeners", 0, on_listeners, 0),
     FN("target_groups", 0, on_groups, 0),
@@ -1625,6 +1628,9 @@ void bth_config_destroy(struct bth_config *cfg)
 {
     if (cfg == NULL)
         return;
+    bth_free(cfg->pid_file);
+    bth_free(cfg->user);
+    bth_free(cfg->group);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         free_listener(&cfg->listeners[i]);
     bth_free(cfg->listeners);

@@ -200,6 +200,9 @@ struct bth_config {
     char *access_log;         /* owned: "stdout" (default), "off" or a path */
     uint64_t shutdown_timeout_ms; /* default 30s */
     unsigned max_connections;     /* client connections at once for the process, 0 = none */
+    char *pid_file;               /* owned, may be NULL */
+    char *user;                   /* owned: drop to this user after binding, may be NULL */
+    char *group;                  /* owned: and this group, may be NULL */
     char *log_level;              /* owned, may be NULL (keep the command line's): "err".."debug" */
     struct bth_cfg_listener *listeners; /* owned array */
     size_t nlisteners;
