@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/un.h>
@@ -32,6 +33,7 @@
 #include "worker.h"
 
 static void sd_notify_send(const char *msg);
+static void save_state(struct bth_app *app);
 
 static struct bth_config *load_config(const char *path)
 {
@@ -84,18 +86,18 @@ static size_t listener_specs(const struct bth_cfg_listener *l, size_t index,
     switch (l->protocol) {
     case BTH_PROTO_HTTP:
     case BTH_PROTO_HTTPS:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_HTTP, index};
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_HTTP, index, SIZE_MAX};
         return 1;
     case BTH_PROTO_TCP:
     case BTH_PROTO_TLS:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index};
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index, SIZE_MAX};
         return 1;
     case BTH_PROTO_UDP:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_UDP, index};
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_UDP, index, SIZE_MAX};
         return 1;
     case BTH_PROTO_TCP_UDP:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index};
-        out[1] = (struct bth_listen_spec){-1, BTH_WL_UDP, index};
+        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index, SIZE_MAX};
+        out[1] = (struct bth_listen_spec){-1, BTH_WL_UDP, index, SIZE_MAX};
         return 2;
     default:
         return 0;
@@ -224,38 +226,100 @@ void bth_app_stop(struct bth_app *app)
 
 static int load_tls(struct bth_app *app, const struct bth_config *cfg);
 
-/* A reload keeps every listening socket, so the listeners must stay as they are. */
-static int same_listeners(const struct bth_config *a, const struct bth_config *b,
-                          struct bth_err *err)
+/* The old index of the listener of <old> with the same name, protocol and address as <l>,
+ * or SIZE_MAX: such a listener keeps its sockets across a reload. */
+static size_t find_kept(const struct bth_config *old, const struct bth_cfg_listener *l)
 {
-    if (a->nlisteners != b->nlisteners) {
-        bth_err_add(err, "%s: listeners added or removed; restart berth to apply", b->path);
-        return -1;
+    for (size_t i = 0; i < old->nlisteners; i++) {
+        const struct bth_cfg_listener *o = &old->listeners[i];
+        if (strcmp(o->name, l->name) == 0 && o->protocol == l->protocol &&
+            strcmp(o->bind.text, l->bind.text) == 0)
+            return i;
     }
-    for (size_t i = 0; i < a->nlisteners; i++) {
-        const struct bth_cfg_listener *x = &a->listeners[i], *y = &b->listeners[i];
-        if (strcmp(x->name, y->name) != 0 || x->protocol != y->protocol ||
-            strcmp(x->bind.text, y->bind.text) != 0) {
-            bth_err_add(err, "%s:%d:%d: listener %s changed its name, protocol or address; "
-                             "restart berth to apply",
-                        b->path, y->mark.line, y->mark.col, y->name);
-            return -1;
+    return SIZE_MAX;
+}
+
+static bool listeners_changed(const struct bth_config *old, const struct bth_config *cfg)
+{
+    if (old->nlisteners != cfg->nlisteners)
+        return true;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (find_kept(old, &cfg->listeners[i]) != i)
+            return true;
+    }
+    return false;
+}
+
+/* One worker's sockets for the new listener set: kept listeners reuse their sockets (fd -1),
+ * new ones get fresh SO_REUSEPORT sockets, bound now so a busy port fails the reload before
+ * anything changes. Returns the count or -1 after adding an error. */
+static ssize_t plan_worker_sockets(const struct bth_config *old, const struct bth_config *cfg,
+                                   struct bth_listen_spec *specs, struct bth_err *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct bth_cfg_listener *l = &cfg->listeners[i];
+        size_t keep = find_kept(old, l), k = listener_specs(l, i, specs + n);
+        for (size_t j = 0; j < k; j++) {
+            struct bth_listen_spec *sp = &specs[n + j];
+            sp->old_index = keep;
+            if (keep != SIZE_MAX)
+                continue;
+            sp->fd = open_listener(l, sp->kind == BTH_WL_UDP ? SOCK_DGRAM : SOCK_STREAM);
+            if (sp->fd == -1) {
+                bth_err_add(err, "%s:%d:%d: listener %s: bind() to %s failed: %s", cfg->path,
+                            l->mark.line, l->mark.col, l->name, l->bind.text, strerror(errno));
+                close_specs(specs, n + j);
+                return -1;
+            }
+        }
+        n += k;
+    }
+    return (ssize_t)n;
+}
+
+static void free_plans(struct bth_listen_spec **plans, size_t *nplan, unsigned nworkers)
+{
+    for (unsigned w = 0; plans != NULL && w < nworkers; w++) {
+        if (plans[w] != NULL) {
+            close_specs(plans[w], nplan ? nplan[w] : 0);
+            bth_free(plans[w]);
         }
     }
-    return 0;
+    bth_free(plans);
+    bth_free(nplan);
+}
+
+static void log_listener_changes(const struct bth_config *old, const struct bth_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (find_kept(old, &cfg->listeners[i]) == SIZE_MAX)
+            bth_log(BTH_LOG_NOTICE, "listening on %s (%s)", cfg->listeners[i].bind.text,
+                    bth_proto_name(cfg->listeners[i].protocol));
+    }
+    for (size_t i = 0; i < old->nlisteners; i++) {
+        if (find_kept(cfg, &old->listeners[i]) == SIZE_MAX)
+            bth_log(BTH_LOG_NOTICE, "no longer listening on %s (%s); its connections finish",
+                    old->listeners[i].bind.text, bth_proto_name(old->listeners[i].protocol));
+    }
 }
 
 int bth_app_reload(struct bth_app *app, struct bth_err *err)
 {
-    const struct bth_config *old = app->registry.config->cfg;
+    /* The old config stays alive until the new listener set is handed over. */
+    struct bth_config_ref *old_ref = app->registry.config;
+    bth_config_ref_ref(old_ref);
+    const struct bth_config *old = old_ref->cfg, *old_listeners = old;
     struct bth_config *cfg = NULL;
     struct bth_config_ref *ref = NULL;
+    struct bth_listen_spec **plans = NULL;
+    size_t *nplan = NULL;
     if (app->config_path == NULL) {
         bth_err_add(err, "berth runs on the embedded default config: nothing to reload");
         goto fail;
     }
     cfg = bth_config_load_file(app->config_path, err);
-    if (cfg == NULL || same_listeners(old, cfg, err) != 0)
+    if (cfg == NULL)
         goto fail;
     if (resolve_workers(cfg->workers) != app->nworkers) {
         bth_err_add(err, "%s: workers changed; restart berth to apply", cfg->path);
@@ -264,6 +328,19 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         if (bth_tls_check_listener(&cfg->listeners[i], err) != 0)
             goto fail;
+    }
+    if (listeners_changed(old, cfg)) {
+        plans = bth_calloc(app->nworkers, sizeof(*plans));
+        nplan = bth_calloc(app->nworkers, sizeof(*nplan));
+        if (plans == NULL || nplan == NULL)
+            goto fail;
+        for (unsigned w = 0; w < app->nworkers; w++) {
+            plans[w] = bth_calloc(cfg->nlisteners * 2 + 1, sizeof(**plans));
+            ssize_t n = plans[w] ? plan_worker_sockets(old, cfg, plans[w], err) : -1;
+            if (n < 0)
+                goto fail;
+            nplan[w] = (size_t)n;
+        }
     }
     ref = bth_config_ref_create(cfg);
     if (ref == NULL)
@@ -275,11 +352,33 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
         goto fail;
     }
     bth_config_ref_unref(ref);
-    bth_app_commit(app);
+    ref = NULL;
+    if (plans != NULL) {
+        /* The workers take the new listeners and the matching snapshot in one message. */
+        if (app->health != NULL)
+            bth_health_sync(app->health);
+        struct bth_snapshot *snap = bth_registry_build_snapshot(&app->registry);
+        for (unsigned w = 0; w < app->nworkers && snap != NULL; w++) {
+            bth_snapshot_ref(snap);
+            if (bth_worker_post_listeners(app->workers[w], plans[w], nplan[w], snap) == 0)
+                plans[w] = NULL;
+            else
+                bth_snapshot_unref(snap);
+        }
+        bth_snapshot_unref(snap);
+        save_state(app);
+        log_listener_changes(old_listeners, app->registry.config->cfg);
+    } else {
+        bth_app_commit(app);
+    }
+    free_plans(plans, nplan, app->nworkers);
+    bth_config_ref_unref(old_ref);
     app->registry.reloads_ok++;
     bth_log(BTH_LOG_NOTICE, "reloaded %s", app->config_path);
     return 0;
 fail:
+    free_plans(plans, nplan, app->nworkers);
+    bth_config_ref_unref(old_ref);
     bth_config_destroy(cfg);
     if (ref != NULL)
         bth_config_ref_unref(ref);
@@ -432,7 +531,7 @@ static int load_tls(struct bth_app *app, const struct bth_config *cfg)
         bth_free(tls);
         return -1;
     }
-    bth_registry_set_listener_tls(&app->registry, tls);
+    bth_registry_set_listener_tls(&app->registry, tls, cfg->nlisteners);
     return 0;
 }
 

@@ -1057,7 +1057,7 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     struct bth_http_head *h = &s->req;
     bth_http_head_finish(h);
     now(&s->t_start);
-    if (s->snap != s->w->snap) {
+    if (s->snap != s->w->snap && !s->wl->retired) {
         /* Each request routes on the newest snapshot; the connection's limits and
          * timeouts come from the listener it was accepted on, found at the same index. */
         bth_snapshot_ref(s->w->snap);

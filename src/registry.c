@@ -52,7 +52,7 @@ void bth_registry_fini(struct bth_registry *reg)
     for (size_t i = 0; i < reg->ngroups; i++)
         group_fini(&reg->groups[i]);
     bth_free(reg->groups);
-    bth_registry_set_listener_tls(reg, NULL);
+    bth_registry_set_listener_tls(reg, NULL, 0);
     for (size_t i = 0; i < reg->nlisteners; i++)
         bth_stats_unref(reg->listener_stats[i]);
     bth_free(reg->listener_stats);
@@ -350,12 +350,14 @@ int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms)
     return ended;
 }
 
-void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls)
+void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls,
+                                   size_t n)
 {
-    for (size_t i = 0; reg->listener_tls != NULL && i < reg->nlisteners; i++)
+    for (size_t i = 0; reg->listener_tls != NULL && i < reg->nlistener_tls; i++)
         bth_tls_server_unref(reg->listener_tls[i]);
     bth_free(reg->listener_tls);
     reg->listener_tls = tls;
+    reg->nlistener_tls = n;
 }
 
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)

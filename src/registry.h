@@ -56,6 +56,7 @@ struct bth_registry {
     struct bth_stats **listener_stats; /* owned array (one reference each), config order */
     struct bth_tls_server **listener_tls; /* owned array (one reference each, NULL for plain
                                            * listeners), config order; set by the app */
+    size_t nlistener_tls;                 /* entries in listener_tls */
     size_t nlisteners;
     unsigned nworkers;
     uint64_t generation;
@@ -100,9 +101,10 @@ int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms);
 /* The drain of <t>, or NULL. */
 struct bth_drain *bth_registry_find_drain(struct bth_registry *reg, const struct bth_target *t);
 
-/* Installs the TLS contexts of the current config's listeners (<tls> has one entry per
- * listener; the registry takes over the references and drops the previous ones). */
-void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls);
+/* Installs the TLS contexts of the current config's listeners (<tls> has <n> entries, one
+ * per listener; the registry takes over the references and drops the previous ones). */
+void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls,
+                                   size_t n);
 
 /* A new snapshot of the current state, with one reference for the caller; NULL on OOM. */
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg);

@@ -105,8 +105,8 @@ static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
     struct bth_worker *w = arg;
     bth_tcp_sweep(w);
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i].udp != NULL)
-            bth_udp_sweep(w->listeners[i].udp);
+        if (w->listeners[i]->udp != NULL)
+            bth_udp_sweep(w->listeners[i]->udp);
     }
 }
 
@@ -117,21 +117,105 @@ static void adopt_snapshot(struct bth_worker *w, struct bth_snapshot *snap)
     bth_snapshot_unref(old);
 }
 
+/* Stops accepting on <wl> and closes its socket (UDP: its flows end too). Idempotent. */
+static void listener_close(struct bth_worker_listener *wl)
+{
+    if (wl->udp != NULL) {
+        bth_udp_listener_destroy(wl->udp); /* ends its flows; the socket stays ours */
+        wl->udp = NULL;
+    } else if (wl->fd >= 0) {
+        event_del(&wl->ev);
+    }
+    if (wl->fd >= 0) {
+        close(wl->fd);
+        wl->fd = -1;
+    }
+}
+
 static void stop_listeners(struct bth_worker *w)
 {
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        struct bth_worker_listener *wl = &w->listeners[i];
-        if (wl->udp != NULL) {
-            bth_udp_listener_destroy(wl->udp); /* ends its flows; the socket stays ours */
-            wl->udp = NULL;
-        } else if (wl->fd >= 0) {
-            event_del(&wl->ev);
-        }
-        if (wl->fd >= 0) {
+    for (size_t i = 0; i < w->nlisteners; i++)
+        listener_close(w->listeners[i]);
+}
+
+/* A listener object for <spec>, serving at once; NULL when out of memory (fd closed). */
+static struct bth_worker_listener *listener_open(struct bth_worker *w,
+                                                 const struct bth_listen_spec *spec)
+{
+    struct bth_worker_listener *wl = bth_calloc(1, sizeof(*wl));
+    if (wl == NULL) {
+        close(spec->fd);
+        return NULL;
+    }
+    wl->w = w;
+    wl->fd = spec->fd;
+    wl->kind = spec->kind;
+    wl->index = spec->index;
+    if (wl->kind == BTH_WL_UDP) {
+        wl->udp = bth_udp_listener_create(w, wl);
+        if (wl->udp == NULL) {
             close(wl->fd);
-            wl->fd = -1;
+            bth_free(wl);
+            return NULL;
+        }
+        return wl;
+    }
+    event_assign(&wl->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_accept, wl);
+    event_add(&wl->ev, NULL);
+    return wl;
+}
+
+/* Reload with listener changes: kept sockets stay open (no connection refused), new ones
+ * start, removed ones stop accepting while their connections finish on the old snapshot.
+ * Listener objects are never freed before the worker exits, since sessions point at them. */
+static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs, size_t n,
+                            struct bth_snapshot *snap)
+{
+    struct bth_worker_listener **next = bth_calloc(n ? n : 1, sizeof(*next));
+    if (next == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (specs[i].fd >= 0)
+                close(specs[i].fd);
+        }
+        bth_snapshot_unref(snap); /* keep serving the old set */
+        return;
+    }
+    bool *kept = bth_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*kept));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct bth_worker_listener *wl = NULL;
+        if (specs[i].fd < 0) {
+            for (size_t j = 0; j < w->nlisteners && wl == NULL; j++) {
+                struct bth_worker_listener *c = w->listeners[j];
+                if (!(kept && kept[j]) && c->index == specs[i].old_index &&
+                    c->kind == specs[i].kind) {
+                    wl = c;
+                    if (kept)
+                        kept[j] = true;
+                }
+            }
+        } else {
+            wl = listener_open(w, &specs[i]);
+        }
+        if (wl != NULL) {
+            wl->index = specs[i].index;
+            next[m++] = wl;
         }
     }
+    for (size_t j = 0; j < w->nlisteners; j++) {
+        if (kept == NULL || !kept[j]) {
+            struct bth_worker_listener *wl = w->listeners[j];
+            listener_close(wl);
+            wl->retired = true;
+            wl->next_retired = w->retired;
+            w->retired = wl;
+        }
+    }
+    bth_free(kept);
+    bth_free(w->listeners);
+    w->listeners = next;
+    w->nlisteners = m;
+    adopt_snapshot(w, snap);
 }
 
 static void check_stopped(struct bth_worker *w)
@@ -188,6 +272,18 @@ static void on_messages(evutil_socket_t fd, short what, void *arg)
         case BTH_MSG_STOP:
             begin_stop(w, (uint64_t)(uintptr_t)m->snapshot);
             break;
+        case BTH_MSG_LISTENERS:
+            if (w->stopping) {
+                for (size_t i = 0; i < m->nspecs; i++) {
+                    if (m->specs[i].fd >= 0)
+                        close(m->specs[i].fd);
+                }
+                bth_snapshot_unref(m->snapshot);
+            } else {
+                adopt_listeners(w, m->specs, m->nspecs, m->snapshot);
+            }
+            bth_free(m->specs);
+            break;
         }
         bth_free(m);
         m = next;
@@ -231,20 +327,13 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
         goto fail;
     w->snap = snap;
     for (size_t i = 0; i < nlisteners; i++) {
-        struct bth_worker_listener *wl = &w->listeners[i];
-        wl->w = w;
-        wl->fd = specs[i].fd;
-        wl->kind = specs[i].kind;
-        wl->index = specs[i].index;
-        w->nlisteners++;
-        if (wl->kind == BTH_WL_UDP) {
-            wl->udp = bth_udp_listener_create(w, wl);
-            if (wl->udp == NULL)
-                goto fail_listeners;
-            continue;
+        struct bth_worker_listener *wl = listener_open(w, &specs[i]);
+        if (wl == NULL) {
+            for (size_t j = i + 1; j < nlisteners; j++)
+                close(specs[j].fd);
+            goto fail_listeners;
         }
-        event_assign(&wl->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_accept, wl);
-        event_add(&wl->ev, NULL);
+        w->listeners[w->nlisteners++] = wl;
     }
     event_assign(&w->sweep_timer, w->base, -1, EV_PERSIST, on_sweep_timer, w);
     struct timeval sweep = {1, 0};
@@ -256,10 +345,8 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
     return w;
 fail_listeners:
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i].udp != NULL)
-            bth_udp_listener_destroy(w->listeners[i].udp);
-        else
-            event_del(&w->listeners[i].ev);
+        listener_close(w->listeners[i]);
+        bth_free(w->listeners[i]);
     }
     bth_free(w->listeners);
     w->snap = NULL; /* the caller keeps its reference on failure */
@@ -307,16 +394,56 @@ void bth_worker_join_destroy(struct bth_worker *w)
     close(w->mq_fd);
     for (struct bth_msg *m = w->mq_head, *n; m != NULL; m = n) {
         n = m->next;
-        if (m->type == BTH_MSG_SNAPSHOT)
+        if (m->type == BTH_MSG_SNAPSHOT || m->type == BTH_MSG_LISTENERS)
             bth_snapshot_unref(m->snapshot);
+        for (size_t i = 0; i < m->nspecs; i++) {
+            if (m->specs[i].fd >= 0)
+                close(m->specs[i].fd);
+        }
+        bth_free(m->specs);
         bth_free(m);
     }
     bth_accesslog_buf_fini(&w->alog);
     bth_snapshot_unref(w->snap);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        bth_free(w->listeners[i]);
     bth_free(w->listeners);
+    while (w->retired != NULL) {
+        struct bth_worker_listener *wl = w->retired;
+        w->retired = wl->next_retired;
+        bth_free(wl);
+    }
     event_base_free(w->base);
     pthread_mutex_destroy(&w->mq_lock);
     bth_free(w);
+}
+
+static void enqueue(struct bth_worker *w, struct bth_msg *m)
+{
+    pthread_mutex_lock(&w->mq_lock);
+    if (w->mq_tail)
+        w->mq_tail->next = m;
+    else
+        w->mq_head = m;
+    w->mq_tail = m;
+    pthread_mutex_unlock(&w->mq_lock);
+    uint64_t one = 1;
+    ssize_t r = write(w->mq_fd, &one, sizeof(one));
+    (void)r;
+}
+
+int bth_worker_post_listeners(struct bth_worker *w, struct bth_listen_spec *specs, size_t n,
+                              struct bth_snapshot *snap)
+{
+    struct bth_msg *m = bth_calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -1;
+    m->type = BTH_MSG_LISTENERS;
+    m->snapshot = snap;
+    m->specs = specs;
+    m->nspecs = n;
+    enqueue(w, m);
+    return 0;
 }
 
 int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_snapshot *snap,

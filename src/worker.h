@@ -33,9 +33,10 @@ enum bth_wl_kind {
 
 /* What the main thread hands a worker for one listening socket. */
 struct bth_listen_spec {
-    int fd;              /* ownership passes to the worker */
+    int fd;              /* ownership passes to the worker; -1: keep an existing socket */
     enum bth_wl_kind kind;
     size_t index;        /* index of the listener in the snapshot */
+    size_t old_index;    /* with fd -1: the kept listener's index in the current snapshot */
 };
 
 /* One listening socket of one worker. */
@@ -46,16 +47,21 @@ struct bth_worker_listener {
     size_t index;         /* index of the listener in the snapshot */
     struct event ev;
     struct bth_udp_listener *udp; /* owned: flow table of a UDP listener, else NULL */
+    bool retired;         /* removed by a reload: closed; its sessions keep their snapshot */
+    struct bth_worker_listener *next_retired;
 };
 
 enum bth_msg_type {
     BTH_MSG_SNAPSHOT = 0, /* adopt <snapshot> (one reference passes to the worker) */
     BTH_MSG_STOP,         /* stop accepting; exit when connections are gone or at deadline */
+    BTH_MSG_LISTENERS,    /* a reload changed listeners: adopt <specs> with <snapshot> */
 };
 
 struct bth_msg {
     enum bth_msg_type type;
     struct bth_snapshot *snapshot;
+    struct bth_listen_spec *specs; /* owned (BTH_MSG_LISTENERS) */
+    size_t nspecs;
     struct bth_msg *next;
 };
 
@@ -64,8 +70,9 @@ struct bth_worker {
     pthread_t thread;
     struct event_base *base;              /* owned */
     struct bth_snapshot *snap;            /* one reference held: the current snapshot */
-    struct bth_worker_listener *listeners; /* owned */
+    struct bth_worker_listener **listeners; /* owned array of owned listeners */
     size_t nlisteners;
+    struct bth_worker_listener *retired;    /* owned: closed by reloads, freed at exit */
 
     pthread_mutex_t mq_lock;
     struct bth_msg *mq_head; /* owned; guarded by mq_lock */
@@ -102,6 +109,12 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
 int bth_worker_start(struct bth_worker *w);
 /* Waits for the thread and frees the worker. Main thread, after BTH_MSG_STOP. */
 void bth_worker_join_destroy(struct bth_worker *w);
+
+/* Hands the worker a new listener set together with the snapshot it matches (one
+ * reference and <specs> pass to the worker). Main thread. Returns 0 or -1 (OOM: nothing
+ * passed). */
+int bth_worker_post_listeners(struct bth_worker *w, struct bth_listen_spec *specs, size_t n,
+                              struct bth_snapshot *snap);
 
 /* Queues a message for the worker (any thread). Returns 0 or -1 (OOM). */
 int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_snapshot *snap,

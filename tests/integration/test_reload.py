@@ -85,14 +85,30 @@ def test_sighup_reloads(berth, backend):
     assert fetch(lb.port, "GET", "/fixed").body == b"three"
 
 
-def test_listener_change_needs_restart(berth, backend):
-    """Changing a listener's address is refused with a message, and the old listener keeps serving."""
+def test_listener_on_busy_port_fails_reload(berth, backend):
+    """A new listener whose port another process holds fails the reload with the bind error, and nothing changes."""
+    import socket as _socket
     b1 = backend()
     lb = berth(CONFIG % ("one", b1.addr))
-    rewrite(lb, "name: web", "name: other")
-    st, body = lb.ctl("POST", "/v1/reload")
-    assert st == 400 and "restart" in body["Error"]["Message"], body
-    assert fetch(lb.port, "GET", "/fixed").status == 200
+    hog = _socket.socket()
+    hog.bind(("127.0.0.1", 0))
+    hog.listen(1)
+    busy = hog.getsockname()[1]
+    text = open(lb.config_path).read()
+    extra = """  - name: busy
+    protocol: HTTP
+    bind: 127.0.0.1:%d
+    default_action: {fixed_response: {status: 200, content_type: text/plain, body: "x"}}
+""" % busy
+    with open(lb.config_path, "w") as f:
+        f.write(text.replace("\ntarget_groups:", "\n" + extra + "target_groups:")
+                    .replace('"one"', '"changed"'))
+    try:
+        st, body = lb.ctl("POST", "/v1/reload")
+    finally:
+        hog.close()
+    assert st == 400 and "bind()" in body["Error"]["Message"], body
+    assert fetch(lb.port, "GET", "/fixed").body == b"one"
 
 
 def test_reload_under_load_loses_nothing(berth, backend):
@@ -138,3 +154,42 @@ def test_reload_under_load_loses_nothing(berth, backend):
     assert failures == [], failures[:5]
     assert counts[0] > 20 and counts[1] > 20, counts
     assert fetch(lb.port, "GET", "/fixed").body == b"v20"
+
+
+def test_reload_adds_and_removes_listeners(berth, backend):
+    """A reload opens a new listener and closes a removed one while its open connection finishes; the kept listener never refuses."""
+    import socket as _socket
+    from conftest import free_port
+    b1 = backend()
+    lb = berth(CONFIG % ("one", b1.addr))
+    text = open(lb.config_path).read()
+    p2, p3 = free_port(), free_port()
+    second = """  - name: second
+    protocol: HTTP
+    bind: 127.0.0.1:%d
+    default_action: {fixed_response: {status: 200, content_type: text/plain, body: "second"}}
+""" % p2
+    with open(lb.config_path, "w") as f:
+        f.write(text.replace("\ntarget_groups:", "\n" + second + "target_groups:"))
+    st, body = lb.ctl("POST", "/v1/reload")
+    assert st == 200, body
+    assert fetch(p2, "GET", "/").body == b"second"
+    assert fetch(lb.port, "GET", "/fixed").body == b"one"
+    with Client(p2, timeout=5) as c:
+        assert c.request("GET", "/").status == 200
+        # remove "second" and add "third": the open connection to "second" keeps working
+        third = second.replace("second", "third").replace(str(p2), str(p3))
+        with open(lb.config_path, "w") as f:
+            f.write(text.replace("\ntarget_groups:", "\n" + third + "target_groups:"))
+        st, body = lb.ctl("POST", "/v1/reload")
+        assert st == 200, body
+        assert c.request("GET", "/").body == b"second"
+    assert fetch(p3, "GET", "/").body == b"third"
+    s = _socket.socket()
+    s.settimeout(2)
+    try:
+        refused = s.connect_ex(("127.0.0.1", p2)) != 0
+    finally:
+        s.close()
+    assert refused, "removed listener still accepts"
+    assert fetch(lb.port, "GET", "/fixed").body == b"one"
