@@ -9,11 +9,22 @@
 # p99, proxy CPU time per request (utime+stime from /proc/PID/stat; for nginx its worker),
 # non-2xx responses and socket errors, then berth's ratios to HAProxy and nginx.
 #
+# HTTPS=1 puts TLS in front: a self-signed RSA-2048 certificate (openssl, in the temp dir) on
+# all three proxies (HAProxy `ssl crt ... ssl-min-ver TLSv1.2 alpn http/1.1`, nginx `listen ssl`
+# with TLSv1.2 TLSv1.3, berth `protocol: HTTPS` with the default `modern` policy), backends
+# stay plain HTTP, and each proxy is measured three ways:
+#   ka     wrk keep-alive on https:// (TLS records only, no handshakes after the first)
+#   close  wrk -H "Connection: close": a new TCP+TLS connection per request, but wrk keeps its
+#          SSL object and so RESUMES the session (abbreviated handshake, no RSA signature)
+#   full   ab -f TLS1.3 -c CONN (no keep-alive): a new connection with a FULL handshake per
+#          request (ab never offers a session); needs ab (Debian: apache2-utils), else skipped
+#
 # Usage: bench/http.sh [--markdown]
 #   --markdown   print the summary as markdown tables (for bench/README.md)
 # Environment:
 #   BERTH_BIN=PATH   berth binary (default: <repo>/build/berth); when missing, berth is skipped
 #   BERTH_ONLY=1     do not start or measure HAProxy and nginx
+#   HTTPS=1          TLS mode (above); needs openssl, ab for the "full" measurement
 #   CONN=64 DUR=8 ROUNDS=3   wrk connections, seconds per run, rounds
 #   WARMUP=1         seconds of unmeasured load per proxy before round 1 (0: none)
 #   RULES=N          berth gets one catch-all rule, and a second berth ("berth_rules", port
@@ -27,6 +38,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
 BERTH_ONLY=${BERTH_ONLY:-0}
+HTTPS=${HTTPS:-0}
 CONN=${CONN:-64}
 DUR=${DUR:-8}
 ROUNDS=${ROUNDS:-3}
@@ -59,10 +71,12 @@ for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE RULES; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((CONN > 0 && DUR > 0 && ROUNDS > 0)) || die "CONN, DUR and ROUNDS must be positive"
+[[ $HTTPS == 0 || $HTTPS == 1 ]] || die "HTTPS must be 0 or 1, got '$HTTPS'"
 
 # ---- tools -------------------------------------------------------------------------------
 need=(wrk curl nginx awk sort)
 [[ $BERTH_ONLY == 1 ]] || need+=(haproxy)
+[[ $HTTPS == 0 ]] || need+=(openssl)
 missing=()
 for t in "${need[@]}"; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
@@ -73,6 +87,19 @@ fi
 # Debian keeps nginx and haproxy in /usr/sbin, which is not always on PATH for non-root users.
 NGINX=$(command -v nginx)
 HAPROXY=$(command -v haproxy || true)
+
+# Measurements per proxy: "ka" (wrk keep-alive) only, unless HTTPS=1 (see the header).
+MODES=(ka)
+SCHEME=http
+if [[ $HTTPS == 1 ]]; then
+    SCHEME=https
+    MODES=(ka close)
+    if command -v ab >/dev/null 2>&1; then
+        MODES+=(full)
+    else
+        echo "ab not found (Debian: apt-get install apache2-utils), skipping the full-handshake measurement"
+    fi
+fi
 
 RUN_BERTH=1
 if [[ ! -x $BERTH_BIN ]]; then
@@ -116,20 +143,20 @@ ulimit -n 65536 2>/dev/null || true
 # ---- helpers -----------------------------------------------------------------------------
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# wait_ready NAME PORT PID: poll until the server answers with the backend's body.
+# wait_ready NAME PORT PID [SCHEME]: poll until the server answers with the backend's body.
 wait_ready() {
-    local name=$1 port=$2 pid=$3 body deadline=$((SECONDS + READY_TIMEOUT))
+    local name=$1 port=$2 pid=$3 scheme=${4:-http} body deadline=$((SECONDS + READY_TIMEOUT))
     while ((SECONDS < deadline)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "error: $name exited during start-up; its log:" >&2
             tail -n 20 "${LOG[$name]}" >&2 || true
             exit 2
         fi
-        body=$(curl -sS -m 1 "http://127.0.0.1:$port/" 2>/dev/null || true)
+        body=$(curl -sSk -m 1 "$scheme://127.0.0.1:$port/" 2>/dev/null || true)
         [[ $body == "$EXPECT" ]] && return 0
         sleep 0.1
     done
-    echo "error: $name did not answer on 127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
+    echo "error: $name did not answer on $scheme://127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
     tail -n 20 "${LOG[$name]}" >&2 || true
     exit 2
 }
@@ -184,6 +211,22 @@ for p in "${BACKEND_PORTS[@]}"; do
     targets+="${targets:+, }\"127.0.0.1:$p\""
 done
 
+# HTTPS=1: one self-signed RSA-2048 certificate for all proxies; HAProxy wants cert+key in one file.
+HA_SSL="" NGX_SSL="" NGX_SSL_CONF="" BERTH_PROTO=HTTP BERTH_CERTS=""
+if [[ $HTTPS == 1 ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$D/key.pem" -out "$D/cert.pem" >"$D/openssl.log" 2>&1 ||
+        { cat "$D/openssl.log" >&2; die "openssl could not create the test certificate"; }
+    cat "$D/cert.pem" "$D/key.pem" >"$D/combined.pem"
+    chmod 644 "$D/key.pem" "$D/combined.pem" # readable by nginx workers running as nobody
+    HA_SSL=" ssl crt $D/combined.pem ssl-min-ver TLSv1.2 alpn http/1.1"
+    NGX_SSL=" ssl"
+    NGX_SSL_CONF="    ssl_certificate $D/cert.pem; ssl_certificate_key $D/key.pem; ssl_protocols TLSv1.2 TLSv1.3;"$'\n'
+    BERTH_PROTO=HTTPS
+    BERTH_CERTS="    certificates: [{cert: $D/cert.pem, key: $D/key.pem}]"$'\n'
+fi
+
 cat >"$D/backend.conf" <<EOF
 worker_processes 1; daemon off; master_process on;
 $(nginx_paths backend)
@@ -209,7 +252,7 @@ defaults
   timeout server 30s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:${PORT[haproxy]}
+  bind 127.0.0.1:${PORT[haproxy]}$HA_SSL
   default_backend be
 backend be
   balance roundrobin
@@ -229,8 +272,8 @@ $servers    keepalive 128;
     keepalive_requests 100000;
   }
   server {
-    listen 127.0.0.1:${PORT[nginx]};
-    location / {
+    listen 127.0.0.1:${PORT[nginx]}$NGX_SSL;
+$NGX_SSL_CONF    location / {
       proxy_pass http://be;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -245,9 +288,9 @@ access_log: "off"
 control: {socket: $D/berth.sock}
 listeners:
   - name: bench
-    protocol: HTTP
+    protocol: $BERTH_PROTO
     bind: 127.0.0.1:${PORT[berth]}
-    default_action: {forward: {target_groups: [{name: be}]}}
+$BERTH_CERTS    default_action: {forward: {target_groups: [{name: be}]}}
 target_groups:
   - name: be
     protocol: HTTP
@@ -295,7 +338,7 @@ for n in "${PROXIES[@]}"; do
     esac
     STARTED+=($!)
     PID[$n]=$!
-    wait_ready "$n" "${PORT[$n]}" "${PID[$n]}"
+    wait_ready "$n" "${PORT[$n]}" "${PID[$n]}" "$SCHEME"
     if [[ $n == nginx ]]; then PID[$n]=$(nginx_worker "${PID[$n]}"); fi
 done
 
@@ -303,9 +346,34 @@ done
 cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
 echo "# berth HTTP benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# host: $(uname -sr), $(nproc) CPUs${cpu_model:+, $cpu_model}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# wrk -t1 -c$CONN -d${DUR}s --latency (keep-alive), $ROUNDS rounds, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+if [[ $HTTPS == 1 ]]; then
+    echo "# HTTPS (self-signed RSA-2048, backends plain HTTP); $ROUNDS rounds of ${DUR}s, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+    echo "#   ka:    wrk -t1 -c$CONN --latency https://... (keep-alive)"
+    echo "#   close: wrk -t1 -c$CONN --latency -H 'Connection: close' (new connection per request, TLS session resumed by wrk)"
+    if [[ " ${MODES[*]} " == *" full "* ]]; then
+        echo "#   full:  ab -q -r -f TLS1.3 -c$CONN -t$DUR (new connection per request, full handshake)"
+    fi
+    # What the client and each proxy negotiate, and whether a reconnect resumes the session.
+    for n in "${PROXIES[@]}"; do
+        tls=$(openssl s_client -connect "127.0.0.1:${PORT[$n]}" -alpn http/1.1 </dev/null 2>/dev/null |
+            awk '/^New, /{sub(/^New, /, ""); print; exit}')
+        res=""
+        for v in 1_3 1_2; do # save the session (TLS 1.3 tickets come after the handshake), offer it again
+            rm -f "$D/sess.pem"
+            sleep 0.3 | openssl s_client -connect "127.0.0.1:${PORT[$n]}" -tls$v -sess_out "$D/sess.pem" >/dev/null 2>&1 || true
+            if [[ -s $D/sess.pem ]] && openssl s_client -connect "127.0.0.1:${PORT[$n]}" -tls$v -sess_in "$D/sess.pem" \
+                </dev/null 2>/dev/null | grep -q '^Reused,'; then res+=" TLSv${v/_/.} yes"; else res+=" TLSv${v/_/.} no"; fi
+        done
+        echo "#   $n: ${tls:-handshake failed}; session resumption (s_client -sess_out/-sess_in):$res"
+    done
+else
+    echo "# wrk -t1 -c$CONN -d${DUR}s --latency (keep-alive), $ROUNDS rounds, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+fi
 echo "# ports:$(for n in "${PROXIES[@]}"; do printf ' %s=%s' "$n" "${PORT[$n]}"; done)"
 echo "# $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $("$NGINX" -v 2>&1)"
+if [[ $HTTPS == 1 ]]; then
+    echo "# $(openssl version)${MODES[2]:+; $(ab -V 2>&1 | head -n1)}"
+fi
 [[ $BERTH_ONLY == 1 ]] || echo "# $("$HAPROXY" -v | head -n1)"
 if [[ $RUN_BERTH == 1 ]]; then
     echo "# berth: $BERTH_BIN ($("$BERTH_BIN" --version 2>&1 | head -n1 || true))"
@@ -326,14 +394,40 @@ check_alive() { # NAME
     fi
 }
 
-# run ROUND NAME: one measured wrk run; appends a line to $RESULTS and prints it.
+# run ROUND NAME [MODE]: one measured run (MODE ka, close or full; see the header); appends a
+# line to $RESULTS (name, round, rps, p50, p99, cpu, non2xx, sock, mode) and prints it.
 run() {
-    local round=$1 n=$2 out=$D/wrk.$2.$1 c0 c1 line
+    local round=$1 n=$2 mode=${3:-ka} out=$D/load.$2.$1.${3:-ka} c0 c1 line label=$2 w=8 ok
+    local url="$SCHEME://127.0.0.1:${PORT[$n]}/"
+    if [[ $HTTPS == 1 ]]; then label="$n $mode" w=17; fi
     c0=$(cpu_ticks "${PID[$n]}")
-    wrk -t1 -c"$CONN" -d"${DUR}s" --latency "http://127.0.0.1:${PORT[$n]}/" >"$out" 2>&1 || true
+    case $mode in
+    ka) wrk -t1 -c"$CONN" -d"${DUR}s" --latency "$url" >"$out" 2>&1 || true ;;
+    close) wrk -t1 -c"$CONN" -d"${DUR}s" --latency -H "Connection: close" "$url" >"$out" 2>&1 || true ;;
+    # -n caps the run; -t ends it. -r: do not stop on a failed receive (counted as failed).
+    full) ab -q -r -f TLS1.3 -c "$CONN" -t "$DUR" -n 100000000 "$url" >"$out" 2>&1 || true ;;
+    esac
     check_alive "$n"
     c1=$(cpu_ticks "${PID[$n]}")
-    line=$(awk -v name="$n" -v round="$round" -v c0="$c0" -v c1="$c1" -v hz="$HZ" '
+    if [[ $mode == full ]]; then
+        ok='^Requests per second:'
+        # ab: "Failed requests" (connect, receive, length, exceptions) go to sock_err;
+        # percentiles are whole milliseconds.
+        line=$(awk -v name="$n" -v round="$round" -v c0="$c0" -v c1="$c1" -v hz="$HZ" -v mode="$mode" '
+        /^Complete requests:/    { req = $3 }
+        /^Failed requests:/      { sock = $3 }
+        /^Non-2xx responses:/    { non2xx = $3 }
+        /^Requests per second:/  { rps = $4 }
+        $1 == "50%"              { p50 = $2 }
+        $1 == "99%"              { p99 = $2 }
+        END {
+            if (req == "") { req = 0; rps = 0; p50 = -1; p99 = -1; sock = (sock == "" ? -1 : sock) }
+            cpu = (req > 0) ? (c1 - c0) / hz * 1e6 / req : -1
+            printf "%s\t%d\t%.0f\t%.3f\t%.3f\t%.2f\t%d\t%d\t%s\n", name, round, rps, p50, p99, cpu, non2xx + 0, sock + 0, mode
+        }' "$out")
+    else
+        ok='^Requests/sec:'
+        line=$(awk -v name="$n" -v round="$round" -v c0="$c0" -v c1="$c1" -v hz="$HZ" -v mode="$mode" '
         function ms(v) { # wrk prints 123.45us, 1.23ms, 1.02s, 1.50m
             if (v ~ /us$/) return v / 1000
             if (v ~ /ms$/) return v + 0
@@ -350,14 +444,15 @@ run() {
         END {
             if (req == "") { req = 0; rps = 0; p50 = -1; p99 = -1; sock = (sock == "" ? -1 : sock) }
             cpu = (req > 0) ? (c1 - c0) / hz * 1e6 / req : -1
-            printf "%s\t%d\t%.0f\t%.3f\t%.3f\t%.2f\t%d\t%d\n", name, round, rps, p50, p99, cpu, non2xx + 0, sock + 0
+            printf "%s\t%d\t%.0f\t%.3f\t%.3f\t%.2f\t%d\t%d\t%s\n", name, round, rps, p50, p99, cpu, non2xx + 0, sock + 0, mode
         }' "$out")
+    fi
     echo "$line" >>"$RESULTS"
-    awk -F'\t' '{
-        printf "round %d  %-8s rps=%-8s p50=%-9s p99=%-9s cpu_us/req=%-7s non2xx=%s sock_err=%s\n",
-               $2, $1, $3, $4 "ms", $5 "ms", $6, $7, $8 }' <<<"$line"
-    if ! grep -q '^Requests/sec:' "$out"; then
-        echo "warning: wrk output for $n not understood:" >&2
+    awk -F'\t' -v label="$label" -v w="$w" '{
+        printf "round %d  %-*s rps=%-8s p50=%-9s p99=%-9s cpu_us/req=%-7s non2xx=%s sock_err=%s\n",
+               $2, w, label, $3, $4 "ms", $5 "ms", $6, $7, $8 }' <<<"$line"
+    if ! grep -q "$ok" "$out"; then
+        echo "warning: load tool output for $label not understood:" >&2
         cat "$out" >&2
         if [[ $n == berth* ]]; then FAIL=1; fi
     fi
@@ -368,7 +463,7 @@ run() {
 
 if ((WARMUP > 0)); then
     for n in "${PROXIES[@]}"; do
-        wrk -t1 -c"$CONN" -d"${WARMUP}s" "http://127.0.0.1:${PORT[$n]}/" >/dev/null 2>&1 || true
+        wrk -t1 -c"$CONN" -d"${WARMUP}s" "$SCHEME://127.0.0.1:${PORT[$n]}/" >/dev/null 2>&1 || true
         check_alive "$n"
     done
 fi
@@ -376,65 +471,82 @@ fi
 np=${#PROXIES[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
     # Rotate the starting proxy each round so no proxy always runs first or last.
-    for ((i = 0; i < np; i++)); do
-        run "$r" "${PROXIES[$(((i + r - 1) % np))]}"
+    for mode in "${MODES[@]}"; do
+        for ((i = 0; i < np; i++)); do
+            run "$r" "${PROXIES[$(((i + r - 1) % np))]}" "$mode"
+        done
     done
 done
 
 # ---- summary -----------------------------------------------------------------------------
-# median over rounds of rps, p50, p99, cpu_us/req per proxy; errors are summed.
+# median over rounds of rps, p50, p99, cpu_us/req per proxy and mode; errors are summed.
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 declare -A MED=()
-for n in "${PROXIES[@]}"; do
-    for col in 3:rps 4:p50 5:p99 6:cpu; do
-        MED[$n.${col#*:}]=$(awk -F'\t' -v n="$n" -v c="${col%:*}" '$1 == n {print $c}' "$RESULTS" | median)
+for m in "${MODES[@]}"; do
+    for n in "${PROXIES[@]}"; do
+        for col in 3:rps 4:p50 5:p99 6:cpu; do
+            MED[$n.$m.${col#*:}]=$(awk -F'\t' -v n="$n" -v m="$m" -v c="${col%:*}" '$1 == n && $9 == m {print $c}' "$RESULTS" | median)
+        done
+        MED[$n.$m.non2xx]=$(awk -F'\t' -v n="$n" -v m="$m" '$1 == n && $9 == m {s += $7} END {print s + 0}' "$RESULTS")
+        MED[$n.$m.sock]=$(awk -F'\t' -v n="$n" -v m="$m" '$1 == n && $9 == m {s += $8} END {print s + 0}' "$RESULTS")
     done
-    MED[$n.non2xx]=$(awk -F'\t' -v n="$n" '$1 == n {s += $7} END {print s + 0}' "$RESULTS")
-    MED[$n.sock]=$(awk -F'\t' -v n="$n" '$1 == n {s += $8} END {print s + 0}' "$RESULTS")
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a / b; else print "-" }'; }
 
-echo
-if [[ $MARKDOWN == 1 ]]; then
-    echo "Median of $ROUNDS rounds; \`wrk -t1 -c$CONN -d${DUR}s\`, keep-alive, loopback. Errors are totals over all rounds."
+declare -A MODE_DESC=([ka]="\`wrk -t1 -c$CONN -d${DUR}s\`, keep-alive"
+                      [close]="\`wrk -t1 -c$CONN -d${DUR}s -H 'Connection: close'\`, new connection per request (TLS session resumed)"
+                      [full]="\`ab -f TLS1.3 -c$CONN -t$DUR\`, new connection per request (full TLS handshake)")
+for m in "${MODES[@]}"; do
     echo
-    echo "| proxy | req/s | p50 (ms) | p99 (ms) | CPU µs/req | non-2xx | socket errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    for n in "${PROXIES[@]}"; do
-        printf "| %s | %.0f | %.3f | %.3f | %.2f | %s | %s |\n" "$n" "${MED[$n.rps]}" "${MED[$n.p50]}" \
-            "${MED[$n.p99]}" "${MED[$n.cpu]}" "${MED[$n.non2xx]}" "${MED[$n.sock]}"
-    done
-else
-    echo "summary: median of $ROUNDS rounds (non2xx and sock_err summed over rounds)"
-    printf "%-12s %10s %10s %10s %11s %7s %9s\n" proxy rps p50_ms p99_ms cpu_us/req non2xx sock_err
-    for n in "${PROXIES[@]}"; do
-        printf "%-12s %10.0f %10.3f %10.3f %11.2f %7s %9s\n" "$n" "${MED[$n.rps]}" "${MED[$n.p50]}" \
-            "${MED[$n.p99]}" "${MED[$n.cpu]}" "${MED[$n.non2xx]}" "${MED[$n.sock]}"
-    done
-fi
-
-if [[ $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
-    echo
+    tag="" # HTTPS: name the mode in every summary line
+    [[ $HTTPS == 0 ]] || tag=" [$m]"
     if [[ $MARKDOWN == 1 ]]; then
-        echo "| berth vs | CPU µs/req ratio (lower is better) | req/s ratio (higher is better) |"
-        echo "|---|---:|---:|"
+        echo "Median of $ROUNDS rounds; ${MODE_DESC[$m]}, loopback${tag:+, HTTPS}. Errors are totals over all rounds."
+        echo
+        echo "| proxy | req/s | p50 (ms) | p99 (ms) | CPU µs/req | non-2xx | socket errors |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        for n in "${PROXIES[@]}"; do
+            printf "| %s | %.0f | %.3f | %.3f | %.2f | %s | %s |\n" "$n" "${MED[$n.$m.rps]}" "${MED[$n.$m.p50]}" \
+                "${MED[$n.$m.p99]}" "${MED[$n.$m.cpu]}" "${MED[$n.$m.non2xx]}" "${MED[$n.$m.sock]}"
+        done
+    else
+        echo "summary$tag: median of $ROUNDS rounds (non2xx and sock_err summed over rounds)"
+        printf "%-12s %10s %10s %10s %11s %7s %9s\n" proxy rps p50_ms p99_ms cpu_us/req non2xx sock_err
+        for n in "${PROXIES[@]}"; do
+            printf "%-12s %10.0f %10.3f %10.3f %11.2f %7s %9s\n" "$n" "${MED[$n.$m.rps]}" "${MED[$n.$m.p50]}" \
+                "${MED[$n.$m.p99]}" "${MED[$n.$m.cpu]}" "${MED[$n.$m.non2xx]}" "${MED[$n.$m.sock]}"
+        done
     fi
-    for a in haproxy nginx; do
-        cr=$(ratio "${MED[berth.cpu]}" "${MED[$a.cpu]}")
-        rr=$(ratio "${MED[berth.rps]}" "${MED[$a.rps]}")
-        if [[ $MARKDOWN == 1 ]]; then
-            echo "| $a | $cr | $rr |"
-        else
-            printf "berth/%-8s cpu_us/req ratio %s (lower is better), rps ratio %s (higher is better)\n" "$a" "$cr" "$rr"
-        fi
-    done
-fi
 
-if ((RULES > 0)) && [[ $RUN_BERTH == 1 ]]; then
+    if [[ $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
+        echo
+        if [[ $MARKDOWN == 1 ]]; then
+            echo "| berth vs | CPU µs/req ratio (lower is better) | req/s ratio (higher is better) |"
+            echo "|---|---:|---:|"
+        fi
+        for a in haproxy nginx; do
+            cr=$(ratio "${MED[berth.$m.cpu]}" "${MED[$a.$m.cpu]}")
+            rr=$(ratio "${MED[berth.$m.rps]}" "${MED[$a.$m.rps]}")
+            if [[ $MARKDOWN == 1 ]]; then
+                echo "| $a | $cr | $rr |"
+            else
+                printf "berth/%-8s cpu_us/req ratio %s (lower is better), rps ratio %s (higher is better)%s\n" "$a" "$cr" "$rr" "$tag"
+            fi
+        done
+    fi
+
+    if ((RULES > 0)) && [[ $RUN_BERTH == 1 ]]; then
+        echo
+        printf "berth with %d rules / berth with 1 rule: cpu_us/req ratio %s, rps ratio %s%s\n" "$RULES" \
+            "$(ratio "${MED[berth_rules.$m.cpu]}" "${MED[berth.$m.cpu]}")" "$(ratio "${MED[berth_rules.$m.rps]}" "${MED[berth.$m.rps]}")" "$tag"
+    fi
+done
+
+if [[ $HTTPS == 1 && $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
     echo
-    printf "berth with %d rules / berth with 1 rule: cpu_us/req ratio %s, rps ratio %s\n" "$RULES" \
-        "$(ratio "${MED[berth_rules.cpu]}" "${MED[berth.cpu]}")" "$(ratio "${MED[berth_rules.rps]}" "${MED[berth.rps]}")"
+    echo "HTTPS: berth/haproxy cpu_us/req ratio (lower is better):$(for m in "${MODES[@]}"; do
+        printf ' %s %s' "$m" "$(ratio "${MED[berth.$m.cpu]}" "${MED[haproxy.$m.cpu]}")"; done)"
 fi
 
 if [[ $FAIL != 0 ]]; then

@@ -229,6 +229,7 @@ static SSL_CTX *make_ctx(const struct policy *p, const struct bth_cfg_cert *c, s
         goto fail;
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only: no shared cache */
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+    SSL_CTX_set_num_tickets(ctx, 1); /* one TLS 1.3 ticket per handshake is enough (default 2) */
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
         add_error(err, c->cert, "cannot load certificate");
