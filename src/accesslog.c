@@ -152,8 +152,8 @@ void bth_accesslog_append(struct bth_accesslog_buf *b, const struct bth_accesslo
     gmtime_r(&sec, &tm);
     put_fmt(b, "{\"type\":");
     put_cstr(b, e->type);
-    put_fmt(b, ",\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\",\"client\":",
-            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+    put_fmt(b, ",\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\",\"client\":", tm.tm_year + 1900,
+            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
             (int)(e->time_us % 1000000));
     put_cstr(b, e->client);
     put_fmt(b, ",\"target\":");
@@ -179,8 +179,8 @@ void bth_accesslog_append(struct bth_accesslog_buf *b, const struct bth_accesslo
         const char *rb = strrchr(host, ']'), *colon = strrchr(host, ':');
         bool has_port = colon != NULL && (rb == NULL || colon > rb);
         int n = has_port ? snprintf(pre, sizeof(pre), "%s %s://%s", e->method, e->scheme, host)
-                         : snprintf(pre, sizeof(pre), "%s %s://%s:%u", e->method, e->scheme,
-                                    host, e->port);
+                         : snprintf(pre, sizeof(pre), "%s %s://%s:%u", e->method, e->scheme, host,
+                                    e->port);
         if (n < 0 || (size_t)n >= sizeof(pre))
             n = (int)strlen(pre);
         size_t ulen = e->uri_len, vlen = strlen(e->version);

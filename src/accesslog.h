@@ -25,7 +25,7 @@ struct bth_accesslog_entry {
     int64_t time_us;  /* wall clock at request end */
     const char *client;
     const char *target;
-    double request_processing_time;  /* seconds, -1 when not applicable */
+    double request_processing_time; /* seconds, -1 when not applicable */
     double target_processing_time;
     double response_processing_time;
     int elb_status_code;
@@ -36,9 +36,11 @@ struct bth_accesslog_entry {
     const char *scheme;
     const char *host;
     unsigned port;
-    const char *uri; size_t uri_len;
+    const char *uri;
+    size_t uri_len;
     const char *version;
-    const char *user_agent; size_t user_agent_len;
+    const char *user_agent;
+    size_t user_agent_len;
     const char *target_group;
     const char *request_id;
     const char *matched_rule;

@@ -39,10 +39,9 @@ static struct bth_config *load_config(const char *path)
 {
     struct bth_err err;
     bth_err_init(&err);
-    struct bth_config *cfg =
-        path ? bth_config_load_file(path, &err)
-             : bth_config_load_buffer("<default>", bth_config_default_yaml,
-                                      strlen(bth_config_default_yaml), &err);
+    struct bth_config *cfg = path ? bth_config_load_file(path, &err)
+                                  : bth_config_load_buffer("<default>", bth_config_default_yaml,
+                                                           strlen(bth_config_default_yaml), &err);
     for (size_t i = 0; i < err.n; i++)
         bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
     bth_err_fini(&err);
@@ -346,8 +345,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     if (ref == NULL)
         goto fail;
     cfg = NULL; /* owned by ref */
-    if (bth_registry_apply_config(&app->registry, ref) != 0 ||
-        load_tls(app, ref->cfg) != 0) {
+    if (bth_registry_apply_config(&app->registry, ref) != 0 || load_tls(app, ref->cfg) != 0) {
         bth_err_add(err, "reload failed: out of memory or certificates unreadable");
         goto fail;
     }
@@ -457,8 +455,8 @@ static int drop_privileges(const struct bth_config *cfg)
             gid = p->pw_gid;
     }
     if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-        bth_log(BTH_LOG_ERR, "dropping privileges to %s:%s failed: %s",
-                cfg->user ? cfg->user : "-", cfg->group ? cfg->group : "-", strerror(errno));
+        bth_log(BTH_LOG_ERR, "dropping privileges to %s:%s failed: %s", cfg->user ? cfg->user : "-",
+                cfg->group ? cfg->group : "-", strerror(errno));
         return -1;
     }
     bth_log(BTH_LOG_NOTICE, "running as uid %d gid %d", (int)uid, (int)gid);
@@ -607,8 +605,9 @@ static void raise_nofile(void)
             bth_log(BTH_LOG_WARN, "setrlimit(RLIMIT_NOFILE) failed: %s", strerror(errno));
     }
     if (rl.rlim_cur < 4096)
-        bth_log(BTH_LOG_WARN, "open file limit is only %llu (raise the hard limit for more "
-                              "connections)",
+        bth_log(BTH_LOG_WARN,
+                "open file limit is only %llu (raise the hard limit for more "
+                "connections)",
                 (unsigned long long)rl.rlim_cur);
 }
 
@@ -620,7 +619,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     raise_nofile();
     struct bth_config *cfg = load_config(config_path);
     if (cfg == NULL) {
-        bth_log(BTH_LOG_ERR, "cannot start: invalid config %s", config_path ? config_path : "<default>");
+        bth_log(BTH_LOG_ERR, "cannot start: invalid config %s",
+                config_path ? config_path : "<default>");
         return -1;
     }
     if (cfg->log_level != NULL)
@@ -657,8 +657,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     if (setup_sticky_key(app, cfg, state_key) != 0)
         return -1;
     save_state(app); /* a fresh key, or a file set aside, is written back at once */
-    app->health = bth_health_create(app->base, &app->registry, app->nworkers, on_health_changed,
-                                    app);
+    app->health =
+        bth_health_create(app->base, &app->registry, app->nworkers, on_health_changed, app);
     if (app->health == NULL)
         return -1;
     bth_health_sync(app->health);

@@ -18,8 +18,8 @@ struct bth_health;
 struct bth_config_ref;
 
 struct bth_app {
-    char *config_path;           /* owned; NULL for the embedded default */
-    struct event_base *base;     /* owned: the main loop */
+    char *config_path;       /* owned; NULL for the embedded default */
+    struct event_base *base; /* owned: the main loop */
     struct bth_registry registry;
     struct bth_worker **workers; /* owned */
     unsigned nworkers;
@@ -31,7 +31,7 @@ struct bth_app {
     struct event *drain_timer;   /* owned: ends drains that are idle or due */
     struct event *ticket_timer;  /* owned: rotates TLS session ticket keys */
     uint8_t cookie_key[32];
-    bool cookie_key_in_state;    /* the key is generated and kept in the state file */
+    bool cookie_key_in_state; /* the key is generated and kept in the state file */
     bool stopping;
     int exit_code;
 };

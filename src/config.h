@@ -111,19 +111,19 @@ struct bth_cfg_listener {
     char *name; /* owned; defaults to the bind text */
     enum bth_proto protocol;
     struct bth_addr bind;
-    uint64_t idle_timeout_ms;      /* HTTP(S) 60s, TCP/TLS 350s, UDP 120s */
-    uint64_t header_timeout_ms;    /* HTTP(S): whole request head (408); default 10s */
-    size_t max_request_line_bytes; /* 414 above this; default 16k */
-    size_t max_header_bytes;       /* 431 above this (all header lines); default 64k */
-    unsigned udp_max_flows;        /* UDP: flows per worker before new ones are dropped */
-    size_t max_header_line_bytes;  /* one header line above this: 431; default 16k */
+    uint64_t idle_timeout_ms;         /* HTTP(S) 60s, TCP/TLS 350s, UDP 120s */
+    uint64_t header_timeout_ms;       /* HTTP(S): whole request head (408); default 10s */
+    size_t max_request_line_bytes;    /* 414 above this; default 16k */
+    size_t max_header_bytes;          /* 431 above this (all header lines); default 64k */
+    unsigned udp_max_flows;           /* UDP: flows per worker before new ones are dropped */
+    size_t max_header_line_bytes;     /* one header line above this: 431; default 16k */
     size_t max_response_header_bytes; /* a target's response head above this: 502; 32k */
-    unsigned max_connections;      /* client connections at once, 0 = unlimited */
+    unsigned max_connections;         /* client connections at once, 0 = unlimited */
     int desync_mode; /* enum bth_desync_mode: what HTTP(S) listeners do per desync tier */
     struct bth_cfg_cert *certificates; /* owned array */
     size_t ncertificates;
-    char *ssl_policy;                  /* owned, may be NULL */
-    struct bth_cfg_rule *rules;        /* owned array, sorted by ascending priority */
+    char *ssl_policy;           /* owned, may be NULL */
+    struct bth_cfg_rule *rules; /* owned array, sorted by ascending priority */
     size_t nrules;
     struct bth_cfg_action default_action;
     struct bth_cfg_mark mark;
@@ -135,16 +135,16 @@ struct bth_cfg_target {
 };
 
 struct bth_cfg_health_check {
-    int enabled;            /* default 1 */
-    enum bth_proto protocol; /* HTTP | HTTPS | TCP */
-    int port;               /* 0 = traffic-port */
-    char *path;             /* owned, default "/" */
-    uint64_t interval_ms;   /* 1s..300s (ELB: 5s..), default 30s */
-    uint64_t timeout_ms;    /* 500ms..120s (ELB: 2s..), < interval */
+    int enabled;                  /* default 1 */
+    enum bth_proto protocol;      /* HTTP | HTTPS | TCP */
+    int port;                     /* 0 = traffic-port */
+    char *path;                   /* owned, default "/" */
+    uint64_t interval_ms;         /* 1s..300s (ELB: 5s..), default 30s */
+    uint64_t timeout_ms;          /* 500ms..120s (ELB: 2s..), < interval */
     unsigned healthy_threshold;   /* 2..10, default 5 */
     unsigned unhealthy_threshold; /* 2..10, default 2 */
-    char *matcher;          /* owned, "200" or "200-399" by group protocol */
-    int tls_verify;         /* HTTPS checks: verify the target's certificate (default 0) */
+    char *matcher;                /* owned, "200" or "200-399" by group protocol */
+    int tls_verify;               /* HTTPS checks: verify the target's certificate (default 0) */
 };
 
 /* Passive health checking (Envoy's outlier detection): a target whose traffic fails
@@ -181,23 +181,23 @@ struct bth_cfg_target_group {
     struct bth_cfg_health_check health_check;
     struct bth_cfg_outlier outlier_detection;
     /* HTTPS and TLS groups: TLS to the targets */
-    char *tls_server_name; /* owned: SNI sent to targets, NULL: none */
-    int tls_verify;        /* verify the target's certificate (default 0, as ELB) */
-    char *tls_ca_file;     /* owned: CA bundle for verification, NULL: system store */
+    char *tls_server_name;          /* owned: SNI sent to targets, NULL: none */
+    int tls_verify;                 /* verify the target's certificate (default 0, as ELB) */
+    char *tls_ca_file;              /* owned: CA bundle for verification, NULL: system store */
     struct bth_cfg_target *targets; /* owned array */
     size_t ntargets;
     struct bth_cfg_mark mark;
 };
 
 struct bth_config {
-    char *path;       /* owned; "<default>" for the embedded config */
-    unsigned workers; /* 0 = auto (CPU count) */
-    char *control_socket;     /* owned, default "./berth.sock" */
-    char *control_listen;     /* owned, may be NULL */
-    char *control_token_file; /* owned, may be NULL */
-    char *state_file;         /* owned, may be NULL */
-    char *cookie_key_file;    /* owned, may be NULL */
-    char *access_log;         /* owned: "stdout" (default), "off" or a path */
+    char *path;                   /* owned; "<default>" for the embedded config */
+    unsigned workers;             /* 0 = auto (CPU count) */
+    char *control_socket;         /* owned, default "./berth.sock" */
+    char *control_listen;         /* owned, may be NULL */
+    char *control_token_file;     /* owned, may be NULL */
+    char *state_file;             /* owned, may be NULL */
+    char *cookie_key_file;        /* owned, may be NULL */
+    char *access_log;             /* owned: "stdout" (default), "off" or a path */
     uint64_t shutdown_timeout_ms; /* default 30s */
     unsigned max_connections;     /* client connections at once for the process, 0 = none */
     char *pid_file;               /* owned, may be NULL */

@@ -15,7 +15,7 @@
 #include <openssl/err.h>
 
 #define READ_CHUNK 16384
-#define FLUSH_IOV 16
+#define FLUSH_IOV  16
 
 int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_callback_fn cb,
                   void *arg)
@@ -32,7 +32,8 @@ int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_cal
     c->out = evbuffer_new();
     if (c->in == NULL || c->out == NULL)
         goto fail;
-    if (event_assign(&c->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, cb, arg) != 0)
+    if (event_assign(&c->ev, base, fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, cb,
+                     arg) != 0)
         goto fail;
     if (event_add(&c->ev, NULL) != 0)
         goto fail;
@@ -176,8 +177,8 @@ size_t bth_conn_read(struct bth_conn *c, size_t limit)
             iov[i].iov_len = vec[i].iov_len;
             room += vec[i].iov_len;
         }
-        ssize_t n = nvec == 1 ? recv(c->fd, iov[0].iov_base, iov[0].iov_len, 0)
-                              : readv(c->fd, iov, nvec);
+        ssize_t n =
+            nvec == 1 ? recv(c->fd, iov[0].iov_base, iov[0].iov_len, 0) : readv(c->fd, iov, nvec);
         if (n > 0) {
             size_t left = (size_t)n;
             for (int i = 0; i < nvec; i++) {

@@ -18,18 +18,18 @@
 struct evbuffer;
 
 struct bth_conn {
-    int fd;                  /* owned */
-    struct event ev;         /* EV_READ|EV_WRITE|EV_ET|EV_PERSIST on fd */
-    struct evbuffer *in;     /* owned */
-    struct evbuffer *out;    /* owned */
-    bool read_pending;       /* the socket may hold unread bytes (edge already consumed) */
-    bool write_blocked;      /* last write hit EAGAIN: wait for the EPOLLOUT edge */
-    bool eof;                /* peer sent FIN and we read up to it */
-    bool rdhup;              /* the kernel reported the peer's FIN (EV_CLOSED): a short read
-                              * no longer means drained, the EOF is still to be read */
-    bool shut_wr;            /* we sent FIN */
-    int error;               /* errno of a failed read/write, 0 if none */
-    SSL *ssl;                /* owned: TLS on this socket, NULL for plain TCP */
+    int fd;               /* owned */
+    struct event ev;      /* EV_READ|EV_WRITE|EV_ET|EV_PERSIST on fd */
+    struct evbuffer *in;  /* owned */
+    struct evbuffer *out; /* owned */
+    bool read_pending;    /* the socket may hold unread bytes (edge already consumed) */
+    bool write_blocked;   /* last write hit EAGAIN: wait for the EPOLLOUT edge */
+    bool eof;             /* peer sent FIN and we read up to it */
+    bool rdhup;           /* the kernel reported the peer's FIN (EV_CLOSED): a short read
+                           * no longer means drained, the EOF is still to be read */
+    bool shut_wr;         /* we sent FIN */
+    int error;            /* errno of a failed read/write, 0 if none */
+    SSL *ssl;             /* owned: TLS on this socket, NULL for plain TCP */
 };
 
 /* Sets up <c> on an open non-blocking <fd> (ownership passes to <c>) and registers its

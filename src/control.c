@@ -41,19 +41,26 @@ struct bth_control {
     struct evhttp *tcp_http; /* owned: control.listen, NULL when not configured */
     char *token;             /* owned: Bearer token for tcp_http */
     size_t token_len;
-    char *path;              /* owned */
+    char *path; /* owned */
 };
 
 static const char *reason_phrase(int code)
 {
     switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 414: return "URI Too Long";
-    case 500: return "Internal Server Error";
-    default: return code < 400 ? "OK" : "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 414:
+        return "URI Too Long";
+    case 500:
+        return "Internal Server Error";
+    default:
+        return code < 400 ? "OK" : "Error";
     }
 }
 
@@ -73,11 +80,10 @@ static void reply_json(struct evhttp_request *req, int code, json_t *body)
     json_decref(body);
 }
 
-static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
+static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt,
-                        ...)
+static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -107,12 +113,11 @@ static void handle_groups(struct bth_control *c, struct evhttp_request *req)
     json_t *arr = json_array();
     for (size_t i = 0; i < c->app->registry.ngroups; i++) {
         const struct bth_reg_group *g = &c->app->registry.groups[i];
-        json_array_append_new(
-            arr, json_pack("{s:s,s:s,s:s,s:I,s:I}", "TargetGroupName", g->name, "Protocol",
-                           bth_proto_name(g->cfg->protocol), "Algorithm",
-                           bth_algorithm_name(g->cfg->algorithm), "Targets",
-                           (json_int_t)g->ntargets, "HealthyTargets",
-                           (json_int_t)count_healthy(g)));
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:I}", "TargetGroupName", g->name,
+                                             "Protocol", bth_proto_name(g->cfg->protocol),
+                                             "Algorithm", bth_algorithm_name(g->cfg->algorithm),
+                                             "Targets", (json_int_t)g->ntargets, "HealthyTargets",
+                                             (json_int_t)count_healthy(g)));
     }
     reply_json(req, 200, json_pack("{s:o}", "TargetGroups", arr));
 }
@@ -150,10 +155,10 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
             json_object_set_new(th, "Reason", json_string(reason));
             json_object_set_new(th, "Description", json_string(desc));
         }
-        json_array_append_new(
-            arr, json_pack("{s:{s:s,s:i},s:s,s:o,s:s}", "Target", "Id", id, "Port", (int)port,
-                           "HealthCheckPort", hc_port, "TargetHealth", th, "Source",
-                           t->dynamic ? "api" : "config"));
+        json_array_append_new(arr,
+                              json_pack("{s:{s:s,s:i},s:s,s:o,s:s}", "Target", "Id", id, "Port",
+                                        (int)port, "HealthCheckPort", hc_port, "TargetHealth", th,
+                                        "Source", t->dynamic ? "api" : "config"));
     }
     reply_json(req, 200, json_pack("{s:o}", "TargetHealthDescriptions", arr));
 }
@@ -292,8 +297,8 @@ static void handle_register(struct bth_control *c, struct evhttp_request *req,
         reply_error(req, 500, "InternalFailure", "out of memory");
         goto out;
     }
-    bth_log(BTH_LOG_NOTICE, "%s %d target(s) %s group %s", add ? "registered" : "deregistering",
-            n, add ? "in" : "from", g->name);
+    bth_log(BTH_LOG_NOTICE, "%s %d target(s) %s group %s", add ? "registered" : "deregistering", n,
+            add ? "in" : "from", g->name);
     if (!add && wait)
         wait_for_drains(c, req, g, addrs, n);
     else
@@ -318,9 +323,9 @@ static void handle_reload(struct bth_control *c, struct evhttp_request *req)
             bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
         }
         evbuffer_add(msg, "", 1);
-        reply_json(req, 400, json_pack("{s:{s:s,s:s,s:o}}", "Error", "Code", "ConfigInvalid",
-                                       "Message", (const char *)evbuffer_pullup(msg, -1),
-                                       "Errors", lines));
+        reply_json(req, 400,
+                   json_pack("{s:{s:s,s:s,s:o}}", "Error", "Code", "ConfigInvalid", "Message",
+                             (const char *)evbuffer_pullup(msg, -1), "Errors", lines));
         evbuffer_free(msg);
     }
     bth_err_fini(&err);
@@ -428,8 +433,9 @@ static int read_token(struct bth_control *c, const char *file)
         return -1;
     }
     if (st.st_mode & S_IROTH) {
-        bth_log(BTH_LOG_ERR, "control token_file %s is world-readable; refusing to start "
-                             "(chmod o-r)",
+        bth_log(BTH_LOG_ERR,
+                "control token_file %s is world-readable; refusing to start "
+                "(chmod o-r)",
                 file);
         return -1;
     }

@@ -37,9 +37,9 @@
 #include "target.h"
 #include "worker.h"
 
-#define MAX_RANGES 16
-#define MAX_STATUS_LINE 8192
-#define OUTLIER_TICK_MS 200
+#define MAX_RANGES            16
+#define MAX_STATUS_LINE       8192
+#define OUTLIER_TICK_MS       200
 #define FIRST_CHECK_SPREAD_MS 1000
 
 enum hc_reason {
@@ -75,7 +75,7 @@ struct bth_hc {
     /* parameters, refreshed from the group's config on every sync */
     bool enabled;
     enum bth_proto proto;
-    int port; /* 0: traffic port */
+    int port;   /* 0: traffic port */
     char *path; /* owned */
     uint64_t interval_ms, timeout_ms;
     unsigned healthy_threshold, unhealthy_threshold;
@@ -84,7 +84,7 @@ struct bth_hc {
     bool tls_verify;
     struct bth_cfg_outlier od;
     /* active check */
-    struct event *timer; /* next check, or the deadline of the running one */
+    struct event *timer;     /* next check, or the deadline of the running one */
     struct bufferevent *bev; /* the running check, NULL between checks */
     uint64_t started_ms;
     unsigned passes, fails;
@@ -185,12 +185,11 @@ static void set_target_state(struct bth_hc *hc, enum bth_target_state st, enum h
     bth_target_set_state(hc->t, st);
     if (st == BTH_TARGET_HEALTHY || st == BTH_TARGET_UNHEALTHY) {
         if (r != R_NONE)
-            bth_log(BTH_LOG_NOTICE, "target %s in group %s is now %s: %s (%s)",
-                    hc->t->addr.text, hc->group, bth_target_state_name(st), reason_codes[r],
-                    hc->desc);
+            bth_log(BTH_LOG_NOTICE, "target %s in group %s is now %s: %s (%s)", hc->t->addr.text,
+                    hc->group, bth_target_state_name(st), reason_codes[r], hc->desc);
         else
-            bth_log(BTH_LOG_NOTICE, "target %s in group %s is now %s", hc->t->addr.text,
-                    hc->group, bth_target_state_name(st));
+            bth_log(BTH_LOG_NOTICE, "target %s in group %s is now %s", hc->t->addr.text, hc->group,
+                    bth_target_state_name(st));
         bth_stats_add(hc->stats, hc->h->row,
                       st == BTH_TARGET_HEALTHY ? BTH_ST_HC_TO_HEALTHY : BTH_ST_HC_TO_UNHEALTHY, 1);
     }
@@ -315,8 +314,8 @@ static void on_check_event(struct bufferevent *bev, short what, void *arg)
     }
     if (what & BEV_EVENT_ERROR) {
         int e = EVUTIL_SOCKET_ERROR();
-        unsigned long ssl_err = hc->proto == BTH_PROTO_HTTPS ? bufferevent_get_openssl_error(bev)
-                                                              : 0;
+        unsigned long ssl_err =
+            hc->proto == BTH_PROTO_HTTPS ? bufferevent_get_openssl_error(bev) : 0;
         if (ssl_err != 0) {
             char buf[120];
             ERR_error_string_n(ssl_err, buf, sizeof(buf));
@@ -441,8 +440,9 @@ static void outlier_group(struct bth_health *h, struct bth_reg_group *g, uint64_
         atomic_store(&t->ejected, true);
         ejected++;
         bth_stats_add(hc->stats, h->row, BTH_ST_EJECTIONS, 1);
-        bth_log(BTH_LOG_NOTICE, "target %s in group %s ejected for %llums after %d failures in "
-                                "a row (ejection %u)",
+        bth_log(BTH_LOG_NOTICE,
+                "target %s in group %s ejected for %llums after %d failures in "
+                "a row (ejection %u)",
                 t->addr.text, hc->group,
                 (unsigned long long)(hc->od.base_ejection_ms * hc->ejections), errs, hc->ejections);
         notify_changed(h);
@@ -592,8 +592,8 @@ void bth_health_describe(const struct bth_target *t, const char **reason, const 
         *desc = "Initial health checks in progress";
         return;
     case BTH_TARGET_UNHEALTHY:
-        *reason = hc != NULL && hc->reason != R_NONE ? reason_codes[hc->reason]
-                                                     : reason_codes[R_FAILED];
+        *reason =
+            hc != NULL && hc->reason != R_NONE ? reason_codes[hc->reason] : reason_codes[R_FAILED];
         *desc = hc != NULL && hc->desc[0] ? hc->desc : "Health checks failed";
         return;
     case BTH_TARGET_DRAINING:

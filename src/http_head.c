@@ -158,7 +158,10 @@ struct kind_name {
     enum bth_hdr_kind kind;
 };
 
-#define KN(s, k) {s, sizeof(s) - 1, k}
+#define KN(s, k)                                                                                   \
+    {                                                                                              \
+        s, sizeof(s) - 1, k                                                                        \
+    }
 static const struct kind_name kind_names[] = {
     KN("host", BTH_HDR_HOST),
     KN("connection", BTH_HDR_CONNECTION),

@@ -49,18 +49,18 @@ struct bth_http_hdr {
 };
 
 struct bth_http_head {
-    const char *base; /* borrowed: the contiguous head bytes while parsing/forwarding */
+    const char *base;       /* borrowed: the contiguous head bytes while parsing/forwarding */
     struct bth_span url;    /* request target (requests) */
     struct bth_span reason; /* reason phrase (responses) */
     struct bth_http_hdr hdrs[BTH_HTTP_MAX_HEADERS];
     unsigned nhdrs;
-    bool in_value;        /* last callback was a header value */
-    bool complete;        /* head finished: later callbacks (trailers) are not recorded */
-    bool too_many;        /* more than BTH_HTTP_MAX_HEADERS */
-    bool conn_close;      /* "Connection: close" */
-    bool conn_keep_alive; /* "Connection: keep-alive" */
-    bool conn_upgrade;    /* "Connection: upgrade" */
-    int idx[BTH_HDR__COUNT]; /* first header of each kind, -1 if absent */
+    bool in_value;              /* last callback was a header value */
+    bool complete;              /* head finished: later callbacks (trailers) are not recorded */
+    bool too_many;              /* more than BTH_HTTP_MAX_HEADERS */
+    bool conn_close;            /* "Connection: close" */
+    bool conn_keep_alive;       /* "Connection: keep-alive" */
+    bool conn_upgrade;          /* "Connection: upgrade" */
+    int idx[BTH_HDR__COUNT];    /* first header of each kind, -1 if absent */
     struct evbuffer *decode_to; /* borrowed: when set, body bytes are copied here */
 };
 

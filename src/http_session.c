@@ -42,20 +42,20 @@
 
 /* Backpressure: stop reading one side while the other side's output holds this much. */
 #define HIGH_WATERMARK (256 * 1024)
-#define READ_BUDGET (64 * 1024)
-#define MAX_TRIES 8
+#define READ_BUDGET    (64 * 1024)
+#define MAX_TRIES      8
 /* A request body berth does not forward (it answered itself) is read and dropped up to this
  * size to keep the connection; beyond it the connection closes after the answer. */
 #define DISCARD_MAX (1024 * 1024)
 
 enum session_state {
-    SS_IDLE = 0,    /* keep-alive: waiting for the first byte of a request */
-    SS_HEAD,        /* reading a request head */
-    SS_CONNECTING,  /* request routed; waiting for the target connection */
-    SS_PROXYING,    /* request forwarded (body may still stream); response in progress */
-    SS_TUNNEL,      /* after 101 Switching Protocols: bytes both ways */
-    SS_CLOSING,     /* sending berth's last answer, then close */
-    SS_DISCARD,     /* berth answered early: reading and dropping the rest of the body */
+    SS_IDLE = 0,   /* keep-alive: waiting for the first byte of a request */
+    SS_HEAD,       /* reading a request head */
+    SS_CONNECTING, /* request routed; waiting for the target connection */
+    SS_PROXYING,   /* request forwarded (body may still stream); response in progress */
+    SS_TUNNEL,     /* after 101 Switching Protocols: bytes both ways */
+    SS_CLOSING,    /* sending berth's last answer, then close */
+    SS_DISCARD,    /* berth answered early: reading and dropping the rest of the body */
 };
 
 enum body_mode {
@@ -77,9 +77,9 @@ enum close_reason {
 
 struct bth_http_session {
     struct bth_conn conn;
-    struct bth_worker *w;              /* borrowed: owner */
-    struct bth_worker_listener *wl;    /* borrowed */
-    struct bth_snapshot *snap;         /* one reference held */
+    struct bth_worker *w;                     /* borrowed: owner */
+    struct bth_worker_listener *wl;           /* borrowed */
+    struct bth_snapshot *snap;                /* one reference held */
     const struct bth_snap_listener *listener; /* borrowed from snap */
     struct bth_http_session *prev, *next;     /* worker's session list */
     struct event timer;
@@ -98,26 +98,26 @@ struct bth_http_session {
     /* request */
     llhttp_t req_parser;
     struct bth_http_head req;
-    size_t req_parsed;      /* head bytes fed to llhttp so far */
+    size_t req_parsed; /* head bytes fed to llhttp so far */
     enum body_mode req_body;
     uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
     bool req_done;          /* whole request forwarded (or queued) */
     bool req_has_body;
     bool is_head_method;
     bool is_upgrade;
-    struct evbuffer *pending; /* owned: bytes for the target while no connection is ready */
+    struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
     struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
     uint64_t discarded;          /* body bytes dropped in SS_DISCARD */
 
     /* routing */
-    int rule;                     /* matched rule index, -1: default action */
-    bool set_tg_cookie;           /* answer with a BERTHTG group stickiness cookie */
+    int rule;           /* matched rule index, -1: default action */
+    bool set_tg_cookie; /* answer with a BERTHTG group stickiness cookie */
     uint64_t tg_cookie_ms;
-    bool set_target_cookie;       /* answer with a BERTH-<group> lb_cookie */
-    bool resp_sets_app_cookie;    /* the target set the app_cookie: bind BERTHAPP-<group> */
-    struct bth_snap_group *group; /* borrowed from snap */
+    bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */
+    bool resp_sets_app_cookie;      /* the target set the app_cookie: bind BERTHAPP-<group> */
+    struct bth_snap_group *group;   /* borrowed from snap */
     struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
-    struct bth_target *target;    /* one reference while an exchange uses it */
+    struct bth_target *target;      /* one reference while an exchange uses it */
     struct bth_target *tried[MAX_TRIES];
     unsigned ntried;
     struct bth_upstream *up; /* attached upstream connection, NULL if none */
@@ -387,28 +387,53 @@ static void log_exchange(struct bth_http_session *s)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 463: return "Too Many Forwarded Addresses";
-    case 500: return "Internal Server Error";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 429:
+        return "Too Many Requests";
+    case 463:
+        return "Too Many Forwarded Addresses";
+    case 500:
+        return "Internal Server Error";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }
 
@@ -418,15 +443,15 @@ static void reset_exchange(struct bth_http_session *s);
  * it unless the request was read whole and the status leaves the stream in sync. <reason>
  * goes to the access log's error_reason. */
 static void process_client(struct bth_http_session *s);
-static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining,
-                        struct evbuffer *src, struct evbuffer *dst, uint64_t *count);
+static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
+                        struct evbuffer *dst, uint64_t *count);
 
 /* Reads past the body of a request berth answered itself, then goes on with the next. */
 static void discard_body(struct bth_http_session *s)
 {
     uint64_t n = 0;
-    int r = forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, s->pending,
-                         &n);
+    int r =
+        forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, s->pending, &n);
     evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
     s->discarded += n;
     if (r < 0 || s->discarded > DISCARD_MAX) {
@@ -445,8 +470,8 @@ static void discard_body(struct bth_http_session *s)
  * any <extra> header lines. The connection closes afterwards unless the request was read
  * whole and the status leaves the stream in sync. <reason> goes to the access log's
  * error_reason (NULL for answers that are not errors: redirects, fixed responses). */
-static void send_answer(struct bth_http_session *s, int status, const char *ctype,
-                        const char *body, size_t blen, const char *extra, const char *reason)
+static void send_answer(struct bth_http_session *s, int status, const char *ctype, const char *body,
+                        size_t blen, const char *extra, const char *reason)
 {
     bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
                          status == 463 || status == 501;
@@ -471,8 +496,8 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
                         status_text(status));
     if (ctype != NULL)
         evbuffer_add_printf(s->conn.out, "Content-Type: %s\r\n", ctype);
-    evbuffer_add_printf(s->conn.out, "Content-Length: %zu\r\n%s%s\r\n", blen,
-                        extra ? extra : "", s->close_after ? "Connection: close\r\n" : "");
+    evbuffer_add_printf(s->conn.out, "Content-Length: %zu\r\n%s%s\r\n", blen, extra ? extra : "",
+                        s->close_after ? "Connection: close\r\n" : "");
     if (!s->is_head_method && blen > 0)
         evbuffer_add(s->conn.out, body, blen);
     s->tx_bytes += evbuffer_get_length(s->conn.out) - before;
@@ -570,8 +595,8 @@ static void finish_exchange(struct bth_http_session *s)
 
 /* Moves one message body's bytes from <src> to <dst> according to <mode>. Returns 1 when the
  * body ended, 0 when more is expected, -1 on a framing error. */
-static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining,
-                        struct evbuffer *src, struct evbuffer *dst, uint64_t *count)
+static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
+                        struct evbuffer *dst, uint64_t *count)
 {
     size_t avail = evbuffer_get_length(src);
     if (mode == BODY_NONE)
@@ -641,8 +666,7 @@ static void forward_request_body(struct bth_http_session *s)
     if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
         return;
     uint64_t dummy = 0;
-    int r = forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst,
-                         &dummy);
+    int r = forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst, &dummy);
     s->rx_bytes += dummy;
     if (r < 0) {
         s->close_after = true;
@@ -691,7 +715,7 @@ static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
         return;
     char *p = v.iov_base, *start = p;
 #define PUT(src, len) (memcpy(p, (src), (len)), p += (len))
-#define PUTS(lit) PUT(lit, sizeof(lit) - 1)
+#define PUTS(lit)     PUT(lit, sizeof(lit) - 1)
     PUT(method, strlen(method));
     *p++ = ' ';
     PUT(bth_span_ptr(h, h->url), h->url.len);
@@ -729,7 +753,8 @@ static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
         PUTS(", ");
     }
     PUT(s->client_ip, strlen(s->client_ip));
-    n = (size_t)snprintf(line, sizeof(line), "\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %u\r\n",
+    n = (size_t)snprintf(line, sizeof(line),
+                         "\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %u\r\n",
                          s->conn.ssl ? "https" : "http", s->listen_port);
     PUT(line, n);
     if (h->idx[BTH_HDR_X_REQUEST_ID] < 0) {
@@ -883,8 +908,7 @@ static int route(struct bth_http_session *s, struct route_info *ri, size_t cap)
 static void expand_template(struct evbuffer *out, const char *tmpl, const char *const vals[5],
                             const size_t lens[5])
 {
-    static const char *const names[] = {"#{protocol}", "#{host}", "#{port}", "#{path}",
-                                        "#{query}"};
+    static const char *const names[] = {"#{protocol}", "#{host}", "#{port}", "#{path}", "#{query}"};
     const char *p = tmpl;
     while (*p != '\0') {
         const char *hit = strstr(p, "#{");
@@ -924,8 +948,7 @@ static void send_redirect(struct bth_http_session *s, const struct bth_cfg_actio
     }
     const char *proto_now = s->conn.ssl ? "https" : "http";
     const char *vals[5] = {proto_now, ri->host, port, path, ri->query};
-    const size_t lens[5] = {strlen(proto_now), ri->host_len, (size_t)plen, path_len,
-                            ri->query_len};
+    const size_t lens[5] = {strlen(proto_now), ri->host_len, (size_t)plen, path_len, ri->query_len};
     struct evbuffer *b = evbuffer_new();
     struct evbuffer *proto = evbuffer_new();
     if (b == NULL || proto == NULL) {
@@ -1047,8 +1070,8 @@ static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
     uint64_t ttl = gc->stickiness_duration_ms / 1000;
     const char *t = s->target->addr.text;
     if (bth_sticky_sign(scope, t, strlen(t), now_s + (int64_t)ttl, value) > 0)
-        evbuffer_add_printf(out, "Set-Cookie: %s%s=%s; Path=/; Max-Age=%llu\r\n", prefix,
-                            gc->name, value, (unsigned long long)ttl);
+        evbuffer_add_printf(out, "Set-Cookie: %s%s=%s; Path=/; Max-Age=%llu\r\n", prefix, gc->name,
+                            value, (unsigned long long)ttl);
 }
 
 /* The head is complete: classify it, route it and start forwarding. */
@@ -1127,9 +1150,9 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     if (ac->type == BTH_ACTION_FIXED_RESPONSE) {
         evbuffer_drain(s->conn.in, head_len);
         const char *body = ac->fixed_body ? ac->fixed_body : "";
-        send_answer(s, ac->fixed_status, ac->fixed_content_type ? ac->fixed_content_type
-                                                                : "text/plain",
-                    body, strlen(body), NULL, NULL);
+        send_answer(s, ac->fixed_status,
+                    ac->fixed_content_type ? ac->fixed_content_type : "text/plain", body,
+                    strlen(body), NULL, NULL);
         return;
     }
     s->group = pick_group(s, act);
@@ -1516,8 +1539,8 @@ static int parse_response_head(struct bth_http_session *s)
             return 0;
         const char *base = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
         s->resp.base = base;
-        llhttp_errno_t err = llhttp_execute(&s->resp_parser, base + s->resp_parsed,
-                                            len - s->resp_parsed);
+        llhttp_errno_t err =
+            llhttp_execute(&s->resp_parser, base + s->resp_parsed, len - s->resp_parsed);
         if (err == HPE_OK) {
             s->resp_parsed = len;
             if (len > s->listener->cfg->max_response_header_bytes) {
@@ -1528,9 +1551,8 @@ static int parse_response_head(struct bth_http_session *s)
             return 0;
         }
         if (err != HPE_PAUSED) {
-            bth_log(BTH_LOG_INFO, "#%llu malformed response from %s: %s",
-                    (unsigned long long)s->id, s->target->addr.text,
-                    llhttp_get_error_reason(&s->resp_parser));
+            bth_log(BTH_LOG_INFO, "#%llu malformed response from %s: %s", (unsigned long long)s->id,
+                    s->target->addr.text, llhttp_get_error_reason(&s->resp_parser));
             s->up_reused = false; /* no retry: the target did answer */
             upstream_failed_early(s, "malformed response");
             return -1;

@@ -32,17 +32,17 @@ struct bth_upstream {
     struct bth_worker *w;      /* borrowed: owner */
     struct bth_target *target; /* one reference held */
     enum bth_upstream_state state;
-    struct bth_upstream *next_idle; /* pool list link */
+    struct bth_upstream *next_idle;   /* pool list link */
     struct bth_upstream *prev, *next; /* the worker's list of all its upstream connections */
-    struct event timer;             /* connect deadline, then pool idle timeout */
-    unsigned requests;              /* requests completed on this connection */
+    struct event timer;               /* connect deadline, then pool idle timeout */
+    unsigned requests;                /* requests completed on this connection */
     bth_upstream_event_cb cb;
     void *cb_arg;
 };
 
 #define BTH_UPSTREAM_CONNECT_TIMEOUT_MS 10000
-#define BTH_UPSTREAM_POOL_IDLE_MS 60000
-#define BTH_UPSTREAM_POOL_MAX 512 /* idle connections per target per worker */
+#define BTH_UPSTREAM_POOL_IDLE_MS       60000
+#define BTH_UPSTREAM_POOL_MAX           512 /* idle connections per target per worker */
 
 /* Returns an idle pooled connection to <t> (state ACTIVE) unless <fresh>, or starts a new
  * one (state CONNECTING; over TLS when <tls> is set, resuming the pool's last session),

@@ -18,10 +18,10 @@ void bth_log_write(enum bth_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Cheap level test first, so debug lines cost nothing when off. */
-#define bth_log(level, ...)                                                                   \
-    do {                                                                                       \
-        if ((level) <= bth_log_threshold)                                                      \
-            bth_log_write((level), __VA_ARGS__);                                               \
+#define bth_log(level, ...)                                                                        \
+    do {                                                                                           \
+        if ((level) <= bth_log_threshold)                                                          \
+            bth_log_write((level), __VA_ARGS__);                                                   \
     } while (0)
 
 /* Parses "err|warn|notice|info|debug"; returns 0 or -1. */

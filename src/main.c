@@ -46,10 +46,9 @@ static int check_config(const char *path)
 {
     struct bth_err err;
     bth_err_init(&err);
-    struct bth_config *cfg =
-        path ? bth_config_load_file(path, &err)
-             : bth_config_load_buffer("<default>", bth_config_default_yaml,
-                                      strlen(bth_config_default_yaml), &err);
+    struct bth_config *cfg = path ? bth_config_load_file(path, &err)
+                                  : bth_config_load_buffer("<default>", bth_config_default_yaml,
+                                                           strlen(bth_config_default_yaml), &err);
     for (size_t i = 0; cfg != NULL && i < cfg->nlisteners; i++)
         bth_tls_check_listener(&cfg->listeners[i], &err);
     for (size_t i = 0; i < err.n; i++)

@@ -30,24 +30,23 @@ static void per_block(struct evbuffer *out, const char *name, const char *help, 
 }
 
 static void by_class(struct evbuffer *out, const char *name, const char *help, const char *label,
-                     struct bth_stats *const *blocks, size_t n, enum bth_stat first, int c0,
-                     int c1)
+                     struct bth_stats *const *blocks, size_t n, enum bth_stat first, int c0, int c1)
 {
     family(out, name, "counter", help);
     for (size_t i = 0; i < n; i++) {
         for (int c = c0; c <= c1; c++)
-            evbuffer_add_printf(out, "%s{%s=\"%s\",code=\"%dxx\"} %llu\n", name, label,
-                                blocks[i]->name, c,
-                                (unsigned long long)bth_stats_sum(blocks[i],
-                                                                  (enum bth_stat)(first + c - c0)));
+            evbuffer_add_printf(
+                out, "%s{%s=\"%s\",code=\"%dxx\"} %llu\n", name, label, blocks[i]->name, c,
+                (unsigned long long)bth_stats_sum(blocks[i], (enum bth_stat)(first + c - c0)));
     }
 }
 
 static void histogram(struct evbuffer *out, struct bth_stats *const *blocks, size_t n)
 {
     const char *name = "berth_target_response_time_seconds";
-    family(out, name, "histogram",
-           "Time from the request sent to the target until its response head (TargetResponseTime).");
+    family(
+        out, name, "histogram",
+        "Time from the request sent to the target until its response head (TargetResponseTime).");
     for (size_t i = 0; i < n; i++) {
         uint64_t cum = 0;
         for (int b = 0; b < BTH_RT_BUCKETS; b++) {
@@ -56,12 +55,13 @@ static void histogram(struct evbuffer *out, struct bth_stats *const *blocks, siz
                                 blocks[i]->name, bth_stats_rt_bounds[b], (unsigned long long)cum);
         }
         uint64_t count = bth_stats_sum(blocks[i], BTH_ST_RT_COUNT);
-        evbuffer_add_printf(out,
-                            "%s_bucket{target_group=\"%s\",le=\"+Inf\"} %llu\n"
-                            "%s_sum{target_group=\"%s\"} %.6f\n%s_count{target_group=\"%s\"} %llu\n",
-                            name, blocks[i]->name, (unsigned long long)count, name,
-                            blocks[i]->name, (double)bth_stats_sum(blocks[i], BTH_ST_RT_SUM_US) / 1e6,
-                            name, blocks[i]->name, (unsigned long long)count);
+        evbuffer_add_printf(
+            out,
+            "%s_bucket{target_group=\"%s\",le=\"+Inf\"} %llu\n"
+            "%s_sum{target_group=\"%s\"} %.6f\n%s_count{target_group=\"%s\"} %llu\n",
+            name, blocks[i]->name, (unsigned long long)count, name, blocks[i]->name,
+            (double)bth_stats_sum(blocks[i], BTH_ST_RT_SUM_US) / 1e6, name, blocks[i]->name,
+            (unsigned long long)count);
     }
 }
 
@@ -114,8 +114,8 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
             by_state[atomic_load(&reg->groups[i].targets[j]->state)]++;
         for (int st = 0; st <= BTH_TARGET_UNAVAILABLE; st++)
             evbuffer_add_printf(out, "berth_targets{target_group=\"%s\",state=\"%s\"} %u\n",
-                                reg->groups[i].name, bth_target_state_name((enum bth_target_state)st),
-                                by_state[st]);
+                                reg->groups[i].name,
+                                bth_target_state_name((enum bth_target_state)st), by_state[st]);
     }
 }
 
@@ -125,14 +125,15 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     int64_t active = 0;
     uint64_t rejected = 0;
     for (unsigned i = 0; i < n; i++) {
-        active += atomic_load_explicit(&workers[i]->metrics.active_connections,
-                                       memory_order_relaxed);
-        rejected += atomic_load_explicit(&workers[i]->metrics.rejected_connections,
-                                         memory_order_relaxed);
+        active +=
+            atomic_load_explicit(&workers[i]->metrics.active_connections, memory_order_relaxed);
+        rejected +=
+            atomic_load_explicit(&workers[i]->metrics.rejected_connections, memory_order_relaxed);
     }
     family(out, "berth_reloads_total", "counter", "Config reloads by result.");
-    evbuffer_add_printf(out, "berth_reloads_total{result=\"ok\"} %llu\n"
-                             "berth_reloads_total{result=\"error\"} %llu\n",
+    evbuffer_add_printf(out,
+                        "berth_reloads_total{result=\"ok\"} %llu\n"
+                        "berth_reloads_total{result=\"error\"} %llu\n",
                         (unsigned long long)reg->reloads_ok,
                         (unsigned long long)reg->reloads_failed);
     family(out, "berth_active_connections", "gauge",
@@ -147,8 +148,9 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     size_t nl = reg->nlisteners;
     per_block(out, "berth_requests_total", "Requests processed (RequestCount).", "listener", ls, nl,
               BTH_ST_REQUESTS);
-    per_block(out, "berth_new_connections_total", "Client connections accepted (NewConnectionCount).",
-              "listener", ls, nl, BTH_ST_NEW_CONNECTIONS);
+    per_block(out, "berth_new_connections_total",
+              "Client connections accepted (NewConnectionCount).", "listener", ls, nl,
+              BTH_ST_NEW_CONNECTIONS);
     per_block(out, "berth_processed_bytes_total",
               "Bytes received from and sent to clients (ProcessedBytes).", "listener", ls, nl,
               BTH_ST_PROCESSED_BYTES);
@@ -166,7 +168,8 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     static const char *const tiers[] = {"acceptable", "ambiguous", "severe"};
     for (size_t i = 0; i < nl; i++) {
         for (int t = 0; t < 3; t++)
-            evbuffer_add_printf(out, "berth_desync_requests_total{listener=\"%s\",class=\"%s\"} %llu\n",
+            evbuffer_add_printf(out,
+                                "berth_desync_requests_total{listener=\"%s\",class=\"%s\"} %llu\n",
                                 ls[i]->name, tiers[t],
                                 (unsigned long long)bth_stats_sum(
                                     ls[i], (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + t)));
@@ -175,8 +178,8 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               "Requests refused with 400 by desync_mitigation_mode.", "listener", ls, nl,
               BTH_ST_DESYNC_BLOCKED);
     per_block(out, "berth_udp_flows_rejected_total",
-              "UDP datagrams dropped because the flow table was full (udp_max_flows).",
-              "listener", ls, nl, BTH_ST_UDP_FLOWS_REJECTED);
+              "UDP datagrams dropped because the flow table was full (udp_max_flows).", "listener",
+              ls, nl, BTH_ST_UDP_FLOWS_REJECTED);
     struct bth_stats *gs[reg->ngroups ? reg->ngroups : 1];
     for (size_t i = 0; i < reg->ngroups; i++)
         gs[i] = reg->groups[i].stats;
@@ -192,18 +195,17 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     family(out, "berth_health_transitions_total", "counter",
            "Target state changes made by active health checks.");
     for (size_t i = 0; i < reg->ngroups; i++) {
-        evbuffer_add_printf(out,
-                            "berth_health_transitions_total{target_group=\"%s\",to=\"healthy\"} "
-                            "%llu\n"
-                            "berth_health_transitions_total{target_group=\"%s\",to=\"unhealthy\"} "
-                            "%llu\n",
-                            gs[i]->name,
-                            (unsigned long long)bth_stats_sum(gs[i], BTH_ST_HC_TO_HEALTHY),
-                            gs[i]->name,
-                            (unsigned long long)bth_stats_sum(gs[i], BTH_ST_HC_TO_UNHEALTHY));
+        evbuffer_add_printf(
+            out,
+            "berth_health_transitions_total{target_group=\"%s\",to=\"healthy\"} "
+            "%llu\n"
+            "berth_health_transitions_total{target_group=\"%s\",to=\"unhealthy\"} "
+            "%llu\n",
+            gs[i]->name, (unsigned long long)bth_stats_sum(gs[i], BTH_ST_HC_TO_HEALTHY),
+            gs[i]->name, (unsigned long long)bth_stats_sum(gs[i], BTH_ST_HC_TO_UNHEALTHY));
     }
     per_block(out, "berth_ejections_total",
-              "Targets ejected by passive health checks (outlier detection).", "target_group",
-              gs, reg->ngroups, BTH_ST_EJECTIONS);
+              "Targets ejected by passive health checks (outlier detection).", "target_group", gs,
+              reg->ngroups, BTH_ST_EJECTIONS);
     target_gauges(out, reg);
 }

@@ -20,8 +20,8 @@ struct bth_metrics {
 
 /* Single-writer increment: a plain load and store, safe because only the owning worker
  * writes; readers see a value that is at most slightly stale. */
-#define BTH_STAT_ADD(field, n)                                                                \
-    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+#define BTH_STAT_ADD(field, n)                                                                     \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \
                           memory_order_relaxed)
 
 /* Appends the whole exposition to <out>. Main thread. */

@@ -168,7 +168,8 @@ static struct bth_stats **build_listener_stats(struct bth_registry *reg,
                 v[i] = reg->listener_stats[j];
             }
         }
-        if (v[i] == NULL && (v[i] = bth_stats_create(cfg->listeners[i].name, reg->nworkers)) == NULL) {
+        if (v[i] == NULL &&
+            (v[i] = bth_stats_create(cfg->listeners[i].name, reg->nworkers)) == NULL) {
             for (size_t j = 0; j < i; j++)
                 bth_stats_unref(v[j]);
             bth_free(v);
@@ -350,8 +351,7 @@ int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms)
     return ended;
 }
 
-void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls,
-                                   size_t n)
+void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls, size_t n)
 {
     for (size_t i = 0; reg->listener_tls != NULL && i < reg->nlistener_tls; i++)
         bth_tls_server_unref(reg->listener_tls[i]);
@@ -375,8 +375,9 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
             gstats[i] = reg->groups[i].stats;
             gtls[i] = reg->groups[i].tls;
         }
-        struct bth_snapshot_input in = {reg->config, targets, counts, reg->nworkers, gstats,
-                                        reg->listener_stats, reg->listener_tls, gtls};
+        struct bth_snapshot_input in = {reg->config,       targets, counts,
+                                        reg->nworkers,     gstats,  reg->listener_stats,
+                                        reg->listener_tls, gtls};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);

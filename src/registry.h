@@ -19,12 +19,12 @@ struct bth_tls_server;
 struct bth_tls_client;
 
 struct bth_reg_group {
-    char *name; /* owned */
+    char *name;                             /* owned */
     const struct bth_cfg_target_group *cfg; /* borrowed from the registry's config */
     struct bth_target **targets;            /* owned array, one reference each */
     size_t ntargets;
     size_t cap;
-    struct bth_stats *stats; /* one reference: counters kept across reloads by name */
+    struct bth_stats *stats;    /* one reference: counters kept across reloads by name */
     struct bth_tls_client *tls; /* one reference for HTTPS/TLS groups, else NULL */
 };
 
@@ -40,10 +40,10 @@ struct bth_drain_waiter {
 /* A deregistered target finishing its in-flight work. It stays in its group's array (state
  * draining, so no new request picks it) until nothing is in flight or the deadline passes. */
 struct bth_drain {
-    char *group;              /* owned: group name (group arrays move on reload) */
-    struct bth_target *target; /* one reference held */
-    uint64_t deadline_ms;     /* monotonic */
-    int prev_state;           /* restored when a re-register cancels the drain */
+    char *group;                      /* owned: group name (group arrays move on reload) */
+    struct bth_target *target;        /* one reference held */
+    uint64_t deadline_ms;             /* monotonic */
+    int prev_state;                   /* restored when a re-register cancels the drain */
     struct bth_drain_waiter *waiters; /* owned */
     struct bth_drain *next;
 };
@@ -52,8 +52,8 @@ struct bth_registry {
     struct bth_config_ref *config; /* one reference held */
     struct bth_reg_group *groups;  /* owned, in config order */
     size_t ngroups;
-    struct bth_drain *drains;      /* owned list */
-    struct bth_stats **listener_stats; /* owned array (one reference each), config order */
+    struct bth_drain *drains;             /* owned list */
+    struct bth_stats **listener_stats;    /* owned array (one reference each), config order */
     struct bth_tls_server **listener_tls; /* owned array (one reference each, NULL for plain
                                            * listeners), config order; set by the app */
     size_t nlistener_tls;                 /* entries in listener_tls */
@@ -103,8 +103,7 @@ struct bth_drain *bth_registry_find_drain(struct bth_registry *reg, const struct
 
 /* Installs the TLS contexts of the current config's listeners (<tls> has <n> entries, one
  * per listener; the registry takes over the references and drops the previous ones). */
-void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls,
-                                   size_t n);
+void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_server **tls, size_t n);
 
 /* A new snapshot of the current state, with one reference for the caller; NULL on OOM. */
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg);

@@ -155,8 +155,8 @@ void bth_snapshot_unref(struct bth_snapshot *s)
     if (s == NULL || atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
         return;
     /* A listener that failed half-way is freed too: its fields are zero or owned. */
-    for (size_t i = 0; s->listeners != NULL &&
-                       i < s->nlisteners + (s->nlisteners < s->config->cfg->nlisteners);
+    for (size_t i = 0;
+         s->listeners != NULL && i < s->nlisteners + (s->nlisteners < s->config->cfg->nlisteners);
          i++)
         free_listener(&s->listeners[i]);
     for (size_t i = 0; i < s->ngroups; i++) {

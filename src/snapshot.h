@@ -26,10 +26,10 @@ struct bth_snap_group {
     struct bth_tls_client *tls;             /* one reference for HTTPS/TLS groups */
     struct bth_target **targets;            /* owned array; one reference per entry */
     size_t ntargets;
-    atomic_uint rr_next; /* unused since the balancer keeps per-worker state in lb */
+    atomic_uint rr_next;         /* unused since the balancer keeps per-worker state in lb */
     struct bth_flow_table *flow; /* owned: Maglev table for flow_hash groups, else NULL */
-    struct bth_lb_state *lb; /* owned: the algorithm's state (balancer.h); each worker
-                              * writes only its own row of it */
+    struct bth_lb_state *lb;     /* owned: the algorithm's state (balancer.h); each worker
+                                  * writes only its own row of it */
 };
 
 struct bth_snap_forward {
@@ -38,17 +38,17 @@ struct bth_snap_forward {
 };
 
 struct bth_snap_action {
-    const struct bth_cfg_action *cfg; /* borrowed */
+    const struct bth_cfg_action *cfg;  /* borrowed */
     struct bth_snap_forward *forwards; /* owned */
     size_t nforwards;
     unsigned total_weight;
 };
 
 struct bth_snap_listener {
-    const struct bth_cfg_listener *cfg; /* borrowed */
-    struct bth_stats *stats;            /* one reference: the listener's counters */
-    struct bth_tls_server *tls;         /* one reference for HTTPS/TLS listeners, else NULL */
-    struct bth_router *router;          /* owned: compiled rules, NULL when none */
+    const struct bth_cfg_listener *cfg;   /* borrowed */
+    struct bth_stats *stats;              /* one reference: the listener's counters */
+    struct bth_tls_server *tls;           /* one reference for HTTPS/TLS listeners, else NULL */
+    struct bth_router *router;            /* owned: compiled rules, NULL when none */
     struct bth_snap_action *rule_actions; /* owned: one per cfg->rules entry, same index */
     struct bth_snap_action default_action;
 };
@@ -62,7 +62,7 @@ struct bth_config_ref {
 struct bth_snapshot {
     atomic_int refcnt;
     uint64_t generation;
-    struct bth_config_ref *config; /* one reference held */
+    struct bth_config_ref *config;       /* one reference held */
     struct bth_snap_listener *listeners; /* owned, same order as config listeners */
     size_t nlisteners;
     struct bth_snap_group *groups; /* owned, same order as config groups */
@@ -80,8 +80,8 @@ struct bth_snapshot_input {
     struct bth_target ***targets;
     size_t *ntargets;
     unsigned nworkers; /* worker ids are 0..nworkers-1: sizes per-worker balancer state */
-    struct bth_stats **group_stats;    /* per group, config order */
-    struct bth_stats **listener_stats; /* per listener, config order */
+    struct bth_stats **group_stats;       /* per group, config order */
+    struct bth_stats **listener_stats;    /* per listener, config order */
     struct bth_tls_server **listener_tls; /* per listener (NULL entries: plain), may be NULL */
     struct bth_tls_client **group_tls;    /* per group (NULL entries: plain), may be NULL */
 };

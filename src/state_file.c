@@ -188,12 +188,14 @@ static void set_aside(const char *path, const char *why)
     char aside[4096];
     snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
     if (rename(path, aside) == 0)
-        bth_log(BTH_LOG_ERR, "state file %s: %s; kept aside as %s, starting with the config's "
-                             "targets only",
+        bth_log(BTH_LOG_ERR,
+                "state file %s: %s; kept aside as %s, starting with the config's "
+                "targets only",
                 path, why, aside);
     else
-        bth_log(BTH_LOG_ERR, "state file %s: %s; rename() failed: %s; starting with the "
-                             "config's targets only",
+        bth_log(BTH_LOG_ERR,
+                "state file %s: %s; rename() failed: %s; starting with the "
+                "config's targets only",
                 path, why, strerror(errno));
 }
 
@@ -255,8 +257,8 @@ int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_S
     }
     json_t *k = json_object_get(root, "cookie_key");
     if (validate(root, why, sizeof(why)) != 0 ||
-        (k != NULL && bth_sticky_parse_hex_key(json_string_value(k),
-                                               strlen(json_string_value(k)), key) != 0)) {
+        (k != NULL &&
+         bth_sticky_parse_hex_key(json_string_value(k), strlen(json_string_value(k)), key) != 0)) {
         if (k != NULL && why[0] == '\0')
             snprintf(why, sizeof(why), "cookie_key is not 64 hex characters");
         json_decref(root);
@@ -271,8 +273,9 @@ int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_S
         struct bth_reg_group *g = bth_registry_find_group(reg, name);
         if (g == NULL) {
             if (json_array_size(arr) > 0)
-                bth_log(BTH_LOG_WARN, "state file %s: group %s is not in the config; its %zu "
-                                      "target(s) are dropped",
+                bth_log(BTH_LOG_WARN,
+                        "state file %s: group %s is not in the config; its %zu "
+                        "target(s) are dropped",
                         path, name, json_array_size(arr));
             continue;
         }

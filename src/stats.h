@@ -27,18 +27,18 @@ enum bth_stat {
     BTH_ST_TARGET_CONN_ERRORS,
     BTH_ST_RT_SUM_US,
     BTH_ST_RT_COUNT,
-    BTH_ST_HC_TO_HEALTHY,   /* main thread's row: active check transitions */
+    BTH_ST_HC_TO_HEALTHY, /* main thread's row: active check transitions */
     BTH_ST_HC_TO_UNHEALTHY,
-    BTH_ST_EJECTIONS,       /* main thread's row: passive check ejections */
+    BTH_ST_EJECTIONS, /* main thread's row: passive check ejections */
     BTH_ST_UDP_FLOWS_CREATED,
     BTH_ST_UDP_FLOWS_CLOSED,
     BTH_ST_UDP_FLOWS_REJECTED, /* the flow table was full */
     BTH_ST_DESYNC_ACCEPTABLE,  /* requests classified by the desync classifier, */
     BTH_ST_DESYNC_AMBIGUOUS,   /* in this order (see desync.h) */
     BTH_ST_DESYNC_SEVERE,
-    BTH_ST_DESYNC_BLOCKED,     /* refused with 400 by the listener's mode */
+    BTH_ST_DESYNC_BLOCKED,       /* refused with 400 by the listener's mode */
     BTH_ST_REJECTED_CONNECTIONS, /* refused by max_connections */
-    BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
+    BTH_ST_RT_BUCKET0,           /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };
 
@@ -49,7 +49,7 @@ struct bth_stats_row {
 struct bth_stats {
     atomic_int refcnt;
     atomic_long active; /* listeners: client connections open now, all workers (limits) */
-    char *name; /* owned: listener or group name, the metric label */
+    char *name;         /* owned: listener or group name, the metric label */
     unsigned nrows;
     struct bth_stats_row rows[];
 };

@@ -114,8 +114,8 @@ static ssize_t b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
 static void subkey(const char *label, uint8_t out[32])
 {
     unsigned int n = 0;
-    HMAC(EVP_sha256(), sticky_key, BTH_STICKY_KEY_BYTES, (const uint8_t *)label, strlen(label),
-         out, &n);
+    HMAC(EVP_sha256(), sticky_key, BTH_STICKY_KEY_BYTES, (const uint8_t *)label, strlen(label), out,
+         &n);
 }
 
 /* The synthetic IV: a MAC over scope and payload (SIV construction, RFC 5297's idea with
@@ -142,7 +142,8 @@ static int ctr(const uint8_t iv[IV_BYTES], uint8_t *data, size_t n)
     uint8_t k[32];
     subkey("berth sticky enc", k);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int outl = 0, ok = ctx != NULL && EVP_EncryptInit_ex(ctx, EVP_aes_256_ctr(), NULL, k, iv) == 1 &&
+    int outl = 0, ok = ctx != NULL &&
+                       EVP_EncryptInit_ex(ctx, EVP_aes_256_ctr(), NULL, k, iv) == 1 &&
                        EVP_EncryptUpdate(ctx, data, &outl, data, (int)n) == 1;
     EVP_CIPHER_CTX_free(ctx);
     return ok ? 0 : -1;

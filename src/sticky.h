@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Stickiness cookies: opaque, tamper-evident values naming a target or a target group.
  * A value is base64url(SIV || AES-256-CTR("<name>|<expiry unix seconds>")) with the SIV an
- * HMAC-SHA256 over scope and plaintext, keyed by a 32-byte key shared by every berth instance that must honour the same cookies.
- * The key is set once by the main thread before workers start; after that any thread may
- * sign and verify (the functions are pure). */
+ * HMAC-SHA256 over scope and plaintext, keyed by a 32-byte key shared by every berth instance that
+ * must honour the same cookies. The key is set once by the main thread before workers start; after
+ * that any thread may sign and verify (the functions are pure). */
 #ifndef BERTH_STICKY_H
 #define BERTH_STICKY_H
 

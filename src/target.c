@@ -66,7 +66,7 @@ void bth_target_set_state(struct bth_target *t, enum bth_target_state st)
 
 const char *bth_target_state_name(enum bth_target_state s)
 {
-    static const char *const names[] = {"initial",  "healthy",     "unhealthy",
-                                        "unused",   "draining",    "unavailable"};
+    static const char *const names[] = {"initial", "healthy",  "unhealthy",
+                                        "unused",  "draining", "unavailable"};
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }

@@ -34,15 +34,15 @@ struct bth_upstream_pool {
 
 struct bth_target {
     atomic_int refcnt;
-    atomic_int outstanding;   /* requests in flight, all workers */
-    atomic_int active_conns;  /* upstream connections open, all workers */
-    atomic_int state;         /* enum bth_target_state */
-    atomic_bool removed;      /* no longer in any group: pools drop its connections */
+    atomic_int outstanding;          /* requests in flight, all workers */
+    atomic_int active_conns;         /* upstream connections open, all workers */
+    atomic_int state;                /* enum bth_target_state */
+    atomic_bool removed;             /* no longer in any group: pools drop its connections */
     _Atomic uint64_t ready_since_ms; /* monotonic ms it began taking traffic, for slow
                                       * start; 0 = exempt from it. Main thread writes */
-    atomic_int consecutive_errors; /* passive checks: failures in a row seen by workers */
-    atomic_bool ejected;           /* passive checks: out of rotation (main thread writes) */
-    struct bth_hc *hc;             /* main thread only: active check state, NULL if none */
+    atomic_int consecutive_errors;   /* passive checks: failures in a row seen by workers */
+    atomic_bool ejected;             /* passive checks: out of rotation (main thread writes) */
+    struct bth_hc *hc;               /* main thread only: active check state, NULL if none */
     struct bth_addr addr;
     unsigned weight;
     bool dynamic; /* registered through the control API (not from the config file) */

@@ -33,15 +33,15 @@
 #include "tls.h"
 #include "worker.h"
 
-#define PIPE_CHUNK (512 * 1024)
+#define PIPE_CHUNK  (512 * 1024)
 #define PUMP_ROUNDS 16 /* chunks per direction per event, then yield to other connections */
-#define MAX_TRIES 4
+#define MAX_TRIES   4
 
 struct dir {
     int pipe_r, pipe_w;
-    size_t in_pipe;   /* bytes spliced into the pipe, not yet out */
-    bool src_eof;     /* the source sent FIN and the pipe took everything before it */
-    bool dst_shut;    /* FIN passed on */
+    size_t in_pipe; /* bytes spliced into the pipe, not yet out */
+    bool src_eof;   /* the source sent FIN and the pipe took everything before it */
+    bool dst_shut;  /* FIN passed on */
     uint64_t bytes;
 };
 
@@ -51,11 +51,11 @@ enum tcp_state {
 };
 
 struct bth_tcp_session {
-    struct bth_worker *w;      /* borrowed */
-    struct bth_snapshot *snap; /* one reference */
-    struct bth_snap_group *group; /* borrowed from snap */
+    struct bth_worker *w;                     /* borrowed */
+    struct bth_snapshot *snap;                /* one reference */
+    struct bth_snap_group *group;             /* borrowed from snap */
     const struct bth_snap_listener *listener; /* borrowed from snap */
-    struct bth_target *target; /* one reference; counted in target->outstanding */
+    struct bth_target *target;                /* one reference; counted in target->outstanding */
     struct bth_target *tried[MAX_TRIES];
     unsigned ntried;
     int cfd, ufd;
@@ -154,8 +154,8 @@ static int pump(struct dir *d, int src, int dst)
 {
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         while (d->in_pipe > 0) {
-            ssize_t n = splice(d->pipe_r, NULL, dst, NULL, d->in_pipe,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            ssize_t n =
+                splice(d->pipe_r, NULL, dst, NULL, d->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 d->in_pipe -= (size_t)n;
                 d->bytes += (uint64_t)n;
@@ -174,8 +174,8 @@ static int pump(struct dir *d, int src, int dst)
             }
             return 0;
         }
-        ssize_t n = splice(src, NULL, d->pipe_w, NULL, PIPE_CHUNK,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        ssize_t n =
+            splice(src, NULL, d->pipe_w, NULL, PIPE_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             d->in_pipe += (size_t)n;
             continue;
@@ -331,14 +331,14 @@ static int connect_next(struct bth_tcp_session *s)
                 continue;
             s->uc_ready = true;
             if (s->group->tls != NULL) {
-                SSL *ssl = bth_tls_client_new_ssl(s->group->tls, s->ufd,
-                                                  t->pools[s->w->id].tls_session);
+                SSL *ssl =
+                    bth_tls_client_new_ssl(s->group->tls, s->ufd, t->pools[s->w->id].tls_session);
                 if (ssl != NULL)
                     bth_conn_set_ssl(&s->uc, ssl);
             }
         } else {
-            event_assign(&s->uev, s->w->base, s->ufd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET |
-                         EV_PERSIST, on_target_event, s);
+            event_assign(&s->uev, s->w->base, s->ufd,
+                         EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, on_target_event, s);
             event_add(&s->uev, NULL);
             s->uev_added = true;
         }
@@ -511,8 +511,8 @@ void bth_tcp_sweep(struct bth_worker *w)
             session_end(s, false); /* the deregistration delay is over */
             continue;
         }
-        if (atomic_load(&t->state) == BTH_TARGET_UNHEALTHY && gc->unhealthy_connection_termination &&
-            !bth_lb_group_failing_open(s->group))
+        if (atomic_load(&t->state) == BTH_TARGET_UNHEALTHY &&
+            gc->unhealthy_connection_termination && !bth_lb_group_failing_open(s->group))
             session_end(s, true); /* as NLB: connections to an unhealthy target are reset */
     }
 }

@@ -97,8 +97,8 @@ void bth_tls_fini(void)
     keys_ready = false;
 }
 
-static int setup_ticket_crypto(const struct ticket_key *k, unsigned char *iv,
-                               EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
+static int setup_ticket_crypto(const struct ticket_key *k, unsigned char *iv, EVP_CIPHER_CTX *ctx,
+                               EVP_MAC_CTX *hctx, int enc)
 {
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, sizeof(k->hmac)),
@@ -114,8 +114,8 @@ static int setup_ticket_crypto(const struct ticket_key *k, unsigned char *iv,
 
 /* OpenSSL's ticket callback: 1 = ok, 2 = ok but renew the ticket (it used the old key),
  * 0 = unknown key (full handshake), -1 = error. Runs on worker threads. */
-static int on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv,
-                         EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
+static int on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *ctx,
+                         EVP_MAC_CTX *hctx, int enc)
 {
     struct ticket_key k;
     int rc = 0;
@@ -130,7 +130,7 @@ static int on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv,
     } else {
         int which = memcmp(key_name, keys[0].name, 16) == 0   ? 0
                     : memcmp(key_name, keys[1].name, 16) == 0 ? 1
-                                                               : -1;
+                                                              : -1;
         if (which >= 0)
             k = keys[which];
         pthread_rwlock_unlock(&keys_lock);
@@ -145,7 +145,7 @@ static int on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv,
 /* ---- server contexts --------------------------------------------------------------------- */
 
 struct sni_entry {
-    char *name; /* owned, lowercase; "*.example.com" for wildcards */
+    char *name;   /* owned, lowercase; "*.example.com" for wildcards */
     SSL_CTX *ctx; /* borrowed from the certs array */
 };
 
@@ -283,21 +283,19 @@ static int collect_names(struct bth_tls_server *t, SSL_CTX *ctx)
     GENERAL_NAMES_free(sans);
     if (found == 0) {
         char cn[256];
-        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
-                                          sizeof(cn));
+        int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
         if (n > 0)
             rc |= add_name(t, cn, (size_t)n, ctx);
     }
     return rc;
 }
 
-struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l,
-                                             struct bth_err *err)
+struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l, struct bth_err *err)
 {
     const struct policy *p = find_policy(l->ssl_policy);
     if (p == NULL) {
-        bth_err_add(err, "listener %s: unknown ssl_policy \"%s\" (modern or intermediate)",
-                    l->name, l->ssl_policy);
+        bth_err_add(err, "listener %s: unknown ssl_policy \"%s\" (modern or intermediate)", l->name,
+                    l->ssl_policy);
         return NULL;
     }
     struct bth_tls_server *t = bth_calloc(1, sizeof(*t));
@@ -389,8 +387,8 @@ struct bth_tls_client *bth_tls_client_create(const struct bth_cfg_target_group *
     if (c->ctx == NULL)
         goto fail;
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
     /* Sessions are kept per target by the caller, not in OpenSSL's cache. */
     SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     if (g->tls_verify) {

@@ -25,8 +25,7 @@ void bth_tls_fini(void);
  * policy. Returns a context with one reference, or NULL with "FILE: message" errors added
  * to <err> (unreadable file, key not matching its certificate, unknown policy). Main
  * thread. */
-struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l,
-                                             struct bth_err *err);
+struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l, struct bth_err *err);
 void bth_tls_server_ref(struct bth_tls_server *t);
 /* Any thread; the last reference frees. */
 void bth_tls_server_unref(struct bth_tls_server *t);

@@ -26,9 +26,9 @@
 #include "target.h"
 #include "worker.h"
 
-#define BATCH 32
+#define BATCH     32
 #define DGRAM_MAX 65536
-#define ROUNDS 8 /* batches per event, then yield */
+#define ROUNDS    8 /* batches per event, then yield */
 
 struct flow {
     struct bth_udp_listener *u; /* borrowed: owner */
@@ -38,12 +38,12 @@ struct flow {
     uint64_t hash;
     int fd; /* connected to the target */
     struct event ev;
-    struct bth_target *target; /* one reference; counted in target->outstanding */
+    struct bth_target *target;    /* one reference; counted in target->outstanding */
     struct bth_snap_group *group; /* borrowed from snap */
     struct bth_snapshot *snap;    /* one reference */
     uint64_t last_ms;
-    struct flow *hnext;        /* hash chain */
-    struct flow *prev, *next;  /* all flows */
+    struct flow *hnext;       /* hash chain */
+    struct flow *prev, *next; /* all flows */
 };
 
 struct bth_udp_listener {
@@ -112,8 +112,8 @@ static struct bth_target *pick_target(struct bth_udp_listener *u, struct bth_sna
                                       const struct sockaddr *client, uint64_t h)
 {
     if (g->flow != NULL) {
-        uint64_t key = g->cfg->stickiness == BTH_STICKY_SOURCE_IP ? bth_flow_hash_source(client)
-                                                                   : h;
+        uint64_t key =
+            g->cfg->stickiness == BTH_STICKY_SOURCE_IP ? bth_flow_hash_source(client) : h;
         struct bth_target *t = bth_flow_table_pick(g->flow, g->targets, g->ntargets, key);
         if (t != NULL)
             return t;
@@ -131,8 +131,9 @@ static struct flow *flow_create(struct bth_udp_listener *u, const struct sockadd
         bth_stats_add(l->stats, u->w->id, BTH_ST_UDP_FLOWS_REJECTED, 1);
         if (now - u->last_full_log_ms > 10000) {
             u->last_full_log_ms = now;
-            bth_log(BTH_LOG_WARN, "listener %s: UDP flow table full (%u flows); new flows are "
-                                  "dropped (udp_max_flows)",
+            bth_log(BTH_LOG_WARN,
+                    "listener %s: UDP flow table full (%u flows); new flows are "
+                    "dropped (udp_max_flows)",
                     l->cfg->name, l->cfg->udp_max_flows);
         }
         return NULL;
@@ -185,9 +186,9 @@ static struct flow *flow_create(struct bth_udp_listener *u, const struct sockadd
 static struct flow *flow_lookup(struct bth_udp_listener *u, const struct sockaddr_storage *client,
                                 socklen_t clen, uint64_t *h)
 {
-    *h = bth_flow_hash_5tuple((const struct sockaddr *)client,
-                              (const struct sockaddr *)&snap_listener(u)->cfg->bind.ss,
-                              IPPROTO_UDP);
+    *h =
+        bth_flow_hash_5tuple((const struct sockaddr *)client,
+                             (const struct sockaddr *)&snap_listener(u)->cfg->bind.ss, IPPROTO_UDP);
     for (struct flow *f = u->buckets[*h & u->mask]; f != NULL; f = f->hnext) {
         if (f->hash == *h && f->client_len == clen && same_addr(&f->client, client, clen))
             return f;
@@ -219,8 +220,10 @@ static bool send_run_gso(struct bth_udp_listener *u, struct flow *f, int from, i
         char buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
     } ctl;
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(to - from),
-                        .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+    struct msghdr mh = {.msg_iov = iov,
+                        .msg_iovlen = (size_t)(to - from),
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_UDP;
     cm->cmsg_type = UDP_SEGMENT;

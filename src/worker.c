@@ -22,7 +22,7 @@
 #include "snapshot.h"
 #include "stats.h"
 
-#define ACCEPT_BATCH 64
+#define ACCEPT_BATCH  64
 #define ALOG_FLUSH_MS 200
 
 const struct timeval *bth_worker_timeout(struct bth_worker *w, uint64_t ms)

@@ -33,10 +33,10 @@ enum bth_wl_kind {
 
 /* What the main thread hands a worker for one listening socket. */
 struct bth_listen_spec {
-    int fd;              /* ownership passes to the worker; -1: keep an existing socket */
+    int fd; /* ownership passes to the worker; -1: keep an existing socket */
     enum bth_wl_kind kind;
-    size_t index;        /* index of the listener in the snapshot */
-    size_t old_index;    /* with fd -1: the kept listener's index in the current snapshot */
+    size_t index;     /* index of the listener in the snapshot */
+    size_t old_index; /* with fd -1: the kept listener's index in the current snapshot */
 };
 
 /* One listening socket of one worker. */
@@ -44,10 +44,10 @@ struct bth_worker_listener {
     struct bth_worker *w; /* borrowed: owner */
     int fd;               /* owned */
     enum bth_wl_kind kind;
-    size_t index;         /* index of the listener in the snapshot */
+    size_t index; /* index of the listener in the snapshot */
     struct event ev;
     struct bth_udp_listener *udp; /* owned: flow table of a UDP listener, else NULL */
-    bool retired;         /* removed by a reload: closed; its sessions keep their snapshot */
+    bool retired; /* removed by a reload: closed; its sessions keep their snapshot */
     struct bth_worker_listener *next_retired;
 };
 
@@ -68,11 +68,11 @@ struct bth_msg {
 struct bth_worker {
     unsigned id;
     pthread_t thread;
-    struct event_base *base;              /* owned */
-    struct bth_snapshot *snap;            /* one reference held: the current snapshot */
+    struct event_base *base;                /* owned */
+    struct bth_snapshot *snap;              /* one reference held: the current snapshot */
     struct bth_worker_listener **listeners; /* owned array of owned listeners */
     size_t nlisteners;
-    struct bth_worker_listener *retired;    /* owned: closed by reloads, freed at exit */
+    struct bth_worker_listener *retired; /* owned: closed by reloads, freed at exit */
 
     pthread_mutex_t mq_lock;
     struct bth_msg *mq_head; /* owned; guarded by mq_lock */
@@ -80,8 +80,8 @@ struct bth_worker {
     int mq_fd; /* eventfd that wakes the loop */
     struct event mq_ev;
 
-    struct bth_http_session *sessions; /* borrowed list of live client sessions */
-    struct bth_upstream *upstreams;    /* borrowed list of all target connections */
+    struct bth_http_session *sessions;    /* borrowed list of live client sessions */
+    struct bth_upstream *upstreams;       /* borrowed list of all target connections */
     struct bth_tcp_session *tcp_sessions; /* borrowed list of NLB-mode TCP sessions */
     struct event sweep_timer;             /* once a second: L4 flow sweeps */
     uint64_t next_conn_id;

@@ -661,22 +661,14 @@ static void test_snapshot_state(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rr_nginx_sequence),
-        cmocka_unit_test(test_rr_weights_exact),
-        cmocka_unit_test(test_rr_smooth_random),
-        cmocka_unit_test(test_rr_per_worker),
-        cmocka_unit_test(test_rr_health_change),
-        cmocka_unit_test(test_lor_fewest),
-        cmocka_unit_test(test_lor_ties_random),
-        cmocka_unit_test(test_lor_p2c),
-        cmocka_unit_test(test_wr_proportions),
-        cmocka_unit_test(test_slow_start_ramp),
-        cmocka_unit_test(test_slow_start_weight),
-        cmocka_unit_test(test_slow_start_entry),
-        cmocka_unit_test(test_fail_open),
-        cmocka_unit_test(test_never_picked),
-        cmocka_unit_test(test_tried_skipped),
-        cmocka_unit_test(test_empty_and_stateless),
+        cmocka_unit_test(test_rr_nginx_sequence), cmocka_unit_test(test_rr_weights_exact),
+        cmocka_unit_test(test_rr_smooth_random),  cmocka_unit_test(test_rr_per_worker),
+        cmocka_unit_test(test_rr_health_change),  cmocka_unit_test(test_lor_fewest),
+        cmocka_unit_test(test_lor_ties_random),   cmocka_unit_test(test_lor_p2c),
+        cmocka_unit_test(test_wr_proportions),    cmocka_unit_test(test_slow_start_ramp),
+        cmocka_unit_test(test_slow_start_weight), cmocka_unit_test(test_slow_start_entry),
+        cmocka_unit_test(test_fail_open),         cmocka_unit_test(test_never_picked),
+        cmocka_unit_test(test_tried_skipped),     cmocka_unit_test(test_empty_and_stateless),
         cmocka_unit_test(test_snapshot_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,18 +57,17 @@ static void assert_value(const struct bth_http_head *h, const char *name, const 
     assert_memory_equal(bth_span_ptr(h, h->hdrs[i].value), value, strlen(value));
 }
 
-static const char *const sample =
-    "POST /api/v1?x=1 HTTP/1.1\r\n"
-    "Host: example.com\r\n"
-    "Connection: keep-alive, X-Drop-Me\r\n"
-    "Keep-Alive: timeout=5\r\n"
-    "X-Drop-Me: secret\r\n"
-    "TE: trailers\r\n"
-    "Empty:\r\n"
-    "Content-Length: 3\r\n"
-    "User-Agent: test/1.0\r\n"
-    "\r\n"
-    "abc";
+static const char *const sample = "POST /api/v1?x=1 HTTP/1.1\r\n"
+                                  "Host: example.com\r\n"
+                                  "Connection: keep-alive, X-Drop-Me\r\n"
+                                  "Keep-Alive: timeout=5\r\n"
+                                  "X-Drop-Me: secret\r\n"
+                                  "TE: trailers\r\n"
+                                  "Empty:\r\n"
+                                  "Content-Length: 3\r\n"
+                                  "User-Agent: test/1.0\r\n"
+                                  "\r\n"
+                                  "abc";
 
 static void check_sample(const struct parsed *p)
 {
@@ -114,11 +113,12 @@ static void test_byte_by_byte(void **state)
 static void test_connection_cannot_drop_framing(void **state)
 {
     struct parsed p;
-    assert_int_equal(parse(&p,
-                           "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Host, Content-Length\r\n"
-                           "Content-Length: 0\r\n\r\n",
-                           64),
-                     HPE_PAUSED);
+    assert_int_equal(
+        parse(&p,
+              "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Host, Content-Length\r\n"
+              "Content-Length: 0\r\n\r\n",
+              64),
+        HPE_PAUSED);
     assert_true(p.head.conn_close);
     assert_false(p.head.hdrs[find(&p.head, "host")].drop);
     assert_false(p.head.hdrs[find(&p.head, "content-length")].drop);
@@ -161,12 +161,10 @@ static void test_malformed_rejected(void **state)
 {
     struct parsed p;
     assert_int_equal(parse(&p, "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 64), HPE_USER);
-    assert_int_equal(parse(&p,
-                           "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                           64),
-                     HPE_UNEXPECTED_CONTENT_LENGTH);
-    assert_int_not_equal(parse(&p, "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 64),
-                         HPE_PAUSED);
+    assert_int_equal(
+        parse(&p, "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 64),
+        HPE_UNEXPECTED_CONTENT_LENGTH);
+    assert_int_not_equal(parse(&p, "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 64), HPE_PAUSED);
 }
 
 int main(void)

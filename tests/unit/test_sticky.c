@@ -14,10 +14,10 @@
 static int setup(void **state)
 {
     uint8_t key[BTH_STICKY_KEY_BYTES];
-    assert_int_equal(bth_sticky_parse_hex_key(
-                         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65,
-                         key),
-                     0);
+    assert_int_equal(
+        bth_sticky_parse_hex_key(
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65, key),
+        0);
     bth_sticky_set_key(key);
     return 0;
 }
@@ -42,13 +42,11 @@ static void test_tamper_scope_expiry(void **state)
         char t[BTH_STICKY_VALUE_MAX];
         memcpy(t, v, n);
         t[i] = t[i] == 'A' ? 'B' : 'A';
-        assert_int_equal(bth_sticky_verify("BERTH-|web", t, n, 1900000000, name, sizeof(name)),
-                         -1);
+        assert_int_equal(bth_sticky_verify("BERTH-|web", t, n, 1900000000, name, sizeof(name)), -1);
     }
     assert_int_equal(bth_sticky_verify("BERTH-|api", v, n, 1900000000, name, sizeof(name)), -1);
     assert_int_equal(bth_sticky_verify("BERTH-|web", v, n, 2000000001, name, sizeof(name)), -1);
-    assert_int_equal(bth_sticky_verify("BERTH-|web", v, n - 3, 1900000000, name, sizeof(name)),
-                     -1);
+    assert_int_equal(bth_sticky_verify("BERTH-|web", v, n - 3, 1900000000, name, sizeof(name)), -1);
     assert_int_equal(bth_sticky_verify("BERTH-|web", "", 0, 1, name, sizeof(name)), -1);
     assert_int_equal(bth_sticky_verify("BERTH-|web", "!!!", 3, 1, name, sizeof(name)), -1);
 }
@@ -69,8 +67,8 @@ static void test_bad_keys(void **state)
     uint8_t key[BTH_STICKY_KEY_BYTES];
     assert_int_equal(bth_sticky_parse_hex_key("abc", 3, key), -1);
     assert_int_equal(
-        bth_sticky_parse_hex_key(
-            "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 64, key),
+        bth_sticky_parse_hex_key("zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                                 64, key),
         -1);
 }
 
