@@ -3,34 +3,11 @@
 weighted random, and slow start ramping up a newly registered target."""
 
 import collections
-import socket
 import threading
 import time
 
-import pytest
 
 from httpwire import Client
-
-
-def _nodelay(b):
-    """Sets TCP_NODELAY on the connections of Backend <b>: its answers go out as head and
-    body writes, which Nagle plus delayed ACK would hold ~40 ms on every keep-alive reuse."""
-    answer = b._answer
-
-    def answer_nodelay(s, req, close):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        answer(s, req, close)
-    b._answer = answer_nodelay
-
-
-@pytest.fixture
-def backend(backend):
-    """The conftest backend factory, with TCP_NODELAY targets (as real servers set it)."""
-    def make(*args, **kwargs):
-        b = backend(*args, **kwargs)
-        _nodelay(b)
-        return b
-    return make
 
 
 def group_config(targets, algorithm, **group):

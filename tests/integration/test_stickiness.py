@@ -3,40 +3,11 @@
 stickiness (BERTHTG) across the target groups of a weighted forward."""
 
 import collections
-import socket
 import time
 
-import pytest
 
+from cfgbuild import group
 from httpwire import fetch
-
-
-def _nodelay(b):
-    """Sets TCP_NODELAY on the connections of Backend <b>: its answers go out as head and
-    body writes, which Nagle plus delayed ACK would hold ~40 ms on every keep-alive reuse."""
-    answer = b._answer
-
-    def answer_nodelay(s, req, close):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        answer(s, req, close)
-    b._answer = answer_nodelay
-
-
-@pytest.fixture
-def backend(backend):
-    """The conftest backend factory, with TCP_NODELAY targets (as real servers set it)."""
-    def make(*args, **kwargs):
-        b = backend(*args, **kwargs)
-        _nodelay(b)
-        return b
-    return make
-
-
-def group(name, targets, **opts):
-    g = {"name": name, "protocol": "HTTP", "health_check": {"enabled": False},
-         "targets": list(targets)}
-    g.update(opts)
-    return g
 
 
 def config(groups, default_action=None):
