@@ -509,3 +509,24 @@ def test_missing_cert_is_error_naming_cert(tmp_path):
     rc, out = run_berth(["-c", path])
     assert rc == 1, out
     assert missing in out, out
+
+
+def test_certificate_change_on_reload(berth, backend, certs):
+    """A reload that points the listener at another certificate serves it to new connections while an established TLS connection keeps working."""
+    b = backend()
+    lb = berth(https_config([certs["default"]], [b.addr]))
+    old = tls_connect(lb.port)
+    assert old.getpeercert(binary_form=True) == der_of(certs["default"][0])
+    c_old, k_old = certs["default"]
+    c_new, k_new = certs["exact"]
+    text = open(lb.config_path).read().replace(c_old, c_new).replace(k_old, k_new)
+    with open(lb.config_path, "w") as f:
+        f.write(text)
+    st, body = lb.ctl("POST", "/v1/reload")
+    assert st == 200, body
+    new = tls_connect(lb.port)
+    assert new.getpeercert(binary_form=True) == der_of(c_new)
+    old.sendall(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert old.recv(64).startswith(b"HTTP/1.1 200")
+    old.close()
+    new.close()
