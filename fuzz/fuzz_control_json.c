@@ -70,8 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     break;
                 if (strnlen(ta.text, sizeof(ta.text)) >= sizeof(ta.text))
                     __builtin_trap();
-                if (weight != NULL && (!json_is_integer(weight) ||
-                                       json_integer_value(weight) < 0 ||
+                if (weight != NULL && (!json_is_integer(weight) || json_integer_value(weight) < 0 ||
                                        json_integer_value(weight) > 999))
                     break;
             }
@@ -79,7 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* any string in the document through the value parsers too */
         const char *key;
         json_t *val;
-        json_object_foreach(root, key, val) {
+        json_object_foreach(root, key, val)
+        {
             if (json_is_string(val)) {
                 const char *vs = json_string_value(val);
                 (void)bth_parse_duration_ms(vs, &ms);

@@ -99,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int inet_s = sf == AF_INET || sf == AF_INET6, inet_d = df == AF_INET || df == AF_INET6;
     int is_tr = tr == SOCK_STREAM || tr == SOCK_DGRAM;
     if (!inet_s || !inet_d || !is_tr) {
-        if (len != BTH_PP2_HEADER_LEN || src.ss_family != AF_UNSPEC ||
-            dst.ss_family != AF_UNSPEC || transport != 0)
+        if (len != BTH_PP2_HEADER_LEN || src.ss_family != AF_UNSPEC || dst.ss_family != AF_UNSPEC ||
+            transport != 0)
             __builtin_trap();
         return 0;
     }
