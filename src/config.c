@@ -1646,3 +1646,18 @@ void bth_config_destroy(struct bth_config *cfg)
     bth_free(cfg->log_level);
     bth_free(cfg);
 }
+
+void bth_addr_split(const struct bth_addr *a, char *ip, size_t ipsz, unsigned *port)
+{
+    ip[0] = '\0';
+    *port = 0;
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ipsz);
+        *port = ntohs(s6->sin6_port);
+    } else if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ipsz);
+        *port = ntohs(s4->sin_port);
+    }
+}

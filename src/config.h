@@ -241,6 +241,8 @@ int bth_parse_size(const char *s, size_t *out);          /* "512" "16k" "1m" "1g
 int bth_parse_addr(const char *s, struct bth_addr *out);
 /* An address without port ("10.0.1.5", "fd00::5") plus a port, as the ELBv2 API gives them. */
 int bth_addr_from_ip_port(const char *ip, unsigned port, struct bth_addr *out);
+/* Splits <a> into the ELBv2 target Id (the IP, without brackets) and port. */
+void bth_addr_split(const struct bth_addr *a, char *ip, size_t ipsz, unsigned *port);
 const char *bth_proto_name(enum bth_proto p);
 const char *bth_algorithm_name(enum bth_algorithm a);
 

@@ -233,17 +233,9 @@ static json_t *stickiness(const struct bth_cfg_target_group *g, bool *ok)
 /* {id, port, weight}: the mapping form of a target, as the ELBv2 API names its parts. */
 static json_t *target(const struct bth_cfg_target *t, bool *ok)
 {
-    char ip[INET6_ADDRSTRLEN] = "";
-    unsigned port = 0;
-    if (t->addr.ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&t->addr.ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(s6->sin6_port);
-    } else if (t->addr.ss.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&t->addr.ss;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        port = ntohs(s4->sin_port);
-    }
+    char ip[INET6_ADDRSTRLEN];
+    unsigned port;
+    bth_addr_split(&t->addr, ip, sizeof(ip), &port);
     json_t *obj = json_object();
     put(obj, "id", json_string(ip), ok);
     put(obj, "port", json_integer(port), ok);

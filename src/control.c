@@ -122,20 +122,6 @@ static void handle_groups(struct bth_control *c, struct evhttp_request *req)
     reply_json(req, 200, json_pack("{s:o}", "TargetGroups", arr));
 }
 
-/* Splits "10.0.1.5:8080" / "[fd00::5]:8080" into the ELBv2 Id and Port. */
-static void target_id(const struct bth_target *t, char *id, size_t idsz, unsigned *port)
-{
-    const char *text = t->addr.text;
-    const char *colon = strrchr(text, ':');
-    size_t n = colon ? (size_t)(colon - text) : strlen(text);
-    if (n > 0 && text[0] == '[') {
-        text++;
-        n -= 2;
-    }
-    snprintf(id, idsz, "%.*s", (int)n, text);
-    *port = colon ? (unsigned)atoi(colon + 1) : 0;
-}
-
 static void handle_health(struct bth_control *c, struct evhttp_request *req,
                           struct bth_reg_group *g)
 {
@@ -144,7 +130,7 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
         const struct bth_target *t = g->targets[i];
         char id[64], hc_port[16] = "traffic-port";
         unsigned port;
-        target_id(t, id, sizeof(id), &port);
+        bth_addr_split(&t->addr, id, sizeof(id), &port);
         if (g->cfg->health_check.port != 0)
             snprintf(hc_port, sizeof(hc_port), "%d", g->cfg->health_check.port);
         enum bth_target_state st = atomic_load(&t->state);

@@ -1100,7 +1100,8 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     } else {
         make_request_id(s);
     }
-    scratch_copy(s);
+    if (s->w->alog.sink != NULL && s->w->alog.sink->fd >= 0)
+        scratch_copy(s); /* only the access log reads the copies */
     const char *reason = NULL;
     int status = vet_request(s, head_len, &reason);
     if (status != 0) {
@@ -1224,6 +1225,26 @@ static void start_exchange_on_target(struct bth_http_session *s)
     }
 }
 
+static void count_tier(struct bth_http_session *s, enum bth_desync_tier tier)
+{
+    if (tier != BTH_DESYNC_COMPLIANT)
+        bth_stats_add(s->listener->stats, s->w->id,
+                      (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + tier - BTH_DESYNC_ACCEPTABLE), 1);
+}
+
+/* A head llhttp refused is blocked whatever the mode; it is still classified (when whole)
+ * so the per-class metrics count what clients sent. */
+static void count_refused(struct bth_http_session *s, const char *buf, size_t len)
+{
+    size_t head = bth_desync_head_length(buf, len);
+    if (head > 0) {
+        struct bth_desync_verdict v;
+        bth_desync_classify(buf, head, &v);
+        count_tier(s, v.tier);
+    }
+    bth_stats_add(s->listener->stats, s->w->id, BTH_ST_DESYNC_BLOCKED, 1);
+}
+
 /* ELB's desync mitigation: classifies the raw head and applies the listener's mode.
  * Returns 0 to go on, -1 when the request was refused (400, connection closed). An ambiguous
  * request in defensive mode goes through, but neither connection is reused afterwards. */
@@ -1233,8 +1254,7 @@ static int desync_check(struct bth_http_session *s, const char *head, size_t len
     bth_desync_classify(head, len, &v);
     if (v.tier == BTH_DESYNC_COMPLIANT)
         return 0;
-    bth_stats_add(s->listener->stats, s->w->id,
-                  (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + v.tier - BTH_DESYNC_ACCEPTABLE), 1);
+    count_tier(s, v.tier);
     int mode = s->listener->cfg->desync_mode;
     bool refuse = (mode == BTH_DESYNC_MODE_STRICTEST) ||
                   (mode == BTH_DESYNC_MODE_DEFENSIVE && v.tier == BTH_DESYNC_SEVERE);
@@ -1285,6 +1305,7 @@ static void parse_request_head(struct bth_http_session *s)
     if (err != HPE_OK) {
         bth_log(BTH_LOG_INFO, "#%llu bad request from %s: %s", (unsigned long long)s->id,
                 s->client_text, llhttp_get_error_reason(&s->req_parser));
+        count_refused(s, base, feed);
         s->req_done = false;
         send_error(s, 400, "malformed request");
         return;

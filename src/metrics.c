@@ -175,8 +175,8 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
                                     ls[i], (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + t)));
     }
     per_block(out, "berth_desync_blocked_total",
-              "Requests refused with 400 by desync_mitigation_mode.", "listener", ls, nl,
-              BTH_ST_DESYNC_BLOCKED);
+              "Requests refused with 400: desync_mitigation_mode, or framing berth cannot read.",
+              "listener", ls, nl, BTH_ST_DESYNC_BLOCKED);
     per_block(out, "berth_udp_flows_rejected_total",
               "UDP datagrams dropped because the flow table was full (udp_max_flows).", "listener",
               ls, nl, BTH_ST_UDP_FLOWS_REJECTED);

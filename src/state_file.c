@@ -107,7 +107,7 @@ static int put(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-/* The whole file in one buffer: a few hundred thousand targets per second, so saving after
+/* The whole file in one buffer, formatted without printf (see target_json), so saving after
  * every API call stays cheap next to the fsyncs. */
 static char *serialize(const struct bth_registry *reg, const uint8_t *key, size_t *out_len)
 {
