@@ -2,7 +2,15 @@
 /* NLB-mode UDP forwarding. The listener socket is read in batches of up to BATCH datagrams;
  * consecutive datagrams of one flow leave in one sendmmsg on the flow's connected socket,
  * with a PROXY v2 header in front of each when the group asks for it (as NLB does). Replies
- * are read in batches from the flow's socket and sent back from the listener's socket. */
+ * are read in batches from the flow's socket and sent back from the listener's socket.
+ *
+ * Read coalescing: at a high datagram rate, waking up per readiness event reads only a few
+ * datagrams at a time, and the cost of the wakeup, the epoll round and the send call is paid
+ * for every few datagrams (on the target side too: its socket is woken per send). Like a
+ * NIC's interrupt moderation, a drain that finds BUSY_MIN or more datagrams switches the
+ * listener to polling: the readiness event is parked and a timerfd reads the socket every
+ * COALESCE_US; the first tick that finds fewer than BUSY_MIN datagrams switches back. A lone
+ * datagram never waits; under load a datagram waits at most COALESCE_US in berth. */
 #include "udp_proxy.h"
 
 #include <errno.h>
@@ -10,6 +18,7 @@
 #include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -26,9 +35,11 @@
 #include "target.h"
 #include "worker.h"
 
-#define BATCH     32
-#define DGRAM_MAX 65536
-#define ROUNDS    8 /* batches per event, then yield */
+#define BATCH       32
+#define DGRAM_MAX   65536
+#define ROUNDS      8 /* batches per event, then yield */
+#define COALESCE_US 100
+#define BUSY_MIN    2
 
 struct flow {
     struct bth_udp_listener *u; /* borrowed: owner */
@@ -49,7 +60,10 @@ struct flow {
 struct bth_udp_listener {
     struct bth_worker *w;           /* borrowed */
     struct bth_worker_listener *wl; /* borrowed */
-    struct event ev;
+    struct event ev;                /* readiness of the listener socket */
+    int tick_fd;                    /* owned: the coalescing timerfd, -1 when unavailable */
+    struct event tick_ev;
+    bool polling;          /* coalescing: ev parked, tick_ev reads the socket */
     struct flow **buckets; /* owned */
     size_t mask;
     size_t nflows;
@@ -313,10 +327,12 @@ static void set_reply_source(struct bth_udp_listener *u, struct flow *f, struct 
     }
 }
 
-static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
+/* Reads up to ROUNDS batches from the listener and forwards them; returns how many
+ * datagrams it read. */
+static int drain_listener(struct bth_udp_listener *u, evutil_socket_t fd)
 {
-    struct bth_udp_listener *u = arg;
     const struct bth_snap_listener *l = snap_listener(u);
+    int total = 0;
     for (int round = 0; round < ROUNDS; round++) {
         for (int i = 0; i < BATCH; i++) {
             u->in[i].msg_hdr.msg_name = &u->addrs[i];
@@ -328,7 +344,8 @@ static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
         }
         int n = recvmmsg(fd, u->in, BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
-            return;
+            return total;
+        total += n;
         uint64_t now = bth_worker_now_ms_monotonic(), bytes = 0;
         int start = 0;
         struct flow *run = NULL;
@@ -355,8 +372,44 @@ static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
             send_run(u, run, start, n);
         bth_stats_add(l->stats, u->w->id, BTH_ST_PROCESSED_BYTES, bytes);
         if (n < BATCH)
-            return;
+            break;
     }
+    return total;
+}
+
+static void set_polling(struct bth_udp_listener *u, bool on)
+{
+    long ns = on ? COALESCE_US * 1000L : 0;
+    struct itimerspec its = {.it_interval = {0, ns}, .it_value = {0, ns}};
+    if (timerfd_settime(u->tick_fd, 0, &its, NULL) == -1)
+        return; /* stay as we are: event-driven reading keeps working */
+    if (on) {
+        event_del(&u->ev);
+    } else {
+        event_add(&u->ev, NULL);
+    }
+    u->polling = on;
+}
+
+static void on_listener_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_udp_listener *u = arg;
+    (void)what;
+    if (drain_listener(u, fd) >= BUSY_MIN && u->tick_fd != -1)
+        set_polling(u, true);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_udp_listener *u = arg;
+    uint64_t expirations;
+    (void)what;
+    if (read(fd, &expirations, sizeof(expirations)) == -1 && errno != EAGAIN)
+        return;
+    if (!u->polling)
+        return; /* a tick that raced the switch back */
+    if (drain_listener(u, u->wl->fd) < BUSY_MIN)
+        set_polling(u, false);
 }
 
 /* Replies from the target: batch them back to the client from the listener's socket. */
@@ -452,6 +505,11 @@ struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
         u->in_iov[i] = (struct iovec){u->data + (size_t)i * DGRAM_MAX, DGRAM_MAX};
     event_assign(&u->ev, w->base, wl->fd, EV_READ | EV_PERSIST, on_listener_readable, u);
     event_add(&u->ev, NULL);
+    u->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (u->tick_fd != -1) {
+        event_assign(&u->tick_ev, w->base, u->tick_fd, EV_READ | EV_PERSIST, on_tick, u);
+        event_add(&u->tick_ev, NULL);
+    }
     return u;
 }
 
@@ -460,6 +518,10 @@ void bth_udp_listener_destroy(struct bth_udp_listener *u)
     if (u == NULL)
         return;
     event_del(&u->ev);
+    if (u->tick_fd != -1) {
+        event_del(&u->tick_ev);
+        close(u->tick_fd);
+    }
     while (u->all != NULL)
         flow_free(u->all);
     bth_free(u->buckets);

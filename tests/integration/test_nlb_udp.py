@@ -155,6 +155,37 @@ def test_udp_datagram_boundaries_and_sizes(berth, l4):
     c.close()
 
 
+def test_udp_sustained_stream_then_lone_datagrams(berth, l4):
+    """A fast stream (which switches the listener to timed polling) arrives whole and in order,
+    and lone datagrams after it are still answered at once (the listener switched back)."""
+    t = l4.udp("127.0.0.2", tag=False)
+    lb = berth(nlb_config([t.addr], protocol="UDP"))
+    c = udp_client()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    stream = [b"%06d" % i + b"s" * 194 for i in range(20000)]
+    for i, d in enumerate(stream):
+        c.sendto(d, dest(lb))
+        if i % 500 == 499:
+            time.sleep(0.002)  # stay within what the Python echo target can take
+    deadline = time.monotonic() + 5
+    while len(t.datagrams()) < len(stream) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    got = [d for d, _ in t.datagrams()]
+    assert len(got) >= 0.98 * len(stream), "only %d of %d datagrams arrived" % (
+        len(got), len(stream))
+    assert got == sorted(got), "datagrams of one flow were reordered"
+    c.close()
+    q = udp_client()
+    for i in range(20):
+        time.sleep(0.01)
+        t0 = time.monotonic()
+        data, _ = udp_ask(q, dest(lb), b"lone%d" % i, timeout=2.0)
+        rtt = time.monotonic() - t0
+        assert data == b"lone%d" % i, "lone datagram %d was not answered" % i
+        assert rtt < 0.25, "lone datagram %d took %.3f s" % (i, rtt)
+    q.close()
+
+
 def test_tcp_udp_listener_serves_both(berth, l4):
     """A TCP_UDP listener forwards TCP connections and UDP datagrams on one port to a TCP_UDP group."""
     tt = l4.tcp("127.0.0.2", port=free_port("127.0.0.2"))
