@@ -136,7 +136,11 @@ static int on_ticket_key(SSL *s, unsigned char key_name[16], unsigned char *iv, 
         pthread_rwlock_unlock(&keys_lock);
         if (which < 0)
             return 0;
-        rc = setup_ticket_crypto(&k, iv, ctx, hctx, 0) == 0 ? (which == 0 ? 1 : 2) : -1;
+        /* Renew when the old key was used, and always in TLS 1.3: OpenSSL (like RFC 8446
+         * C.4 asks) does not offer a ticket twice, so a resumed connection that gets no
+         * fresh ticket makes the client's next connection a full handshake. */
+        bool renew = which != 0 || SSL_version(s) >= TLS1_3_VERSION;
+        rc = setup_ticket_crypto(&k, iv, ctx, hctx, 0) == 0 ? (renew ? 2 : 1) : -1;
     }
     OPENSSL_cleanse(&k, sizeof(k));
     return rc;

@@ -215,6 +215,25 @@ def test_session_resumes_across_workers(berth, backend, certs):
     assert reused == 12
 
 
+def test_tls13_resumed_connection_gets_a_fresh_ticket(berth, backend, certs):
+    """A resumed TLS 1.3 connection gets a new ticket, so clients that never offer a ticket twice (OpenSSL's, wrk's) resume every connection, not every other one."""
+    b = backend()
+    lb = berth(https_config([certs["default"]], [b.addr]))
+    ctx = client_ctx()
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    s = tls_connect(lb.port, ctx=ctx)
+    assert https_get(s, close=False).status == 200
+    sess = s.session
+    s.close()
+    for i in range(4):
+        s = tls_connect(lb.port, ctx=ctx, session=sess)
+        assert https_get(s, close=False).status == 200  # the ticket arrives before the answer
+        assert s.session_reused, "connection %d did not resume" % (i + 2)
+        assert s.session.id != sess.id, "resumed connection %d got no new ticket" % (i + 2)
+        sess = s.session
+        s.close()
+
+
 def test_session_resumes_after_request_to_target(berth, backend, certs):
     """A session from a connection whose request went through to the target resumes too."""
     b = backend()
