@@ -984,6 +984,8 @@ static const struct field listener_fields[] = {
     F("bind", F_ADDR, LI(bind), 0, 0, REQ),
     F("idle_timeout", F_DUR, LI(idle_timeout_ms), SEC_MS, 7 * DAY_MS, 0),
     F("header_timeout", F_DUR, LI(header_timeout_ms), 100, HOUR_MS, 0),
+    F("body_timeout", F_DUR, LI(body_timeout_ms), 100, HOUR_MS, 0),
+    F("min_body_rate", F_UINT, LI(min_body_rate), 0, 1000000000, 0),
     F("max_request_line", F_SIZE, LI(max_request_line_bytes), 64, MIB, 0),
     F("max_header_size", F_SIZE, LI(max_header_bytes), 256, 16 * MIB, 0),
     F("udp_max_flows", F_UINT, LI(udp_max_flows), 1, 10000000, 0),
@@ -1025,6 +1027,9 @@ static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listene
     l->protocol = proto_hint(c, n);
     l->idle_timeout_ms = idle_ms[l->protocol];
     l->header_timeout_ms = 10 * SEC_MS;
+    /* Apache mod_reqtimeout's body=20,MinRate=500. */
+    l->body_timeout_ms = 20 * SEC_MS;
+    l->min_body_rate = 500;
     l->udp_max_flows = 65536;
     l->max_header_line_bytes = 16 * KIB;
     l->max_response_header_bytes = 32 * KIB;

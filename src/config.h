@@ -113,6 +113,8 @@ struct bth_cfg_listener {
     struct bth_addr bind;
     uint64_t idle_timeout_ms;         /* HTTP(S) 60s, TCP/TLS 350s, UDP 120s */
     uint64_t header_timeout_ms;       /* HTTP(S): whole request head (408); default 10s */
+    uint64_t body_timeout_ms;         /* HTTP(S): request body grace before min_body_rate; 20s */
+    unsigned min_body_rate;           /* HTTP(S): bytes/s a request body must keep up; 0 = off */
     size_t max_request_line_bytes;    /* 414 above this; default 16k */
     size_t max_header_bytes;          /* 431 above this (all header lines); default 64k */
     unsigned udp_max_flows;           /* UDP: flows per worker before new ones are dropped */

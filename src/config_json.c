@@ -178,6 +178,8 @@ static json_t *listener(const struct bth_cfg_listener *l, bool *ok)
     put(obj, "bind", json_string(l->bind.text), ok);
     put(obj, "idle_timeout", dur(l->idle_timeout_ms), ok);
     put(obj, "header_timeout", dur(l->header_timeout_ms), ok);
+    put(obj, "body_timeout", dur(l->body_timeout_ms), ok);
+    put(obj, "min_body_rate", json_integer(l->min_body_rate), ok);
     put(obj, "max_request_line", size(l->max_request_line_bytes), ok);
     put(obj, "max_header_size", size(l->max_header_bytes), ok);
     for (size_t i = 0; i < l->ncertificates; i++) {

@@ -108,6 +108,11 @@ struct bth_http_session {
     struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
     struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
     uint64_t discarded;          /* body bytes dropped in SS_DISCARD */
+    /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
+    uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
+    uint64_t body_rx0;     /* rx_bytes when the head was read: body bytes = rx_bytes - this */
+    uint64_t body_held_ms; /* when berth stopped reading the client (target side full), or 0 */
+    bool timer_body;       /* the timer is set for the body deadline, not a fixed timeout */
 
     /* routing */
     int rule;           /* matched rule index, -1: default action */
@@ -172,6 +177,63 @@ static void set_state(struct bth_http_session *s, enum session_state st)
 static void arm_timer(struct bth_http_session *s, uint64_t ms)
 {
     event_add(&s->timer, bth_worker_timeout(s->w, ms));
+    s->timer_body = false;
+}
+
+/* ---- request body deadline (min_body_rate) -------------------------------------------- */
+
+/* A request body is still arriving and the listener asks for a minimum rate. Cheap: bodiless
+ * requests stop at req_done, so they pay no clock reads. */
+static bool body_rate_applies(const struct bth_http_session *s)
+{
+    return !s->req_done && s->req_has_body && s->listener->cfg->min_body_rate > 0;
+}
+
+/* Milliseconds until the request body must be whole, 0 once that has passed. As Apache
+ * mod_reqtimeout's MinRate: body_timeout after the head, plus one second per min_body_rate
+ * bytes received. The clock stands still while berth itself holds the client back. */
+static uint64_t body_ms_left(const struct bth_http_session *s)
+{
+    const struct bth_cfg_listener *lc = s->listener->cfg;
+    uint64_t t = s->body_held_ms != 0 ? s->body_held_ms : bth_worker_now_ms_monotonic();
+    uint64_t allowed = lc->body_timeout_ms + (s->rx_bytes - s->body_rx0) * 1000 / lc->min_body_rate;
+    uint64_t spent = t > s->body_t0_ms ? t - s->body_t0_ms : 0;
+    return spent >= allowed ? 0 : allowed - spent;
+}
+
+/* Arms the timer of an exchange in progress: the idle timeout, or the request body's deadline
+ * when that comes first. The deadline is a plain (heap) timeout, not a common one: its
+ * values differ per request and would crowd the worker's few fixed durations out. */
+static void arm_exchange_timer(struct bth_http_session *s)
+{
+    uint64_t idle_ms = s->listener->cfg->idle_timeout_ms;
+    if (body_rate_applies(s) && s->body_held_ms == 0) {
+        uint64_t left = body_ms_left(s);
+        if (left < idle_ms) {
+            struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
+            event_add(&s->timer, &tv);
+            s->timer_body = true;
+            return;
+        }
+    }
+    arm_timer(s, idle_ms);
+}
+
+/* Stops the body's clock while berth does not read the client because the target side is
+ * full (<held>), and starts it again after: a slow target must not time its client out. */
+static void note_body_hold(struct bth_http_session *s, bool held)
+{
+    if (held == (s->body_held_ms != 0) || !body_rate_applies(s))
+        return;
+    uint64_t t = bth_worker_now_ms_monotonic();
+    if (held) {
+        s->body_held_ms = t != 0 ? t : 1;
+    } else {
+        s->body_t0_ms += t - s->body_held_ms;
+        s->body_held_ms = 0;
+        if (s->state == SS_PROXYING)
+            arm_exchange_timer(s); /* the deadline counts again, even if no byte comes */
+    }
 }
 
 static double seconds_between(const struct timespec *a, const struct timespec *b)
@@ -544,6 +606,7 @@ static void reset_exchange(struct bth_http_session *s)
     s->req_remaining = s->resp_remaining = 0;
     s->req_done = s->resp_done = s->resp_head_sent = false;
     s->req_has_body = s->is_head_method = s->is_upgrade = false;
+    s->body_held_ms = 0;
     s->group = NULL;
     s->sticky_pick = NULL;
     s->rule = -1;
@@ -675,8 +738,10 @@ static void forward_request_body(struct bth_http_session *s)
     }
     if (r == 1)
         s->req_done = true;
-    if (s->state != SS_CONNECTING)
-        arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    /* While connecting the timer is the wait for the target, not reset by client bytes; a
+     * body deadline set then gives way to it once the body is whole. */
+    if (s->state != SS_CONNECTING || (s->req_done && s->timer_body))
+        arm_exchange_timer(s);
     flush_upstream(s);
 }
 
@@ -1122,6 +1187,11 @@ static void start_request(struct bth_http_session *s, size_t head_len)
         s->req_body = BODY_NONE;
         s->req_done = true;
     }
+    if (s->req_has_body) {
+        /* The body's clock starts with the head (t_start, same monotonic clock). */
+        s->body_t0_ms = (uint64_t)s->t_start.tv_sec * 1000 + (uint64_t)s->t_start.tv_nsec / 1000000;
+        s->body_rx0 = s->rx_bytes;
+    }
 
     char pathbuf[2048];
     struct route_info ri;
@@ -1171,8 +1241,12 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     set_state(s, SS_CONNECTING);
     arm_timer(s, s->listener->cfg->idle_timeout_ms);
     start_exchange_on_target(s);
-    if (!s->closing && !s->req_done && s->state != SS_CLOSING)
+    if (!s->closing && !s->req_done && s->state != SS_CLOSING) {
         forward_request_body(s);
+        /* Still connecting with the body under way: its deadline may come first. */
+        if (!s->closing && s->state == SS_CONNECTING && body_rate_applies(s))
+            arm_exchange_timer(s);
+    }
 }
 
 /* Picks a target not tried yet and attaches a connection; answers 502/503 when none is
@@ -1375,6 +1449,7 @@ static void client_readable(struct bth_http_session *s)
 {
     for (int round = 0; round < 16; round++) {
         size_t limit = client_read_limit(s);
+        note_body_hold(s, limit == 0);
         if (limit == 0 || evbuffer_get_length(s->conn.in) >= limit) {
             s->conn.read_pending = true;
             size_t before = evbuffer_get_length(s->conn.in);
@@ -1429,6 +1504,34 @@ static void on_client_io(evutil_socket_t fd, short what, void *arg)
     session_settle(s);
 }
 
+/* The request body fell behind min_body_rate. The client gets 408 unless the target's answer
+ * has started; both connections close either way, and the target, which saw a truncated
+ * body, sees its client go away (its connection is not pooled). */
+static void body_timed_out(struct bth_http_session *s)
+{
+    const struct bth_cfg_listener *lc = s->listener->cfg;
+    bth_stats_add(s->listener->stats, s->w->id, BTH_ST_BODY_TIMEOUTS, 1);
+    bth_log(BTH_LOG_INFO,
+            "#%llu request body from %s too slow: %llu bytes in %llums (body_timeout %llums, "
+            "min_body_rate %u)",
+            (unsigned long long)s->id, s->client_text,
+            (unsigned long long)(s->rx_bytes - s->body_rx0),
+            (unsigned long long)(bth_worker_now_ms_monotonic() - s->body_t0_ms),
+            (unsigned long long)lc->body_timeout_ms, lc->min_body_rate);
+    s->close_after = true;
+    send_error(s, 408, "request body timeout");
+}
+
+/* The timer set for the body's deadline fired. Bytes since may have moved the deadline out
+ * (and libevent's coarse clock may fire a little early): then it is set again. */
+static void on_body_deadline(struct bth_http_session *s)
+{
+    if (body_rate_applies(s) && s->body_held_ms == 0 && body_ms_left(s) == 0)
+        body_timed_out(s);
+    else
+        arm_exchange_timer(s);
+}
+
 static void on_session_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_http_session *s = arg;
@@ -1437,12 +1540,17 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         session_close(s);
         break;
     case SS_HEAD:
+        bth_stats_add(s->listener->stats, s->w->id, BTH_ST_HEADER_TIMEOUTS, 1);
+        bth_log(BTH_LOG_DEBUG, "#%llu request head from %s not whole after header_timeout",
+                (unsigned long long)s->id, s->client_text);
         s->req_done = false;
         send_error(s, 408, "request header timeout");
         break;
     case SS_CONNECTING:
     case SS_PROXYING:
-        if (!s->resp_head_sent) {
+        if (s->timer_body) {
+            on_body_deadline(s);
+        } else if (!s->resp_head_sent) {
             bth_log(BTH_LOG_INFO, "#%llu target %s did not answer in time",
                     (unsigned long long)s->id, s->target ? s->target->addr.text : "-");
             send_error(s, 504, "target timeout");
@@ -1586,7 +1694,10 @@ static int parse_response_head(struct bth_http_session *s)
             return -1;
         }
         if (code >= 100 && code < 200 && code != 101) {
-            /* Interim response (100 Continue, 103): pass it on, then expect the final one. */
+            /* Interim response (100 Continue, 103): pass it on, then expect the final one. A
+             * client that waited for 100 Continue starts its body now: so does its clock. */
+            if (code == 100 && body_rate_applies(s) && s->rx_bytes == s->body_rx0)
+                s->body_t0_ms = bth_worker_now_ms_monotonic();
             evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d ", code);
             evbuffer_add(s->conn.out, base + s->resp.reason.off, s->resp.reason.len);
             evbuffer_add(s->conn.out, "\r\n\r\n", 4);
@@ -1720,7 +1831,7 @@ static bool response_step(struct bth_http_session *s)
             finish_exchange(s);
         return false;
     }
-    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    arm_exchange_timer(s);
     flush_client(s);
     return !s->closing && up->conn.read_pending;
 }

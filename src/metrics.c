@@ -177,6 +177,13 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     per_block(out, "berth_desync_blocked_total",
               "Requests refused with 400: desync_mitigation_mode, or framing berth cannot read.",
               "listener", ls, nl, BTH_ST_DESYNC_BLOCKED);
+    per_block(out, "berth_header_timeouts_total",
+              "Requests whose head did not arrive within header_timeout (answered 408).",
+              "listener", ls, nl, BTH_ST_HEADER_TIMEOUTS);
+    per_block(out, "berth_body_timeouts_total",
+              "Requests whose body fell behind body_timeout plus one second per min_body_rate "
+              "bytes (408, or a close once the answer had started).",
+              "listener", ls, nl, BTH_ST_BODY_TIMEOUTS);
     per_block(out, "berth_udp_flows_rejected_total",
               "UDP datagrams dropped because the flow table was full (udp_max_flows).", "listener",
               ls, nl, BTH_ST_UDP_FLOWS_REJECTED);

@@ -38,6 +38,8 @@ enum bth_stat {
     BTH_ST_DESYNC_SEVERE,
     BTH_ST_DESYNC_BLOCKED,       /* refused with 400 by the listener's mode */
     BTH_ST_REJECTED_CONNECTIONS, /* refused by max_connections */
+    BTH_ST_HEADER_TIMEOUTS,      /* 408: the head did not arrive within header_timeout */
+    BTH_ST_BODY_TIMEOUTS,        /* the body fell behind min_body_rate (408 or a close) */
     BTH_ST_RT_BUCKET0,           /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };

@@ -308,6 +308,8 @@ static void test_defaults(void **state)
     assert_int_equal(l->protocol, BTH_PROTO_HTTP);
     assert_true(l->idle_timeout_ms == 60000);
     assert_true(l->header_timeout_ms == 10000);
+    assert_true(l->body_timeout_ms == 20000);
+    assert_int_equal(l->min_body_rate, 500);
     assert_int_equal(l->max_request_line_bytes, 16384);
     assert_int_equal(l->max_header_bytes, 65536);
     assert_null(l->ssl_policy);
@@ -355,6 +357,8 @@ static void check_default_shape(const struct bth_config *cfg)
     assert_string_equal(l->bind.text, "0.0.0.0:8080");
     assert_true(l->idle_timeout_ms == 60000);
     assert_true(l->header_timeout_ms == 10000);
+    assert_true(l->body_timeout_ms == 20000);
+    assert_int_equal(l->min_body_rate, 500);
     assert_int_equal(l->max_request_line_bytes, 16384);
     assert_int_equal(l->max_header_bytes, 65536);
     assert_int_equal(l->nrules, 0);
@@ -519,6 +523,14 @@ static const struct err_case err_cases[] = {
      {"t.yaml:3:19: invalid duration \"30\" (expected e.g. 500ms, 30s, 5m, 1h, 1d)"}},
     {LST "    max_header_size: 16q\n" FWD GRP,
      {"t.yaml:3:22: invalid size \"16q\" (expected e.g. 512, 16k, 1m)"}},
+    {LST "    body_timeout: 20\n" FWD GRP,
+     {"t.yaml:3:19: invalid duration \"20\" (expected e.g. 500ms, 30s, 5m, 1h, 1d)"}},
+    {LST "    body_timeout: 50ms\n" FWD GRP,
+     {"t.yaml:3:19: body_timeout 50ms is out of range (100ms..3600s)"}},
+    {LST "    min_body_rate: 1k\n" FWD GRP, {"t.yaml:3:20: expected an integer"}},
+    {LST "    min_body_rate: -1\n" FWD GRP, {"t.yaml:3:20: expected an integer"}},
+    {LST "    min_body_rate: 1000000001\n" FWD GRP,
+     {"t.yaml:3:20: min_body_rate 1000000001 is out of range (0..1000000000)"}},
     {"listeners:\n  - protocol: FOO\n    bind: 0.0.0.0:80\n" FWD GRP,
      {"t.yaml:2:15: invalid protocol \"FOO\" (expected HTTP, HTTPS, TCP, TLS, UDP or TCP_UDP)"}},
     {LST FWD GRP "    algorithm: fastest\n",
@@ -702,6 +714,19 @@ static void test_body_limit(void **state)
     bth_config_destroy(cfg);
 }
 
+/* min_body_rate and body_timeout: set, and 0 turns the rate check off. */
+static void test_body_rate(void **state)
+{
+    struct bth_config *cfg = load_ok(LST "    body_timeout: 2500ms\n"
+                                         "    min_body_rate: 1000\n" FWD "  - bind: 0.0.0.0:81\n"
+                                         "    min_body_rate: 0\n" FWD GRP);
+    assert_true(cfg->listeners[0].body_timeout_ms == 2500);
+    assert_int_equal(cfg->listeners[0].min_body_rate, 1000);
+    assert_true(cfg->listeners[1].body_timeout_ms == 20000);
+    assert_int_equal(cfg->listeners[1].min_body_rate, 0);
+    bth_config_destroy(cfg);
+}
+
 /* Anchors and aliases share nodes; the loader reads them like written-out copies. */
 static void test_aliases(void **state)
 {
@@ -780,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_body_rate),
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_weird_inputs),
     };

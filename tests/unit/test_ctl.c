@@ -298,6 +298,8 @@ static void test_config_json(void **state)
     assert_str_at(j, "listeners.0.protocol", "HTTP");
     assert_str_at(j, "listeners.0.idle_timeout", "90s");
     assert_str_at(j, "listeners.0.header_timeout", "500ms");
+    assert_str_at(j, "listeners.0.body_timeout", "20s");
+    assert_int_at(j, "listeners.0.min_body_rate", 500);
     assert_int_at(j, "listeners.0.max_header_size", 32768);
     assert_int_at(j, "listeners.0.max_request_line", 16384);
     assert_int_at(j, "listeners.0.rules.0.priority", 10);
