@@ -1319,6 +1319,16 @@ static void count_refused(struct bth_http_session *s, const char *buf, size_t le
     bth_stats_add(s->listener->stats, s->w->id, BTH_ST_DESYNC_BLOCKED, 1);
 }
 
+/* Why berth cannot forward this head as it reads it, or NULL. Loose llhttp ends a head at
+ * "\r\n\r" and any byte; the bytes after it would become a second request. Such heads get
+ * 400 in every mode, monitor included: forwarding them would forward something else. */
+static const char *unframeable(const char *head, size_t len)
+{
+    if (len < 2 || head[len - 1] != '\n')
+        return "request head does not end with an empty line";
+    return NULL;
+}
+
 /* ELB's desync mitigation: classifies the raw head and applies the listener's mode.
  * Returns 0 to go on, -1 when the request was refused (400, connection closed). An ambiguous
  * request in defensive mode goes through, but neither connection is reused afterwards. */
@@ -1326,15 +1336,17 @@ static int desync_check(struct bth_http_session *s, const char *head, size_t len
 {
     struct bth_desync_verdict v;
     bth_desync_classify(head, len, &v);
-    if (v.tier == BTH_DESYNC_COMPLIANT)
+    const char *why = unframeable(head, len);
+    if (v.tier == BTH_DESYNC_COMPLIANT && why == NULL)
         return 0;
     count_tier(s, v.tier);
     int mode = s->listener->cfg->desync_mode;
-    bool refuse = (mode == BTH_DESYNC_MODE_STRICTEST) ||
+    bool refuse = why != NULL || (mode == BTH_DESYNC_MODE_STRICTEST) ||
                   (mode == BTH_DESYNC_MODE_DEFENSIVE && v.tier == BTH_DESYNC_SEVERE);
     if (refuse) {
         bth_log(BTH_LOG_INFO, "#%llu request from %s refused: desync %s (%s)",
-                (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier), v.reason);
+                (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier),
+                why != NULL ? why : v.reason);
         bth_stats_add(s->listener->stats, s->w->id, BTH_ST_DESYNC_BLOCKED, 1);
         s->req_done = false;
         s->close_after = true;
@@ -1371,6 +1383,7 @@ static void parse_request_head(struct bth_http_session *s)
     llhttp_errno_t err = llhttp_execute(&s->req_parser, base + s->req_parsed, feed - s->req_parsed);
     if (err == HPE_PAUSED) {
         size_t head_len = (size_t)(llhttp_get_error_pos(&s->req_parser) - base);
+        s->is_head_method = llhttp_get_method(&s->req_parser) == HTTP_HEAD; /* for a 400 */
         if (desync_check(s, base, head_len) != 0)
             return;
         start_request(s, head_len);
@@ -1381,6 +1394,8 @@ static void parse_request_head(struct bth_http_session *s)
                 s->client_text, llhttp_get_error_reason(&s->req_parser));
         count_refused(s, base, feed);
         s->req_done = false;
+        /* No body on the 400 when the method read in this head is HEAD. */
+        s->is_head_method = s->req.url.len > 0 && llhttp_get_method(&s->req_parser) == HTTP_HEAD;
         send_error(s, 400, "malformed request");
         return;
     }
