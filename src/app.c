@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "discovery.h"
 #include "health.h"
 #include "log.h"
 #include "mem.h"
@@ -351,6 +352,8 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     }
     bth_config_ref_unref(ref);
     ref = NULL;
+    if (app->discovery != NULL)
+        bth_discovery_sync(app->discovery); /* new, changed and removed discovery blocks */
     if (plans != NULL) {
         /* The workers take the new listeners and the matching snapshot in one message. */
         if (app->health != NULL)
@@ -553,6 +556,16 @@ static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
         bth_app_commit(app);
 }
 
+/* DNS answers changed a group: new targets get checked, and the workers see them. */
+static void on_discovery_changed(void *arg)
+{
+    struct bth_app *app = arg;
+    if (app->health != NULL)
+        bth_health_sync(app->health);
+    if (app->workers != NULL)
+        bth_app_publish(app);
+}
+
 /* Dynamic registrations and, when no cookie_key_file is set, the cookie key come back from
  * the state file. */
 static void load_state(struct bth_app *app, const struct bth_config *cfg, bool *have_key)
@@ -679,6 +692,9 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     app->drain_timer = event_new(app->base, -1, EV_PERSIST, on_drain_timer, app);
     struct timeval dtv = {0, 50 * 1000};
     event_add(app->drain_timer, &dtv);
+    app->discovery = bth_discovery_create(app->base, &app->registry, on_discovery_changed, app);
+    if (app->discovery == NULL || bth_discovery_sync(app->discovery) != 0)
+        return -1;
     if (cfg->pid_file != NULL && write_pid_file(cfg->pid_file) != 0)
         return -1;
     if (drop_privileges(cfg) != 0)
@@ -710,6 +726,7 @@ void bth_app_fini(struct bth_app *app)
     }
     bth_free(app->workers);
     bth_control_stop(app->control);
+    bth_discovery_destroy(app->discovery);
     bth_health_destroy(app->health);
     bth_registry_fini(&app->registry);
     bth_accesslog_close(&app->accesslog);

@@ -15,6 +15,7 @@ struct event_base;
 struct bth_worker;
 struct bth_control;
 struct bth_health;
+struct bth_discovery;
 struct bth_config_ref;
 
 struct bth_app {
@@ -24,12 +25,13 @@ struct bth_app {
     struct bth_worker **workers; /* owned */
     unsigned nworkers;
     struct bth_accesslog accesslog;
-    struct bth_control *control; /* owned */
-    struct bth_health *health;   /* owned */
-    struct event *signals[4];    /* owned */
-    struct event *shutdown_poll; /* owned */
-    struct event *drain_timer;   /* owned: ends drains that are idle or due */
-    struct event *ticket_timer;  /* owned: rotates TLS session ticket keys */
+    struct bth_control *control;     /* owned */
+    struct bth_health *health;       /* owned */
+    struct bth_discovery *discovery; /* owned: DNS service discovery */
+    struct event *signals[4];        /* owned */
+    struct event *shutdown_poll;     /* owned */
+    struct event *drain_timer;       /* owned: ends drains that are idle or due */
+    struct event *ticket_timer;      /* owned: rotates TLS session ticket keys */
     uint8_t cookie_key[32];
     bool cookie_key_in_state; /* the key is generated and kept in the state file */
     bool stopping;

@@ -1248,6 +1248,64 @@ static void on_targets(struct ctx *c, yaml_node_t *v, void *dst)
     }
 }
 
+static const char *const dns_type_names[] = {"A", "AAAA", "SRV"};
+static const struct enumdef dns_type_enum = {dns_type_names, 3, "A, AAAA or SRV"};
+
+static void on_dns_name(struct ctx *c, yaml_node_t *v, void *dst)
+{
+    const char *s = scalar(c, v);
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (s != NULL && (n == 0 || n > 253 ||
+                      strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789._-") != n ||
+                      strstr(s, "..") != NULL || s[0] == '.'))
+        err_node(c, v, "invalid DNS name \"%s\"", s);
+    else if (s != NULL)
+        set_str(c, v, dst, s);
+}
+
+static void on_resolvers(struct ctx *c, yaml_node_t *v, void *dst)
+{
+    struct bth_cfg_discovery *d = dst;
+    yaml_node_item_t *items;
+    size_t n;
+    if (!seq_of(c, v, &items, &n) ||
+        (d->resolvers = alloc_items(c, v, n, sizeof(*d->resolvers))) == NULL)
+        return;
+    d->nresolvers = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node(c, items[i]);
+        const char *s = scalar(c, item);
+        if (s != NULL && bth_parse_addr(s, &d->resolvers[i]) < 0)
+            err_node(c, item, "invalid resolver address \"%s\" (expected IP:PORT)", s);
+    }
+}
+
+#define DS(m) offsetof(struct bth_cfg_discovery, m)
+static const struct field discovery_fields[] = {
+    FN("dns", DS(dns), on_dns_name, REQ),
+    FE("type", DS(type), &dns_type_enum, 0),
+    F("port", F_UINT, DS(port), 1, 65535, 0),
+    F("interval", F_DUR, DS(interval_ms), 1 * SEC_MS, 3600 * SEC_MS, 0),
+    FN("resolvers", 0, on_resolvers, 0),
+};
+SECTION(discovery_sec, "discovery", discovery_fields);
+
+static void on_discovery(struct ctx *c, yaml_node_t *v, void *dst)
+{
+    struct bth_cfg_discovery *d = dst;
+    unsigned before = c->nerrors;
+    d->interval_ms = 10 * SEC_MS;
+    d->mark = mark_of(v);
+    parse_map(c, v, &discovery_sec, d);
+    if (c->nerrors != before || v->type != YAML_MAPPING_NODE)
+        return;
+    if (d->type == BTH_DNS_SRV && d->port != 0)
+        err_node(c, v, "port is not used with SRV records (they carry the port)");
+    else if (d->type != BTH_DNS_SRV && d->port == 0)
+        err_node(c, v, "port is required with %s records", dns_type_names[d->type]);
+}
+
 static const struct field group_fields[] = {
     FN("name", TG(name), on_group_name, REQ),
     FE("protocol", TG(protocol), &proto_enum, 0),
@@ -1264,6 +1322,7 @@ static const struct field group_fields[] = {
     F("tls_verify", F_BOOL, TG(tls_verify), 0, 0, 0),
     F("tls_ca_file", F_STR, TG(tls_ca_file), 0, 0, 0),
     FN("targets", 0, on_targets, 0),
+    FN("discovery", TG(discovery), on_discovery, 0),
 };
 SECTION(group_sec, "target group", group_fields);
 
@@ -1626,6 +1685,8 @@ static void free_group(struct bth_cfg_target_group *g)
     bth_free(g->health_check.path);
     bth_free(g->health_check.matcher);
     bth_free(g->targets);
+    bth_free(g->discovery.dns);
+    bth_free(g->discovery.resolvers);
 }
 
 void bth_config_destroy(struct bth_config *cfg)

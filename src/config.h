@@ -166,6 +166,20 @@ enum bth_stickiness_type {
     BTH_STICKY_SOURCE_IP,
 };
 
+enum bth_dns_type { BTH_DNS_A, BTH_DNS_AAAA, BTH_DNS_SRV };
+
+/* target_groups[].discovery: targets from DNS records (ECS service discovery, Kubernetes
+ * headless services, Consul). */
+struct bth_cfg_discovery {
+    char *dns; /* owned: the name to resolve; NULL: no discovery */
+    enum bth_dns_type type;
+    unsigned port;              /* A and AAAA: the targets' port (SRV records carry theirs) */
+    uint64_t interval_ms;       /* re-resolve at least this often (at the TTL when sooner) */
+    struct bth_addr *resolvers; /* owned; none: the nameservers of /etc/resolv.conf */
+    size_t nresolvers;
+    struct bth_cfg_mark mark;
+};
+
 struct bth_cfg_target_group {
     char *name; /* owned, unique */
     enum bth_proto protocol;
@@ -188,6 +202,7 @@ struct bth_cfg_target_group {
     char *tls_ca_file;              /* owned: CA bundle for verification, NULL: system store */
     struct bth_cfg_target *targets; /* owned array */
     size_t ntargets;
+    struct bth_cfg_discovery discovery;
     struct bth_cfg_mark mark;
 };
 

@@ -232,6 +232,23 @@ static json_t *stickiness(const struct bth_cfg_target_group *g, bool *ok)
     return obj;
 }
 
+/* null when the group has no discovery block. */
+static json_t *discovery(const struct bth_cfg_discovery *d, bool *ok)
+{
+    static const char *const types[] = {"A", "AAAA", "SRV"};
+    if (d->dns == NULL)
+        return json_null();
+    json_t *obj = json_object(), *rs = json_array();
+    put(obj, "dns", json_string(d->dns), ok);
+    put(obj, "type", json_string(types[d->type]), ok);
+    put(obj, "port", d->port ? json_integer(d->port) : json_null(), ok);
+    put(obj, "interval", dur(d->interval_ms), ok);
+    for (size_t i = 0; i < d->nresolvers; i++)
+        push(rs, json_string(d->resolvers[i].text), ok);
+    put(obj, "resolvers", rs, ok); /* []: /etc/resolv.conf */
+    return obj;
+}
+
 /* {id, port, weight}: the mapping form of a target, as the ELBv2 API names its parts. */
 static json_t *target(const struct bth_cfg_target *t, bool *ok)
 {
@@ -261,6 +278,7 @@ static json_t *group(const struct bth_cfg_target_group *g, bool *ok)
     for (size_t i = 0; i < g->ntargets; i++)
         push(targets, target(&g->targets[i], ok), ok);
     put(obj, "targets", targets, ok);
+    put(obj, "discovery", discovery(&g->discovery, ok), ok);
     return obj;
 }
 

@@ -23,6 +23,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "discovery.h"
 #include "health.h"
 #include "config_json.h"
 #include "log.h"
@@ -141,12 +142,30 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
             json_object_set_new(th, "Reason", json_string(reason));
             json_object_set_new(th, "Description", json_string(desc));
         }
-        json_array_append_new(arr,
-                              json_pack("{s:{s:s,s:i},s:s,s:o,s:s}", "Target", "Id", id, "Port",
-                                        (int)port, "HealthCheckPort", hc_port, "TargetHealth", th,
-                                        "Source", t->dynamic ? "api" : "config"));
+        json_array_append_new(arr, json_pack("{s:{s:s,s:i},s:s,s:o,s:s}", "Target", "Id", id,
+                                             "Port", (int)port, "HealthCheckPort", hc_port,
+                                             "TargetHealth", th, "Source",
+                                             t->discovered ? "dns"
+                                             : t->dynamic  ? "api"
+                                                           : "config"));
     }
-    reply_json(req, 200, json_pack("{s:o}", "TargetHealthDescriptions", arr));
+    json_t *body = json_pack("{s:o}", "TargetHealthDescriptions", arr);
+    struct bth_discovery_status ds;
+    if (bth_discovery_status(c->app->discovery, g->name, &ds)) {
+        json_t *dj =
+            json_pack("{s:s,s:s,s:s,s:I,s:I}", "Name", ds.name, "Type", ds.type, "State",
+                      ds.failing              ? "failing"
+                      : ds.last_ok_age_ms < 0 ? "pending"
+                                              : "ok",
+                      "Targets", (json_int_t)ds.targets, "Failures", (json_int_t)ds.failures);
+        if (ds.last_error[0] != '\0')
+            json_object_set_new(dj, "LastError", json_string(ds.last_error));
+        if (ds.last_ok_age_ms >= 0)
+            json_object_set_new(dj, "SecondsSinceLastAnswer",
+                                json_real((double)ds.last_ok_age_ms / 1000.0));
+        json_object_set_new(body, "Discovery", dj);
+    }
+    reply_json(req, 200, body);
 }
 
 /* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]} into <addrs>. Returns the count or -1
@@ -321,6 +340,7 @@ static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
     bth_metrics_render(out, c->app->workers, c->app->nworkers, &c->app->registry);
+    bth_discovery_metrics(c->app->discovery, out);
     reply_text(req, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);
 }

@@ -133,7 +133,7 @@ static char *serialize(const struct bth_registry *reg, const uint8_t *key, size_
         bool first = true;
         for (size_t j = 0; j < g->ntargets; j++) {
             const struct bth_target *t = g->targets[j];
-            if (!t->dynamic || atomic_load(&t->state) == BTH_TARGET_DRAINING)
+            if (!t->dynamic || t->discovered || atomic_load(&t->state) == BTH_TARGET_DRAINING)
                 continue;
             n = (int)target_json(t, first, tmp);
             bad |= put(&buf, &len, &cap, tmp, (size_t)n);

@@ -45,7 +45,9 @@ struct bth_target {
     struct bth_hc *hc;               /* main thread only: active check state, NULL if none */
     struct bth_addr addr;
     unsigned weight;
-    bool dynamic; /* registered through the control API (not from the config file) */
+    bool dynamic;    /* registered through the control API (not from the config file) */
+    bool discovered; /* registered by DNS discovery: the next answer decides, not the
+                      * state file */
     unsigned npools;
     struct bth_upstream_pool pools[]; /* one per worker */
 };
