@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: MIT
+"""Several berth instances with the same config and stickiness key act as one load
+balancer: an lb_cookie issued by one is honoured by another, and flow_hash sends the same
+5-tuple to the same target from each."""
+
+import collections
+import os
+import socket
+import struct
+
+from cfgbuild import group
+from httpwire import fetch
+from l4servers import l4_fixture  # noqa: F401 (the l4 fixture)
+from l4servers import nlb_config, recv_line
+
+from test_stickiness import cookie_value, get
+
+LB_COOKIE = {"type": "lb_cookie", "duration": "1h"}
+
+
+def sticky_config(targets, key_file):
+    lst = {"name": "web", "protocol": "HTTP",
+           "default_action": {"forward": {"target_groups": [{"name": "app"}]}}}
+    return {"workers": 1, "cookie_key_file": key_file, "listeners": [lst],
+            "target_groups": [group("app", targets, stickiness=LB_COOKIE)]}
+
+
+def write_key(path, key):
+    with open(path, "w") as f:
+        f.write(key.hex() + "\n")
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def test_cookie_from_one_instance_is_honoured_by_another(berth, backend, tmp_path):
+    """With the same cookie_key_file, a BERTH-app cookie from instance A pins requests to the same target on instance B; with another key B ignores it."""
+    bs = [backend() for _ in range(4)]
+    key = write_key(tmp_path / "key", os.urandom(32))
+    targets = [b.addr for b in bs]
+    a = berth(sticky_config(targets, key))
+    b = berth(sticky_config(list(reversed(targets)), key))  # order does not matter
+    other = berth(sticky_config(targets, write_key(tmp_path / "other", os.urandom(32))))
+    pinned = collections.Counter()
+    for i in range(8):
+        r = get(a.port, "/a/%d" % i)
+        first, value = r.header("X-Backend"), cookie_value(r, "BERTH-app")
+        cookie = "BERTH-app=%s" % value
+        for j in range(3):
+            assert get(b.port, "/b/%d/%d" % (i, j), cookie).header("X-Backend") == first
+        pinned[first] += 1
+    assert len(pinned) > 1, "every first request went to one target: %r" % pinned
+    # A foreign key: the cookie is ignored (requests spread) and replaced.
+    r = get(a.port, "/x")
+    cookie = "BERTH-app=%s" % cookie_value(r, "BERTH-app")
+    seen = {get(other.port, "/o/%d" % i, cookie).header("X-Backend") for i in range(8)}
+    assert len(seen) > 1, "a cookie under another key still pinned %s" % seen
+
+
+def flow_targets(port, src_ports):
+    """{client source port: target tag} for one TCP connection from each source port."""
+    out = {}
+    for sp in src_ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(5)
+        s.bind(("127.0.0.1", sp))
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"hello\n")
+        out[sp] = recv_line(s).strip().decode()  # the target greets with its address
+        # Reset rather than FIN: no TIME_WAIT, so the same 4-tuple can be used again.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    return out
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_flow_hash_agrees_across_instances(berth, l4):
+    """Two berth processes with the same targets (in any order) send the same 5-tuple to the same target."""
+    ts = [l4.tcp("127.0.0.%d" % i) for i in (2, 3, 4, 5)]
+    addrs = [t.addr for t in ts]
+    cfg = nlb_config(addrs, protocol="TCP")
+    a = berth(cfg)
+    bind = cfg["listeners"][0].get("bind") or "127.0.0.1:%d" % a.port
+    src = free_ports(40)
+    first = flow_targets(a.port, src)
+    assert len(set(first.values())) == 4, "40 flows did not reach all 4 targets: %r" % first
+    a.stop()
+    cfg2 = nlb_config(list(reversed(addrs)), protocol="TCP")
+    cfg2["listeners"][0]["bind"] = bind  # the same address: the same 5-tuples
+    b = berth(cfg2)
+    second = flow_targets(b.port, src)
+    moved = {sp: (first[sp], second[sp]) for sp in src if first[sp] != second[sp]}
+    assert not moved, "flows went elsewhere on the second instance: %r" % moved
