@@ -27,6 +27,9 @@
 #   HTTPS=1          TLS mode (above); needs openssl, ab for the "full" measurement
 #   CONN=64 DUR=8 ROUNDS=3   wrk connections, seconds per run, rounds
 #   WARMUP=1         seconds of unmeasured load per proxy before round 1 (0: none)
+#   TARGETS=N        a third berth ("berth_targets", port PORT_BASE+4) forwards to a group of
+#                    N targets (127.1.X.Y:BACKEND_PORT, all served by the backend nginx, which
+#                    then listens on N more addresses) instead of the 4 backend ports
 #   RULES=N          berth gets one catch-all rule, and a second berth ("berth_rules", port
 #                    PORT_BASE+3) matches the same requests against N rules
 #   BACKEND_PORT=9101 PORT_BASE=8081   backend ports BACKEND_PORT..+3; haproxy, nginx and berth
@@ -50,8 +53,9 @@ BACKEND_PORT=${BACKEND_PORT:-9101}
 PORT_BASE=${PORT_BASE:-8081}
 BACKEND_PORTS=("$BACKEND_PORT" $((BACKEND_PORT + 1)) $((BACKEND_PORT + 2)) $((BACKEND_PORT + 3)))
 RULES=${RULES:-0} # > 0: berth gets one catch-all rule and "berth_rules" runs with RULES rules
+TARGETS=${TARGETS:-0} # > 0: "berth_targets" forwards to a group of TARGETS targets
 declare -A PORT=([haproxy]=$PORT_BASE [nginx]=$((PORT_BASE + 1)) [berth]=$((PORT_BASE + 2))
-                 [berth_rules]=$((PORT_BASE + 3)))
+                 [berth_rules]=$((PORT_BASE + 3)) [berth_targets]=$((PORT_BASE + 4)))
 declare -A PID=()   # proxy name -> pid whose CPU time is measured
 declare -A LOG=()   # proxy name -> its log file
 STARTED=()          # every pid this script started, for cleanup
@@ -67,7 +71,7 @@ for arg in "$@"; do
     *) usage >&2; die "unknown argument: $arg" ;;
     esac
 done
-for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE RULES; do
+for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE RULES TARGETS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((CONN > 0 && DUR > 0 && ROUNDS > 0)) || die "CONN, DUR and ROUNDS must be positive"
@@ -112,6 +116,8 @@ PROXIES=()
 [[ $BERTH_ONLY == 1 ]] || PROXIES+=(haproxy nginx)
 [[ $RUN_BERTH == 0 ]] || PROXIES+=(berth)
 if [[ $RUN_BERTH == 1 ]] && ((RULES > 0)); then PROXIES+=(berth_rules); fi
+if [[ $RUN_BERTH == 1 ]] && ((TARGETS > 0)); then PROXIES+=(berth_targets); fi
+((TARGETS <= 60000)) || die "TARGETS must be at most 60000"
 
 # ---- temp dir and cleanup ----------------------------------------------------------------
 D=$(mktemp -d /tmp/berth-bench-http.XXXXXX)
@@ -317,6 +323,45 @@ if ((RULES > 0)); then
     } | sed -i "/    default_action:/e cat /dev/stdin" "$D/berth_rules.yaml"
 fi
 
+# With TARGETS=N: berth_targets is berth with the N-target group instead of the 4 ports. The
+# targets are 127.1.X.Y:BACKEND_PORT, served by extra nginx backends ("bigN") of 2,500
+# addresses each: every address is a listening socket and every target keeps a pooled
+# connection, and one process of 2,500 + 2,500 descriptors stays under common open-file limits.
+BIG=2500
+big_addrs=()
+for ((i = 0; i < TARGETS; i++)); do
+    big_addrs+=("127.1.$((i / 250)).$((i % 250 + 1)):${BACKEND_PORTS[0]}")
+done
+for ((k = 0; k * BIG < TARGETS; k++)); do
+    {
+        echo "worker_processes 1; daemon off; master_process on;"
+        nginx_paths "big$k"
+        echo "events { worker_connections $((2 * BIG + 1024)); }"
+        echo "http {"
+        echo "  access_log off;"
+        echo "  keepalive_requests 100000;"
+        nginx_http_paths "big$k"
+        echo "  server {"
+        for ((i = k * BIG; i < TARGETS && i < (k + 1) * BIG; i++)); do
+            echo "    listen ${big_addrs[$i]};"
+        done
+        echo "    location / { return 200 \"$EXPECT\n\"; }"
+        echo "  }"
+        echo "}"
+    } >"$D/big$k.conf"
+done
+if ((TARGETS > 0)); then
+    while IFS= read -r line; do
+        if [[ $line =~ ^(\ *)targets:\ \[ ]]; then
+            echo "${BASH_REMATCH[1]}targets:"
+            printf "${BASH_REMATCH[1]}  - \"%s\"\n" "${big_addrs[@]}"
+        else
+            line=${line//"bind: 127.0.0.1:${PORT[berth]}"/"bind: 127.0.0.1:${PORT[berth_targets]}"}
+            echo "${line//"$D/berth.sock"/"$D/berth_targets.sock"}"
+        fi
+    done <"$D/berth.yaml" >"$D/berth_targets.yaml"
+fi
+
 # ---- start -------------------------------------------------------------------------------
 LOG[backend]=$D/backend.log
 # nginx writes its error log (-e, error_log) and its start-up messages (stderr) to one file.
@@ -326,6 +371,16 @@ STARTED+=($!)
 BACKEND_PID=$!
 wait_ready backend "${BACKEND_PORTS[0]}" "$BACKEND_PID"
 for p in "${BACKEND_PORTS[@]:1}"; do wait_ready backend "$p" "$BACKEND_PID"; done
+for ((k = 0; k * BIG < TARGETS; k++)); do
+    LOG[big$k]=$D/big$k.log
+    # shellcheck disable=SC2094
+    "$NGINX" -e "$D/big$k.log" -p "$D" -c "$D/big$k.conf" >>"$D/big$k.log" 2>&1 &
+    STARTED+=($!)
+    for ((i = 0; i < 100; i++)); do
+        [[ $(curl -s -m 1 "http://${big_addrs[$((k * BIG))]}/" 2>/dev/null) == "$EXPECT" ]] && break
+        sleep 0.1
+    done
+done
 
 for n in "${PROXIES[@]}"; do
     LOG[$n]=$D/$n.log
@@ -335,6 +390,7 @@ for n in "${PROXIES[@]}"; do
     nginx) "$NGINX" -e "$D/nginx.log" -p "$D" -c "$D/nginx.conf" >>"$D/nginx.log" 2>&1 & ;;
     berth) "$BERTH_BIN" -c "$D/berth.yaml" >>"$D/berth.log" 2>&1 & ;;
     berth_rules) "$BERTH_BIN" -c "$D/berth_rules.yaml" >>"$D/berth_rules.log" 2>&1 & ;;
+    berth_targets) "$BERTH_BIN" -c "$D/berth_targets.yaml" >>"$D/berth_targets.log" 2>&1 & ;;
     esac
     STARTED+=($!)
     PID[$n]=$!
@@ -540,6 +596,11 @@ for m in "${MODES[@]}"; do
         echo
         printf "berth with %d rules / berth with 1 rule: cpu_us/req ratio %s, rps ratio %s%s\n" "$RULES" \
             "$(ratio "${MED[berth_rules.$m.cpu]}" "${MED[berth.$m.cpu]}")" "$(ratio "${MED[berth_rules.$m.rps]}" "${MED[berth.$m.rps]}")" "$tag"
+    fi
+    if ((TARGETS > 0)) && [[ $RUN_BERTH == 1 ]]; then
+        echo
+        printf "berth with %d targets / berth with 4 targets: cpu_us/req ratio %s, rps ratio %s%s\n" "$TARGETS" \
+            "$(ratio "${MED[berth_targets.$m.cpu]}" "${MED[berth.$m.cpu]}")" "$(ratio "${MED[berth_targets.$m.rps]}" "${MED[berth.$m.rps]}")" "$tag"
     fi
 done
 

@@ -98,6 +98,7 @@ struct bth_lb_state {
     void *rr_mem;      /* owned */
     size_t rr_stride;  /* counters per row, a whole number of cache lines */
     unsigned rr_nrows; /* nworkers; a worker id past it falls back to weighted random */
+    bool rr_cursor;    /* equal weights, no slow start: each row's first entry is a cursor */
     /* weighted random: prefix sums of the configured weights, for a binary search */
     uint64_t *wr_prefix; /* owned, ntargets entries; wr_prefix[i] = weights of 0..i */
     uint64_t wr_total;   /* sum of configured weights (unscaled) */

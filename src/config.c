@@ -1251,11 +1251,23 @@ static void on_targets(struct ctx *c, yaml_node_t *v, void *dst)
 static const char *const dns_type_names[] = {"A", "AAAA", "SRV"};
 static const struct enumdef dns_type_enum = {dns_type_names, 3, "A, AAAA or SRV"};
 
+/* The longest dot-separated label of <s> (DNS allows 63). */
+static size_t longest_label(const char *s)
+{
+    size_t best = 0, cur = 0;
+    for (; *s != '\0'; s++) {
+        cur = *s == '.' ? 0 : cur + 1;
+        if (cur > best)
+            best = cur;
+    }
+    return best;
+}
+
 static void on_dns_name(struct ctx *c, yaml_node_t *v, void *dst)
 {
     const char *s = scalar(c, v);
     size_t n = s != NULL ? strlen(s) : 0;
-    if (s != NULL && (n == 0 || n > 253 ||
+    if (s != NULL && (n == 0 || n > 253 || longest_label(s) > 63 ||
                       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                 "0123456789._-") != n ||
                       strstr(s, "..") != NULL || s[0] == '.'))

@@ -263,8 +263,11 @@ static void send_query(struct dgroup *g)
     g->fd = socket(r->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (len == 0 || g->fd < 0 || connect(g->fd, (const struct sockaddr *)&r->ss, r->len) != 0 ||
         send(g->fd, q, len, 0) != (ssize_t)len) {
-        char why[160];
-        snprintf(why, sizeof(why), "cannot query %s: %s", r->text, strerror(errno));
+        char why[BTH_DNS_NAME_MAX + 96];
+        if (len == 0)
+            snprintf(why, sizeof(why), "cannot ask for %s: not a valid DNS name", g->qname);
+        else
+            snprintf(why, sizeof(why), "cannot query %s: %s", r->text, strerror(errno));
         lookup_failed(g, why);
         return;
     }

@@ -29,8 +29,8 @@ size_t bth_dns_build_query(uint16_t id, const char *name, uint16_t qtype, uint8_
     size_t nlen = strlen(name);
     if (nlen > 0 && name[nlen - 1] == '.')
         nlen--;
-    /* header + labels (nlen + 2) + qtype/qclass + OPT record (11) */
-    if (nlen == 0 || nlen > 253 || cap < HEADER_LEN + nlen + 2 + 4 + 11)
+    /* header + labels (nlen + 2) + qtype/qclass + OPT record (11); one trailing dot only */
+    if (nlen == 0 || nlen > 253 || name[nlen - 1] == '.' || cap < HEADER_LEN + nlen + 2 + 4 + 11)
         return 0;
     memset(buf, 0, HEADER_LEN);
     put16(buf, id);

@@ -513,6 +513,16 @@ static const struct err_case err_cases[] = {
      {"t.yaml:3:23: max_request_line 2m is out of range (64..1m)"}},
     {LST FWD GRP "    stickiness: {type: lb_cookie, duration: 8d}\n",
      {"t.yaml:6:45: duration 8d is out of range (1s..604800s)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 80, interval: 999ms}\n",
+     {"t.yaml:6:50: interval 999ms is out of range (1s..3600s)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 80, interval: 0s}\n",
+     {"t.yaml:6:50: interval 0s is out of range (1s..3600s)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 80, interval: 61m}\n",
+     {"t.yaml:6:50: interval 61m is out of range (1s..3600s)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 0}\n",
+     {"t.yaml:6:36: port 0 is out of range (1..65535)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 65536}\n",
+     {"t.yaml:6:36: port 65536 is out of range (1..65535)"}},
     /* values */
     {"listeners:\n  - bind: 1.2.3.4\n" FWD GRP, {"t.yaml:2:11: invalid address \"1.2.3.4\""}},
     {LST FWD GRP "    targets: [\"10.0.0.1:80\", \"web.local:80\"]\n",
@@ -538,6 +548,28 @@ static const struct err_case err_cases[] = {
       "least_outstanding_requests, weighted_random or flow_hash)"}},
     {LST FWD GRP "    health_check: {protocol: UDP}\n",
      {"t.yaml:6:30: invalid protocol \"UDP\" (expected HTTP, HTTPS or TCP)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, type: CNAME, port: 80}\n",
+     {"t.yaml:6:36: invalid type \"CNAME\" (expected A, AAAA or SRV)"}},
+    {LST FWD GRP "    discovery: {dns: \"web..svc\", port: 80}\n",
+     {"t.yaml:6:22: invalid DNS name \"web..svc\""}},
+    {LST FWD GRP "    discovery: {dns: .web.svc, port: 80}\n",
+     {"t.yaml:6:22: invalid DNS name \".web.svc\""}},
+    {LST FWD GRP "    discovery: {dns: \"web svc\", port: 80}\n",
+     {"t.yaml:6:22: invalid DNS name \"web svc\""}},
+    {LST FWD GRP "    discovery: {dns: \"web/svc\", port: 80}\n",
+     {"t.yaml:6:22: invalid DNS name \"web/svc\""}},
+    {LST FWD GRP "    discovery: {dns: \"\", port: 80}\n", {"t.yaml:6:22: invalid DNS name \"\""}},
+    {LST FWD GRP
+     "    discovery: {dns: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.svc, "
+     "port: 80}\n",
+     {"t.yaml:6:22: invalid DNS name "
+      "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.svc\""}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 80, resolvers: [10.0.0.2:53, 10.0.0.3, "
+                 "\"[fd00::53]:53\", dns.test:53]}\n",
+     {"t.yaml:6:65: invalid resolver address \"10.0.0.3\" (expected IP:PORT)",
+      "t.yaml:6:92: invalid resolver address \"dns.test:53\" (expected IP:PORT)"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 80, resolvers: 10.0.0.2:53}\n",
+     {"t.yaml:6:51: expected a sequence"}},
     {LST FWD GRP "    stickiness: {type: sticky}\n",
      {"t.yaml:6:24: invalid type \"sticky\" (expected lb_cookie, app_cookie or source_ip)"}},
     {"log_level: loud\n" LST FWD GRP,
@@ -644,6 +676,16 @@ static const struct err_case err_cases[] = {
      {"t.yaml:6:17: cookie is required with app_cookie stickiness"}},
     {LST FWD GRP "    stickiness: {type: lb_cookie, cookie: x}\n",
      {"t.yaml:6:17: cookie is only used with app_cookie stickiness"}},
+    {LST FWD GRP "    discovery: {dns: a.test}\n",
+     {"t.yaml:6:16: port is required with A records"}},
+    {LST FWD GRP "    discovery:\n      dns: a.test\n      type: AAAA\n",
+     {"t.yaml:7:7: port is required with AAAA records"}},
+    {LST FWD GRP "    discovery: {dns: a.test, type: SRV, port: 8080}\n",
+     {"t.yaml:6:16: port is not used with SRV records (they carry the port)"}},
+    {LST FWD GRP "    discovery: {type: SRV}\n", {"t.yaml:6:16: missing key \"dns\" in discovery"}},
+    {LST FWD GRP "    discovery: {dns: a.test, port: 80, ttl: 5s}\n",
+     {"t.yaml:6:40: unknown key \"ttl\" in discovery"}},
+    {LST FWD GRP "    discovery: a.test\n", {"t.yaml:6:16: expected a mapping"}},
     {LST FWD GRP "    stickiness: {duration: 1h}\n",
      {"t.yaml:6:17: missing key \"type\" in stickiness"}},
     {LST FWD "target_groups:\n  - {name: web, protocol: TCP, stickiness: {type: lb_cookie}}\n",
@@ -688,6 +730,82 @@ static void test_errors(void **state)
         failed += !ok;
     }
     assert_int_equal(failed, 0);
+}
+
+/* target_groups[].discovery: defaults, every field, and a group without it. */
+static void test_discovery(void **state)
+{
+    char name253[300];
+    size_t o = 0;
+    for (int i = 0; i < 4; i++) { /* 3 x (63 + 1) + 61 = 253 */
+        size_t l = i < 3 ? 63 : 61;
+        memset(name253 + o, 'a' + i, l);
+        o += l;
+        name253[o++] = i < 3 ? '.' : '\0';
+    }
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             LST FWD GRP "    discovery: {dns: web.svc.test, port: 8080}\n"
+                         "  - name: srv\n"
+                         "    discovery: {dns: _http._tcp.Web-1.svc.test., type: srv}\n"
+                         "  - name: v6\n"
+                         "    discovery:\n"
+                         "      dns: %s\n"
+                         "      type: AAAA\n"
+                         "      port: 65535\n"
+                         "      interval: 1h\n"
+                         "      resolvers: [\"10.0.0.2:53\", \"[fd00::53]:5353\"]\n"
+                         "  - name: plain\n"
+                         "  - name: short\n"
+                         "    discovery: {dns: x, port: 1, interval: 1s, resolvers: []}\n",
+             name253);
+    struct bth_config *cfg = load_ok(yaml);
+    assert_int_equal(cfg->ntarget_groups, 5);
+
+    const struct bth_cfg_discovery *d = &cfg->target_groups[0].discovery;
+    assert_string_equal(d->dns, "web.svc.test");
+    assert_int_equal(d->type, BTH_DNS_A);
+    assert_int_equal(d->port, 8080);
+    assert_true(d->interval_ms == 10000);
+    assert_int_equal(d->nresolvers, 0);
+    assert_null(d->resolvers);
+    assert_int_equal(d->mark.line, 6);
+    assert_int_equal(cfg->target_groups[0].ntargets, 0);
+
+    d = &cfg->target_groups[1].discovery;
+    assert_string_equal(d->dns, "_http._tcp.Web-1.svc.test.");
+    assert_int_equal(d->type, BTH_DNS_SRV);
+    assert_int_equal(d->port, 0);
+    assert_true(d->interval_ms == 10000);
+
+    d = &cfg->target_groups[2].discovery;
+    assert_int_equal(strlen(d->dns), 253);
+    assert_string_equal(d->dns, name253);
+    assert_int_equal(d->type, BTH_DNS_AAAA);
+    assert_int_equal(d->port, 65535);
+    assert_true(d->interval_ms == 3600000);
+    assert_int_equal(d->nresolvers, 2);
+    assert_string_equal(d->resolvers[0].text, "10.0.0.2:53");
+    assert_string_equal(d->resolvers[1].text, "[fd00::53]:5353");
+
+    d = &cfg->target_groups[3].discovery;
+    assert_null(d->dns);
+    assert_null(d->resolvers);
+    assert_int_equal(d->nresolvers, 0);
+
+    d = &cfg->target_groups[4].discovery;
+    assert_string_equal(d->dns, "x");
+    assert_true(d->interval_ms == 1000);
+    assert_int_equal(d->nresolvers, 0);
+    bth_config_destroy(cfg);
+
+    /* 254 characters: one too many */
+    struct bth_err err;
+    snprintf(yaml, sizeof(yaml), LST FWD GRP "    discovery: {dns: %sb, port: 80}\n", name253);
+    assert_null(load(yaml, &err));
+    assert_int_equal(err.n, 1);
+    assert_true(strncmp(err.msgs[0], "t.yaml:6:22: invalid DNS name \"", 31) == 0);
+    bth_err_fini(&err);
 }
 
 static void test_body_limit(void **state)
@@ -807,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_body_rate),
         cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_weird_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
