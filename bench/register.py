@@ -72,6 +72,14 @@ class Conn:
         self.sock.close()
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -125,6 +133,9 @@ def main():
     ap.add_argument("--state-file")
     ap.add_argument("--limit", type=float, default=1.0, help="seconds allowed per phase")
     ap.add_argument("--ready-timeout", type=float, default=10.0)
+    ap.add_argument("--scale", type=int, default=10000,
+                    help="then grow the group by this many targets in one call and time "
+                         "single registrations on top of it (0: skip)")
     args = ap.parse_args()
 
     why = wait_ready(args.socket, args.ready_timeout)
@@ -200,6 +211,57 @@ def main():
         print("FAIL: %s" % e, file=sys.stderr)
         return 1
     if args.state_file:
+        check_state_file(args, failed)
+    if args.scale > 0:
+        try:
+            scale_phase(args, base, failed)
+        except (OSError, EOFError, ValueError, RuntimeError) as e:
+            print("FAIL: %s" % e, file=sys.stderr)
+            return 1
+    if failed:
+        for f in failed:
+            print("FAIL: %s" % f, file=sys.stderr)
+        return 1
+    print("ok: every phase under %.1f s" % args.limit)
+    return 0
+
+
+def scale_phase(args, base, failed):
+    """A group of args.scale more targets: the big call, then single registrations on top of
+    it, each of which rebuilds and publishes the whole snapshot (and writes the state file)."""
+    rss0 = rss_kib(args.pid)
+    c = Conn(args.socket)
+    try:
+        t0 = time.perf_counter()
+        status, body = c.call("POST", base + "/register",
+                              {"Targets": [addr(3, i) for i in range(args.scale)]})
+        big = time.perf_counter() - t0
+        if status != 200:
+            raise RuntimeError("register of %d targets: %d %r" % (args.scale, status, body[:300]))
+        lat = []
+        for i in range(20):
+            t0 = time.perf_counter()
+            status, body = c.call("POST", base + "/register", {"Targets": [addr(4, i)]})
+            lat.append((time.perf_counter() - t0) * 1000.0)
+            if status != 200:
+                raise RuntimeError("register on top: %d %r" % (status, body[:300]))
+    finally:
+        c.close()
+    rss1 = rss_kib(args.pid)
+    total = target_count(args.socket, args.group)
+    lat.sort()
+    print("d) 1 register call with %d more targets: wall %.3f s; group now %d targets"
+          % (args.scale, big, total))
+    print("d) one more target on top (rebuild + publish + state file), 20 calls: ms p50 %.2f "
+          "p99 %.2f max %.2f" % (pct(lat, 50), pct(lat, 99), lat[-1]))
+    print("d) berth RSS %d KiB -> %d KiB (+%d KiB, %.2f KiB per target)"
+          % (rss0, rss1, rss1 - rss0, (rss1 - rss0) / float(args.scale + 20)))
+    if total != N + args.scale + 20:
+        failed.append("d): group has %d targets, expected %d" % (total, N + args.scale + 20))
+
+
+def check_state_file(args, failed):
+    if args.state_file:
         with open(args.state_file) as f:
             state = json.load(f)
         saved = len(state["target_groups"].get(args.group, []))
@@ -208,12 +270,6 @@ def main():
         if saved != N:
             failed.append("state file lists %d targets of %s, expected %d"
                           % (saved, args.group, N))
-    if failed:
-        for f in failed:
-            print("FAIL: %s" % f, file=sys.stderr)
-        return 1
-    print("ok: every phase under %.1f s" % args.limit)
-    return 0
 
 
 if __name__ == "__main__":

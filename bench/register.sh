@@ -8,14 +8,18 @@
 # dir, then bench/register.py measures:
 #   a) one register call with 1,000 targets (127.1.x.y:8080),
 #   b) 1,000 sequential single-target register calls on one keep-alive connection,
-#   c) 1,000 sequential single-target deregister calls on one keep-alive connection.
+#   c) 1,000 sequential single-target deregister calls on one keep-alive connection,
+#   d) one register call with SCALE more targets (127.3.x.y:8080), then 20 single register
+#      calls on top of that group (each rebuilds and publishes the whole snapshot and writes
+#      the state file), and berth's RSS before and after.
 # The targets are never connected to: no traffic is sent. For each phase it prints the wall
 # time, per-call latency percentiles and berth's CPU time.
 #
 # Usage: bench/register.sh
 # Environment:
 #   BERTH_BIN=PATH   berth binary (default: <repo>/build/berth)
-#   LIMIT=1.0        seconds allowed per phase
+#   LIMIT=1.0        seconds allowed per phase (a to c)
+#   SCALE=10000      targets added in phase d (0: skip it)
 #   TMPDIR=DIR       where the temp dir (socket, state file) goes; the state file is
 #                    fsync'ed on every change, so the file system matters
 # Exit status: 0 every phase under LIMIT; 1 a phase took LIMIT or more, a call failed or
@@ -25,6 +29,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
 LIMIT=${LIMIT:-1.0}
+SCALE=${SCALE:-10000}
 PYTHON=/usr/bin/python3
 
 die() { echo "error: $*" >&2; exit 2; }
@@ -82,7 +87,7 @@ echo "# berth: $BERTH_BIN ($("$BERTH_BIN" --version 2>&1 | head -n1 || true))"
 echo "# state file on: $(df -PT "$D" | awk 'NR == 2 {print $2 " (" $1 ")"}'); limit ${LIMIT}s per phase"
 
 rc=0
-"$PYTHON" "$ROOT/bench/register.py" --socket "$D/berth.sock" --pid "$BERTH_PID" \
+"$PYTHON" "$ROOT/bench/register.py" --socket "$D/berth.sock" --pid "$BERTH_PID" --scale "$SCALE" \
     --state-file "$D/state.json" --limit "$LIMIT" || rc=$?
 
 if ! kill -0 "$BERTH_PID" 2>/dev/null; then

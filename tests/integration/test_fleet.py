@@ -7,11 +7,12 @@ import collections
 import os
 import socket
 import struct
+import time
 
 from cfgbuild import group
 from httpwire import fetch
 from l4servers import l4_fixture  # noqa: F401 (the l4 fixture)
-from l4servers import nlb_config, recv_line
+from l4servers import metric, nlb_config, recv_line
 
 from test_stickiness import cookie_value, get
 
@@ -38,8 +39,12 @@ def test_cookie_from_one_instance_is_honoured_by_another(berth, backend, tmp_pat
     key = write_key(tmp_path / "key", os.urandom(32))
     targets = [b.addr for b in bs]
     a = berth(sticky_config(targets, key))
-    b = berth(sticky_config(list(reversed(targets)), key))  # order does not matter
-    other = berth(sticky_config(targets, write_key(tmp_path / "other", os.urandom(32))))
+    cfg_b = sticky_config(list(reversed(targets)), key)  # the order does not matter
+    cfg_b["control"] = {"socket": str(tmp_path / "b.sock")}
+    b = berth(cfg_b)
+    cfg_o = sticky_config(targets, write_key(tmp_path / "other", os.urandom(32)))
+    cfg_o["control"] = {"socket": str(tmp_path / "o.sock")}
+    other = berth(cfg_o)
     pinned = collections.Counter()
     for i in range(8):
         r = get(a.port, "/a/%d" % i)
@@ -85,20 +90,33 @@ def free_ports(n):
     return ports
 
 
-def test_flow_hash_agrees_across_instances(berth, l4):
-    """Two berth processes with the same targets (in any order) send the same 5-tuple to the same target."""
+def new_connections(lb):
+    return metric(lb, "berth_new_connections_total", {"listener": "l4"}) or 0
+
+
+def test_flow_hash_agrees_across_instances(berth, l4, tmp_path):
+    """Two berth processes sharing one address (SO_REUSEPORT, as behind ECMP), with the same targets in another order, send each 5-tuple to the target one instance alone chose."""
     ts = [l4.tcp("127.0.0.%d" % i) for i in (2, 3, 4, 5)]
     addrs = [t.addr for t in ts]
     cfg = nlb_config(addrs, protocol="TCP")
     a = berth(cfg)
-    bind = cfg["listeners"][0].get("bind") or "127.0.0.1:%d" % a.port
-    src = free_ports(40)
-    first = flow_targets(a.port, src)
-    assert len(set(first.values())) == 4, "40 flows did not reach all 4 targets: %r" % first
-    a.stop()
+    src = free_ports(60)
+    alone = flow_targets(a.port, src)
+    assert len(set(alone.values())) == 4, "60 flows did not reach all 4 targets: %r" % alone
     cfg2 = nlb_config(list(reversed(addrs)), protocol="TCP")
-    cfg2["listeners"][0]["bind"] = bind  # the same address: the same 5-tuples
+    cfg2["listeners"][0]["bind"] = cfg["listeners"][0]["bind"]  # the same address
+    cfg2["control"] = {"socket": str(tmp_path / "b.sock")}
     b = berth(cfg2)
-    second = flow_targets(b.port, src)
-    moved = {sp: (first[sp], second[sp]) for sp in src if first[sp] != second[sp]}
-    assert not moved, "flows went elsewhere on the second instance: %r" % moved
+    a0, b0 = new_connections(a), new_connections(b)
+    both = flow_targets(a.port, src)
+    deadline = time.monotonic() + 3  # the counters are summed from the workers when read
+    while True:
+        took_a, took_b = new_connections(a) - a0, new_connections(b) - b0
+        if took_a + took_b == len(src) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert took_a + took_b == len(src), (took_a, took_b)
+    assert took_a > 0 and took_b > 0, "the kernel gave every flow to one instance: %d / %d" % (
+        took_a, took_b)
+    moved = {sp: (alone[sp], both[sp]) for sp in src if alone[sp] != both[sp]}
+    assert not moved, "flows went to other targets with two instances: %r" % moved
