@@ -91,6 +91,12 @@ struct bth_lb_ops {
 
 /* Per group, per snapshot. Written by the main thread before publication; afterwards
  * workers write only their own round-robin row, so the pick path needs no atomics here. */
+/* One target's next turn in a weighted round robin of many targets (lb_round_robin.c). */
+struct bth_edf_entry {
+    uint64_t deadline;
+    uint32_t idx;
+};
+
 struct bth_lb_state {
     const struct bth_lb_ops *ops; /* borrowed: static table */
     /* round robin: one row of ntargets counters per worker */
@@ -99,6 +105,8 @@ struct bth_lb_state {
     size_t rr_stride;  /* counters per row, a whole number of cache lines */
     unsigned rr_nrows; /* nworkers; a worker id past it falls back to weighted random */
     bool rr_cursor;    /* equal weights, no slow start: each row's first entry is a cursor */
+    struct bth_edf_entry *rr_heap; /* borrowed (rr_mem): large weighted groups, one
+                                    * earliest-deadline-first heap of rr_stride per worker */
     /* weighted random: prefix sums of the configured weights, for a binary search */
     uint64_t *wr_prefix; /* owned, ntargets entries; wr_prefix[i] = weights of 0..i */
     uint64_t wr_total;   /* sum of configured weights (unscaled) */

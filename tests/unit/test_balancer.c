@@ -23,7 +23,7 @@
 #include "worker.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MAX_TARGETS   64
+#define MAX_TARGETS   256
 
 /* A group as a snapshot would hold it, with its own config and one fake worker per row. */
 struct fixture {
@@ -255,6 +255,74 @@ static void test_rr_health_change(void **state)
     set_state(f, 0, BTH_TARGET_HEALTHY);
     pick_many(f, 4000);
     assert_share(f->count[0], 4000, 0.5, 0.01, 0);
+    fixture_free(f);
+}
+
+/* Equal weights (no slow start) rotate with a cursor: target order, exact shares, and an
+ * unhealthy target skipped without disturbing the others. */
+static void test_rr_cursor_rotation(void **state)
+{
+    struct fixture *f = fixture_equal(BTH_ALG_ROUND_ROBIN, 200);
+    for (size_t i = 0; i < 400; i++)
+        assert_int_equal(pick_idx(f, 0), i % 200);
+    set_state(f, 7, BTH_TARGET_UNHEALTHY);
+    pick_many(f, 199 * 5);
+    for (size_t i = 0; i < 200; i++)
+        assert_int_equal(f->count[i], i == 7 ? 0 : 5);
+    fixture_free(f);
+}
+
+/* Weighted groups of 64 targets or more use the earliest-deadline-first heap: shares follow
+ * the weights exactly over whole cycles, and stay within two picks of them all along. */
+static void test_rr_edf_shares(void **state)
+{
+    unsigned weights[MAX_TARGETS];
+    int64_t total = 0;
+    for (size_t i = 0; i < 200; i++) {
+        weights[i] = 1 + (unsigned)(i * 7 % 5);
+        total += weights[i];
+    }
+    struct fixture *f = fixture_new(BTH_ALG_ROUND_ROBIN, weights, 200, 1, 0);
+    assert_non_null(f->g.lb->rr_heap);
+    memset(f->count, 0, sizeof(f->count));
+    for (int64_t t = 1; t <= 3 * total; t++) {
+        f->count[pick_idx(f, 0)]++;
+        for (size_t i = 0; i < 200 && t % 97 == 0; i++) {
+            int64_t d = (int64_t)f->count[i] * total - t * (int64_t)weights[i];
+            if (d <= -2 * total || d >= 2 * total)
+                fail_msg("target %zu has %zu picks after %lld", i, f->count[i], (long long)t);
+        }
+    }
+    for (size_t i = 0; i < 200; i++) {
+        int64_t d = (int64_t)f->count[i] - 3 * (int64_t)weights[i];
+        if (d < -1 || d > 1)
+            fail_msg("target %zu: %zu picks, want %u", i, f->count[i], 3 * weights[i]);
+    }
+    fixture_free(f);
+}
+
+/* An unhealthy or zero-weight target never gets a turn; the rest keep their shares. Each
+ * worker starts at another point of the schedule. */
+static void test_rr_edf_skips_and_workers(void **state)
+{
+    unsigned weights[MAX_TARGETS];
+    for (size_t i = 0; i < 100; i++)
+        weights[i] = i == 3 ? 0 : (i % 2 ? 2 : 1);
+    struct fixture *f = fixture_new(BTH_ALG_ROUND_ROBIN, weights, 100, 4, 0);
+    set_state(f, 10, BTH_TARGET_UNHEALTHY);
+    size_t total = 0;
+    for (size_t i = 0; i < 100; i++)
+        total += (i == 3 || i == 10) ? 0 : weights[i];
+    pick_many(f, total * 10);
+    for (size_t i = 0; i < 100; i++) {
+        size_t want = (i == 3 || i == 10) ? 0 : weights[i] * 10;
+        if (f->count[i] + 2 < want || f->count[i] > want + 2)
+            fail_msg("target %zu: %zu picks, want %zu", i, f->count[i], want);
+    }
+    size_t first[4];
+    for (unsigned k = 1; k < 4; k++)
+        first[k] = pick_idx(f, k);
+    assert_true(first[1] != first[2] && first[2] != first[3] && first[1] != first[3]);
     fixture_free(f);
 }
 
@@ -661,14 +729,25 @@ static void test_snapshot_state(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rr_nginx_sequence), cmocka_unit_test(test_rr_weights_exact),
-        cmocka_unit_test(test_rr_smooth_random),  cmocka_unit_test(test_rr_per_worker),
-        cmocka_unit_test(test_rr_health_change),  cmocka_unit_test(test_lor_fewest),
-        cmocka_unit_test(test_lor_ties_random),   cmocka_unit_test(test_lor_p2c),
-        cmocka_unit_test(test_wr_proportions),    cmocka_unit_test(test_slow_start_ramp),
-        cmocka_unit_test(test_slow_start_weight), cmocka_unit_test(test_slow_start_entry),
-        cmocka_unit_test(test_fail_open),         cmocka_unit_test(test_never_picked),
-        cmocka_unit_test(test_tried_skipped),     cmocka_unit_test(test_empty_and_stateless),
+        cmocka_unit_test(test_rr_nginx_sequence),
+        cmocka_unit_test(test_rr_weights_exact),
+        cmocka_unit_test(test_rr_smooth_random),
+        cmocka_unit_test(test_rr_per_worker),
+        cmocka_unit_test(test_rr_health_change),
+        cmocka_unit_test(test_rr_cursor_rotation),
+        cmocka_unit_test(test_rr_edf_shares),
+        cmocka_unit_test(test_rr_edf_skips_and_workers),
+        cmocka_unit_test(test_lor_fewest),
+        cmocka_unit_test(test_lor_ties_random),
+        cmocka_unit_test(test_lor_p2c),
+        cmocka_unit_test(test_wr_proportions),
+        cmocka_unit_test(test_slow_start_ramp),
+        cmocka_unit_test(test_slow_start_weight),
+        cmocka_unit_test(test_slow_start_entry),
+        cmocka_unit_test(test_fail_open),
+        cmocka_unit_test(test_never_picked),
+        cmocka_unit_test(test_tried_skipped),
+        cmocka_unit_test(test_empty_and_stateless),
         cmocka_unit_test(test_snapshot_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
