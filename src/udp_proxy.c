@@ -234,6 +234,7 @@ static bool send_run_gso(struct bth_udp_listener *u, struct flow *f, int from, i
         char buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
     } ctl;
+    memset(&ctl, 0, sizeof(ctl)); /* the padding after the cmsg goes to the kernel too */
     struct msghdr mh = {.msg_iov = iov,
                         .msg_iovlen = (size_t)(to - from),
                         .msg_control = ctl.buf,

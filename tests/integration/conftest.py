@@ -5,8 +5,10 @@
 (env BERTH_BIN, default /work/main/build/berth) as `berth -c FILE`, waits for "ready" on
 stderr and a 200 from GET /healthz on the control socket, and on teardown stops it with
 SIGTERM (SIGKILL after 5 s), failing the test if berth died from a signal or a sanitizer
-reported an error. `backend(mode)` starts a target server on the next loopback address
-127.0.0.2, 127.0.0.3, ... `http_config(targets)` builds the minimal HTTP config.
+reported an error. The env vars BERTH_START_TIMEOUT and BERTH_STOP_TIMEOUT (seconds) change
+the ready wait (10 s) and the wait before SIGKILL (5 s), e.g. under valgrind.
+`backend(mode)` starts a target server on the next loopback address 127.0.0.2, 127.0.0.3, ...
+`http_config(targets)` builds the minimal HTTP config.
 """
 
 import copy
@@ -27,8 +29,9 @@ from backends import Backend  # noqa: E402
 from httpwire import Reader, read_response  # noqa: E402
 
 BERTH_BIN = os.environ.get("BERTH_BIN", "/work/main/build/berth")
-READY_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
+# Both can be raised for slow runs (valgrind: scripts/valgrind.sh sets them).
+READY_TIMEOUT = float(os.environ.get("BERTH_START_TIMEOUT", "10"))
+STOP_TIMEOUT = float(os.environ.get("BERTH_STOP_TIMEOUT", "5"))
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "ERROR: ThreadSanitizer", "WARNING: ThreadSanitizer")
 
