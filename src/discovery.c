@@ -57,6 +57,7 @@ struct dgroup {
     int fd;
     struct event *io, *timer; /* owned */
     bool in_flight;
+    bool refused; /* the resolver's port was unreachable (ICMP): retry without waiting */
     uint16_t qid, qtype;
     char qname[BTH_DNS_NAME_MAX];
     unsigned resolver, tries;
@@ -207,6 +208,7 @@ static void schedule(struct dgroup *g, uint64_t ms)
 static void end_query(struct dgroup *g)
 {
     g->in_flight = false;
+    g->refused = false;
     if (g->fd >= 0) {
         event_del(g->io);
         close(g->fd);
@@ -397,8 +399,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
         if (n < 0) {
-            if (errno == ECONNREFUSED) /* ICMP: nothing listens there; try the next */
-                g->resolver++;
+            if (errno == ECONNREFUSED) { /* ICMP: nothing listens there: no need to wait */
+                g->refused = true;
+                schedule(g, 0);
+            }
             return; /* EAGAIN; or an error the timeout turns into a retry */
         }
         struct bth_dns_answer a = {.records = g->d->recs, .cap = MAX_RECORDS};
@@ -418,14 +422,21 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         lookup_start(g);
         return;
     }
+    /* No answer in time, or refused: ask the next resolver (or the only one once more). */
     size_t n = g->nresolvers ? g->nresolvers : g->d->nsys;
+    bool refused = g->refused;
+    g->refused = false;
     if (++g->tries < (n > 1 ? n : 2)) {
-        g->resolver++; /* no answer in time: ask the next resolver (or the same once more) */
+        g->resolver++;
         send_query(g);
         return;
     }
-    char why[BTH_DNS_NAME_MAX + 32];
-    snprintf(why, sizeof(why), "no answer for %s in %d ms", g->qname, QUERY_TIMEOUT_MS);
+    char why[BTH_DNS_NAME_MAX + 64];
+    if (refused)
+        snprintf(why, sizeof(why), "resolver refused the connection (port unreachable) for %s",
+                 g->qname);
+    else
+        snprintf(why, sizeof(why), "no answer for %s in %d ms", g->qname, QUERY_TIMEOUT_MS);
     lookup_failed(g, why);
 }
 
