@@ -624,6 +624,9 @@ static void reset_exchange(struct bth_http_session *s)
     evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
     evbuffer_drain(s->retry_copy, evbuffer_get_length(s->retry_copy));
     llhttp_init(&s->req_parser, HTTP_REQUEST, &bth_http_head_settings);
+    /* Transfer-Encoding with Content-Length: the TE frames the body (RFC 9112 6.3) and the
+     * Content-Length is not forwarded (see start_request); the desync check classifies it. */
+    llhttp_set_lenient_chunked_length(&s->req_parser, 1);
     s->req_parser.data = &s->req;
     llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
     s->resp_parser.data = &s->resp;
@@ -1176,6 +1179,12 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     }
     s->is_upgrade = s->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
     if (s->req_parser.flags & F_CHUNKED) {
+        /* A sender MUST remove a received Content-Length when Transfer-Encoding is present
+         * (RFC 9112 6.3): the target must frame the body the way berth did. */
+        for (unsigned i = 0; i < h->nhdrs; i++) {
+            if (h->hdrs[i].kind == BTH_HDR_CONTENT_LENGTH)
+                h->hdrs[i].drop = true;
+        }
         s->req_body = BODY_CHUNKED;
         s->req_has_body = true;
         llhttp_resume(&s->req_parser); /* it finds the end of the chunked body */

@@ -66,3 +66,29 @@ def test_desync_metrics_count_classes(berth, backend, http_config):
     assert 'class="ambiguous"} 1' in text, text
     assert 'class="severe"} 1' in text, text
     assert 'berth_desync_blocked_total{listener="%s"} 1' % lb_listener(lb) in text, text
+
+
+TE_AND_CL = (b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize("mode", ["monitor", "defensive", "strictest"])
+def test_te_with_cl_is_framed_by_te(berth, backend, http_config, mode):
+    """Transfer-Encoding with Content-Length (ambiguous): the chunked framing wins and the target gets no Content-Length; defensive closes after the answer, strictest refuses with 400."""
+    b = backend()
+    lb = berth(http_config([b.addr], desync_mitigation_mode=mode))
+    with Client(lb.port, timeout=5) as c:
+        c.send(TE_AND_CL)
+        r = c.response()
+        if mode == "strictest":
+            assert r.status == 400, r
+            assert c.wait_closed(2.0) is not None
+            assert b.requests == []
+            return
+        assert r.status == 200, r
+        req = b.requests[-1]
+        assert req.body == b"abc", req.body
+        assert req.header("Content-Length") is None, req.headers
+        assert req.header("Transfer-Encoding") == "chunked"
+        if mode == "defensive":
+            assert c.wait_closed(2.0) is not None, "ambiguous request: connection not closed"

@@ -21,9 +21,6 @@ MALFORMED = {
         b"GET / HTTP/1.1\r\nHost: a\r\nX-Foo : bar\r\n\r\n",
     "non-numeric-content-length":
         b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",
-    "content-length-and-chunked":
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"0\r\n\r\n",
 }
 
 
