@@ -92,13 +92,14 @@ class Backend:
     def __init__(self, host, mode="http", port=0):
         self.host = host
         self.mode = mode
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.lsock = socket.socket(family, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind((host, port))
         self.lsock.listen(128)
         self.lsock.settimeout(0.1)
         self.port = self.lsock.getsockname()[1]
-        self.addr = "%s:%d" % (host, self.port)
+        self.addr = ("[%s]:%d" if family == socket.AF_INET6 else "%s:%d") % (host, self.port)
         self.requests = []      # [Request]
         self.raw = []           # raw bytes per connection (silent/rude/reset/garbage modes)
         self.connections = 0    # TCP connections accepted

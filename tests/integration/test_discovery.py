@@ -313,3 +313,19 @@ def test_discovered_targets_survive_reload_and_stay_out_of_the_state_file(berth,
     finally:
         for b in bs:
             b.stop()
+
+
+def test_aaaa_records_become_targets(berth, http_config, dns):
+    """AAAA records work too: an IPv6 address becomes a target and serves."""
+    port = free_port("127.0.0.2")
+    b = Backend("::1", "http", port)
+    try:
+        dns.set_a("web6.svc.test", ["::1"])
+        dns.start()
+        lb = berth(dns_config(http_config, {"dns": "web6.svc.test", "type": "AAAA", "port": port,
+                                            "interval": "1s", "resolvers": [dns.resolver]}))
+        wait_for(lambda: list(targets(lb)) == ["::1:%d" % port], what="the IPv6 target")
+        assert served_by(lb, 5) == {b.addr}
+        assert health(lb)["Discovery"]["Type"] == "AAAA"
+    finally:
+        b.stop()
