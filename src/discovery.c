@@ -20,6 +20,7 @@
 #include "dns.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "registry.h"
 #include "target.h"
 #include "worker.h"
@@ -151,15 +152,6 @@ static int record_addr(const struct bth_dns_record *r, unsigned port, struct bth
 
 /* ---- applying an answer ----------------------------------------------------------------- */
 
-static struct bth_target *group_target(struct bth_reg_group *rg, const struct bth_addr *a)
-{
-    for (size_t i = 0; i < rg->ntargets; i++) {
-        if (bth_addr_equal(&rg->targets[i]->addr, a))
-            return rg->targets[i];
-    }
-    return NULL;
-}
-
 /* Registers what is new in <g->found>, drains what left; returns true when anything
  * changed. Targets that were in the group before (config, API) are left as they are. */
 static bool apply_found(struct dgroup *g)
@@ -171,13 +163,13 @@ static bool apply_found(struct dgroup *g)
     bool changed = false;
     for (size_t i = 0; i < g->found.n; i++) {
         const struct found *f = &g->found.v[i];
-        struct bth_target *t = group_target(rg, &f->addr);
+        struct bth_target *t = bth_registry_find_target(rg, &f->addr);
         bool draining = t != NULL && bth_registry_find_drain(reg, t) != NULL;
         if (t != NULL && !draining)
             continue;
         if (bth_registry_register(reg, rg, &f->addr, f->weight) != 0)
             continue; /* out of memory: the next answer tries again */
-        if (t == NULL && (t = group_target(rg, &f->addr)) != NULL)
+        if (t == NULL && (t = bth_registry_find_target(rg, &f->addr)) != NULL)
             t->discovered = true;
         changed = true;
     }
@@ -639,8 +631,7 @@ void bth_discovery_metrics(const struct bth_discovery *d, struct evbuffer *out)
         {"berth_discovery_failures_total", "counter", "Failed DNS lookups per group."},
     };
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
-        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
-                            fam[f].name, fam[f].type);
+        bth_metrics_family(out, fam[f].name, fam[f].type, fam[f].help);
         for (size_t i = 0; d != NULL && i < d->ngroups; i++) {
             const struct dgroup *g = d->groups[i];
             unsigned long long v = f == 0 ? g->ntargets : f == 1 ? g->failing : g->failures;

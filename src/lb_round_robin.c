@@ -18,7 +18,6 @@
 #include "worker.h"
 
 #define CACHE_LINE      64u
-#define PER_LINE        (CACHE_LINE / sizeof(int64_t))
 #define EDF_MIN_TARGETS 64 /* smaller weighted groups keep nginx's exact smooth sequence */
 #define EDF_UNIT        (UINT64_C(1) << 32)
 #define EDF_REBASE      (UINT64_C(1) << 62)
@@ -138,21 +137,27 @@ static void edf_init(struct bth_edf_entry *h, const struct bth_snap_group *g)
         edf_sift_down(h, n, i);
 }
 
-/* Every worker starting from zeroed counters would send its first request after each new
- * snapshot to the same heaviest target. Worker k starts k steps into the sequence instead:
- * with equal weights, worker k begins at target k. Steps use the configured weights and
- * count every target of non-zero weight. */
-/* One heap per worker, each a whole number of cache lines; worker k starts k turns in. */
+/* <nrows> rows of <per_row> entries of <size> bytes, each row a whole number of cache lines
+ * so no two workers share one. Sets <*mem> (to free) and returns the first aligned row, or
+ * NULL when out of memory; <*stride> is the row length in entries. */
+static void *alloc_rows(unsigned nrows, size_t per_row, size_t size, size_t *stride, void **mem)
+{
+    size_t per_line = CACHE_LINE / size;
+    *stride = (per_row + per_line - 1) / per_line * per_line;
+    *mem = bth_calloc(1, (size_t)nrows * *stride * size + CACHE_LINE);
+    if (*mem == NULL)
+        return NULL;
+    return (void *)(((uintptr_t)*mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
+}
+
+/* One heap per worker; worker k starts k turns in. */
 static int edf_alloc(struct bth_lb_state *st, const struct bth_snap_group *g, unsigned nworkers)
 {
-    size_t per_line = CACHE_LINE / sizeof(struct bth_edf_entry);
-    size_t stride = (g->ntargets + per_line - 1) / per_line * per_line;
-    void *mem =
-        bth_calloc(1, (size_t)nworkers * stride * sizeof(struct bth_edf_entry) + CACHE_LINE);
-    if (mem == NULL)
+    size_t stride;
+    void *mem;
+    struct bth_edf_entry *rows = alloc_rows(nworkers, g->ntargets, sizeof(*rows), &stride, &mem);
+    if (rows == NULL)
         return -1;
-    struct bth_edf_entry *rows =
-        (struct bth_edf_entry *)(((uintptr_t)mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
     struct bth_lb_ctx c = {.fail_open = true};
     for (unsigned k = 0; k < nworkers; k++) {
         struct bth_edf_entry *row = rows + (size_t)k * stride;
@@ -167,20 +172,22 @@ static int edf_alloc(struct bth_lb_state *st, const struct bth_snap_group *g, un
     return 0;
 }
 
+/* Every worker starting from zeroed counters would send its first request after each new
+ * snapshot to the same heaviest target. Worker k starts k steps into the sequence instead:
+ * with equal weights, worker k begins at target k. Steps use the configured weights and
+ * count every target of non-zero weight. */
 static int rr_init(struct bth_lb_state *st, const struct bth_snap_group *g, unsigned nworkers)
 {
     if (g->ntargets == 0 || nworkers == 0)
         return 0;
     bool cursor = uniform(g);
-    bool edf = !cursor && g->ntargets >= EDF_MIN_TARGETS;
-    if (edf)
+    if (!cursor && g->ntargets >= EDF_MIN_TARGETS)
         return edf_alloc(st, g, nworkers);
-    size_t stride = cursor ? PER_LINE : (g->ntargets + PER_LINE - 1) / PER_LINE * PER_LINE;
-    size_t bytes = (size_t)nworkers * stride * sizeof(int64_t);
-    void *mem = bth_calloc(1, bytes + CACHE_LINE);
-    if (mem == NULL)
+    size_t stride;
+    void *mem;
+    int64_t *rows = alloc_rows(nworkers, cursor ? 1 : g->ntargets, sizeof(*rows), &stride, &mem);
+    if (rows == NULL)
         return -1;
-    int64_t *rows = (int64_t *)(((uintptr_t)mem + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
     /* Failing open counts every target that is not draining, whatever its health: health
      * changes without a new snapshot, so the phase should not depend on it. */
     struct bth_lb_ctx c = {.fail_open = true};

@@ -14,7 +14,7 @@
 #include "target.h"
 #include "worker.h"
 
-static void family(struct evbuffer *out, const char *name, const char *type, const char *help)
+void bth_metrics_family(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -23,7 +23,7 @@ static void family(struct evbuffer *out, const char *name, const char *type, con
 static void per_block(struct evbuffer *out, const char *name, const char *help, const char *label,
                       struct bth_stats *const *blocks, size_t n, enum bth_stat k)
 {
-    family(out, name, "counter", help);
+    bth_metrics_family(out, name, "counter", help);
     for (size_t i = 0; i < n; i++)
         evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, blocks[i]->name,
                             (unsigned long long)bth_stats_sum(blocks[i], k));
@@ -32,7 +32,7 @@ static void per_block(struct evbuffer *out, const char *name, const char *help, 
 static void by_class(struct evbuffer *out, const char *name, const char *help, const char *label,
                      struct bth_stats *const *blocks, size_t n, enum bth_stat first, int c0, int c1)
 {
-    family(out, name, "counter", help);
+    bth_metrics_family(out, name, "counter", help);
     for (size_t i = 0; i < n; i++) {
         for (int c = c0; c <= c1; c++)
             evbuffer_add_printf(
@@ -44,7 +44,7 @@ static void by_class(struct evbuffer *out, const char *name, const char *help, c
 static void histogram(struct evbuffer *out, struct bth_stats *const *blocks, size_t n)
 {
     const char *name = "berth_target_response_time_seconds";
-    family(
+    bth_metrics_family(
         out, name, "histogram",
         "Time from the request sent to the target until its response head (TargetResponseTime).");
     for (size_t i = 0; i < n; i++) {
@@ -67,8 +67,8 @@ static void histogram(struct evbuffer *out, struct bth_stats *const *blocks, siz
 
 static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
 {
-    family(out, "berth_healthy_targets", "gauge",
-           "Targets taking traffic per group (HealthyHostCount).");
+    bth_metrics_family(out, "berth_healthy_targets", "gauge",
+                       "Targets taking traffic per group (HealthyHostCount).");
     for (size_t i = 0; i < reg->ngroups; i++) {
         unsigned n = 0;
         for (size_t j = 0; j < reg->groups[i].ntargets; j++)
@@ -76,8 +76,8 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         evbuffer_add_printf(out, "berth_healthy_targets{target_group=\"%s\"} %u\n",
                             reg->groups[i].name, n);
     }
-    family(out, "berth_unhealthy_targets", "gauge",
-           "Targets failing health checks per group (UnHealthyHostCount).");
+    bth_metrics_family(out, "berth_unhealthy_targets", "gauge",
+                       "Targets failing health checks per group (UnHealthyHostCount).");
     for (size_t i = 0; i < reg->ngroups; i++) {
         unsigned n = 0;
         for (size_t j = 0; j < reg->groups[i].ntargets; j++)
@@ -85,9 +85,10 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         evbuffer_add_printf(out, "berth_unhealthy_targets{target_group=\"%s\"} %u\n",
                             reg->groups[i].name, n);
     }
-    family(out, "berth_group_failing_open", "gauge",
-           "1 when no target of the group passes health checks and traffic goes to all of "
-           "them (fail open, as ELB does).");
+    bth_metrics_family(
+        out, "berth_group_failing_open", "gauge",
+        "1 when no target of the group passes health checks and traffic goes to all of "
+        "them (fail open, as ELB does).");
     for (size_t i = 0; i < reg->ngroups; i++) {
         const struct bth_reg_group *g = &reg->groups[i];
         unsigned healthy = 0, candidates = 0;
@@ -98,8 +99,8 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         evbuffer_add_printf(out, "berth_group_failing_open{target_group=\"%s\"} %d\n", g->name,
                             healthy == 0 && candidates > 0);
     }
-    family(out, "berth_ejected_targets", "gauge",
-           "Targets out of rotation after passive health checks (outlier detection).");
+    bth_metrics_family(out, "berth_ejected_targets", "gauge",
+                       "Targets out of rotation after passive health checks (outlier detection).");
     for (size_t i = 0; i < reg->ngroups; i++) {
         unsigned n = 0;
         for (size_t j = 0; j < reg->groups[i].ntargets; j++)
@@ -107,7 +108,7 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         evbuffer_add_printf(out, "berth_ejected_targets{target_group=\"%s\"} %u\n",
                             reg->groups[i].name, n);
     }
-    family(out, "berth_targets", "gauge", "Registered targets per group and state.");
+    bth_metrics_family(out, "berth_targets", "gauge", "Registered targets per group and state.");
     for (size_t i = 0; i < reg->ngroups; i++) {
         unsigned by_state[BTH_TARGET_UNAVAILABLE + 1] = {0};
         for (size_t j = 0; j < reg->groups[i].ntargets; j++)
@@ -130,17 +131,18 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
         rejected +=
             atomic_load_explicit(&workers[i]->metrics.rejected_connections, memory_order_relaxed);
     }
-    family(out, "berth_reloads_total", "counter", "Config reloads by result.");
+    bth_metrics_family(out, "berth_reloads_total", "counter", "Config reloads by result.");
     evbuffer_add_printf(out,
                         "berth_reloads_total{result=\"ok\"} %llu\n"
                         "berth_reloads_total{result=\"error\"} %llu\n",
                         (unsigned long long)reg->reloads_ok,
                         (unsigned long long)reg->reloads_failed);
-    family(out, "berth_active_connections", "gauge",
-           "Client connections open (ActiveConnectionCount).");
+    bth_metrics_family(out, "berth_active_connections", "gauge",
+                       "Client connections open (ActiveConnectionCount).");
     evbuffer_add_printf(out, "berth_active_connections %lld\n", (long long)active);
-    family(out, "berth_rejected_connections_total", "counter",
-           "Client connections refused for lack of descriptors (RejectedConnectionCount).");
+    bth_metrics_family(
+        out, "berth_rejected_connections_total", "counter",
+        "Client connections refused for lack of descriptors (RejectedConnectionCount).");
     evbuffer_add_printf(out, "berth_rejected_connections_total %llu\n",
                         (unsigned long long)rejected);
 
@@ -158,13 +160,14 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
              "Responses berth generated itself by class (HTTPCode_ELB_3XX/4XX/5XX_Count).",
              "listener", ls, nl, BTH_ST_ELB_3XX, 3, 5);
 
-    family(out, "berth_udp_flows", "gauge", "UDP flows in the flow tables (NLB mode).");
+    bth_metrics_family(out, "berth_udp_flows", "gauge", "UDP flows in the flow tables (NLB mode).");
     for (size_t i = 0; i < nl; i++)
         evbuffer_add_printf(out, "berth_udp_flows{listener=\"%s\"} %lld\n", ls[i]->name,
                             (long long)(bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CREATED) -
                                         bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CLOSED)));
-    family(out, "berth_desync_requests_total", "counter",
-           "Requests by desync classification (DesyncMitigationMode_NonCompliant_Request_Count).");
+    bth_metrics_family(
+        out, "berth_desync_requests_total", "counter",
+        "Requests by desync classification (DesyncMitigationMode_NonCompliant_Request_Count).");
     static const char *const tiers[] = {"acceptable", "ambiguous", "severe"};
     for (size_t i = 0; i < nl; i++) {
         for (int t = 0; t < 3; t++)
@@ -199,8 +202,8 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               "Connections to targets that failed (TargetConnectionErrorCount).", "target_group",
               gs, reg->ngroups, BTH_ST_TARGET_CONN_ERRORS);
     histogram(out, gs, reg->ngroups);
-    family(out, "berth_health_transitions_total", "counter",
-           "Target state changes made by active health checks.");
+    bth_metrics_family(out, "berth_health_transitions_total", "counter",
+                       "Target state changes made by active health checks.");
     for (size_t i = 0; i < reg->ngroups; i++) {
         evbuffer_add_printf(
             out,

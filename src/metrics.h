@@ -24,6 +24,9 @@ struct bth_metrics {
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \
                           memory_order_relaxed)
 
+/* Appends the "# HELP" and "# TYPE" lines of one metric family to <out>. */
+void bth_metrics_family(struct evbuffer *out, const char *name, const char *type, const char *help);
+
 /* Appends the whole exposition to <out>. Main thread. */
 void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers, unsigned n,
                         const struct bth_registry *reg);

@@ -70,6 +70,13 @@ static ssize_t group_index_of(const struct bth_reg_group *g, const struct bth_ad
     return -1;
 }
 
+struct bth_target *bth_registry_find_target(const struct bth_reg_group *g,
+                                            const struct bth_addr *addr)
+{
+    ssize_t i = group_index_of(g, addr);
+    return i >= 0 ? g->targets[i] : NULL;
+}
+
 /* Appends <t> (taking over the caller's reference). */
 static int group_push(struct bth_reg_group *g, struct bth_target *t)
 {

@@ -74,6 +74,10 @@ int bth_registry_apply_config(struct bth_registry *reg, struct bth_config_ref *c
 
 struct bth_reg_group *bth_registry_find_group(struct bth_registry *reg, const char *name);
 
+/* The target of <g> with address <addr>, or NULL (a linear scan). */
+struct bth_target *bth_registry_find_target(const struct bth_reg_group *g,
+                                            const struct bth_addr *addr);
+
 /* Adds <addr> to <g> unless present (idempotent). Returns 0, or -1 when out of memory. */
 int bth_registry_register(struct bth_registry *reg, struct bth_reg_group *g,
                           const struct bth_addr *addr, unsigned weight);

@@ -36,6 +36,22 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "ERROR: ThreadSanitizer", "WARNING: ThreadSanitizer")
 
 
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$")
+
+
+def metric(lb, name, **labels):
+    """The value of one sample of GET /metrics (labels in the order berth prints them), or
+    None when absent."""
+    status, text = lb.ctl("GET", "/metrics")
+    assert status == 200, (status, text)
+    want = ",".join('%s="%s"' % kv for kv in labels.items())
+    for line in text.splitlines():
+        m = METRIC_LINE.match(line)
+        if m and m.group(1) == name and (m.group(2) or "") == want:
+            return float(m.group(3))
+    return None
+
+
 def free_port(host="127.0.0.1"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((host, 0))

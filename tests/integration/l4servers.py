@@ -15,13 +15,14 @@ Helpers: tcp_client() binds a client socket to a chosen source address (SO_REUSE
 addr_text()/split_addr() format and parse "ip:port" / "[ip6]:port".
 """
 
-import re
 import socket
 import struct
 import threading
 import time
 
 import pytest
+
+from conftest import metric as conftest_metric
 
 
 def addr_text(host, port):
@@ -324,16 +325,7 @@ def nlb_config(targets, protocol="TCP", group_protocol=None, host="127.0.0.1", l
 
 def metric(lb, name, labels=None):
     """The value of one sample from GET /metrics (None when absent)."""
-    status, text = lb.ctl("GET", "/metrics")
-    assert status == 200, (status, text)
-    want = name + ("{%s}" % ",".join('%s="%s"' % kv for kv in labels.items()) if labels else "")
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"^(\S+)\s+(\S+)$", line)
-        if m and m.group(1) == want:
-            return float(m.group(2))
-    return None
+    return conftest_metric(lb, name, **(labels or {}))
 
 
 def target_states(lb, group="g"):

@@ -5,7 +5,6 @@ records, SRV gives the port, a target that leaves the answer drains, and a resol
 keeps the last good set (and says so in the health view, the metrics and the log)."""
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -15,7 +14,7 @@ import time
 import pytest
 
 from backends import Backend
-from conftest import free_port
+from conftest import free_port, metric
 from httpwire import fetch
 from l4servers import free_port as free_tcp_udp_port
 
@@ -142,16 +141,6 @@ def wait_for(pred, timeout=10.0, what="condition"):
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(0.1)
 
-
-def metric(lb, name, **labels):
-    status, text = lb.ctl("GET", "/metrics")
-    assert status == 200
-    want = ",".join('%s="%s"' % kv for kv in labels.items())
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if m and m.group(1) == name and (m.group(2) or "") == want:
-            return float(m.group(3))
-    return None
 
 
 def served_by(lb, n=30):

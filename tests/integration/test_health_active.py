@@ -9,13 +9,13 @@ the check path just before sending it, and the health view is polled every few m
 count read right after the poll that first sees the new state is the number of checks the
 flip took (the next check is a whole interval away)."""
 
-import re
 import time
 
 import pytest
 
 from backends import refused_addr
 from httpwire import Client, fetch
+from conftest import metric
 
 HC_UA = "berth-health-checker/1.0"
 POLL = 0.01
@@ -68,19 +68,6 @@ def hc_config(http_config, targets, **hc):
     cfg["target_groups"] = [hc_group(targets, **hc)]
     return cfg
 
-
-def metric(lb, name, **labels):
-    """The value of one sample of GET /metrics, or None when absent."""
-    status, text = lb.ctl("GET", "/metrics")
-    assert status == 200, status
-    want = ",".join('%s="%s"' % kv for kv in labels.items())
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if m and m.group(1) == name and (m.group(2) or "") == want:
-            return float(m.group(3))
-    return None
 
 
 def transitions(lb, to):

@@ -15,6 +15,7 @@ import pytest
 
 from backends import refused_addr
 from httpwire import fetch
+from conftest import metric
 
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
 
@@ -35,19 +36,6 @@ def od_config(http_config, targets, hc=False, **od):
                              "unhealthy_threshold": 2, "matcher": "200"}
     return cfg
 
-
-def metric(lb, name, **labels):
-    """The value of one sample of GET /metrics, or None when absent."""
-    status, text = lb.ctl("GET", "/metrics")
-    assert status == 200, status
-    want = ",".join('%s="%s"' % kv for kv in labels.items())
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if m and m.group(1) == name and (m.group(2) or "") == want:
-            return float(m.group(3))
-    return None
 
 
 def ejections(lb):

@@ -12,18 +12,8 @@ import threading
 import time
 
 from httpwire import Client, Reader, fetch, pattern_bytes, read_response
+from conftest import metric
 
-
-def metric(lb, name, **labels):
-    """The value of one sample of GET /metrics, or None when absent."""
-    status, text = lb.ctl("GET", "/metrics")
-    assert status == 200, status
-    want = ",".join('%s="%s"' % kv for kv in labels.items())
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if m and m.group(1) == name and (m.group(2) or "") == want:
-            return float(m.group(3))
-    return None
 
 
 class NormalTraffic(threading.Thread):
