@@ -39,6 +39,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
 BERTH_ONLY=${BERTH_ONLY:-0}
 HTTPS=${HTTPS:-0}
@@ -61,8 +63,6 @@ declare -A LOG=()   # proxy name -> its log file
 STARTED=()          # every pid this script started, for cleanup
 EXPECT="hello from backend"
 
-usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "error: $*" >&2; exit 2; }
 
 for arg in "$@"; do
     case $arg in
@@ -120,31 +120,7 @@ if [[ $RUN_BERTH == 1 ]] && ((TARGETS > 0)); then PROXIES+=(berth_targets); fi
 ((TARGETS <= 60000)) || die "TARGETS must be at most 60000"
 
 # ---- temp dir and cleanup ----------------------------------------------------------------
-D=$(mktemp -d /tmp/berth-bench-http.XXXXXX)
-chmod 755 "$D" # nginx workers may run as nobody and still need to reach their temp dirs
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local p i alive
-    trap - EXIT INT TERM
-    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for i in {1..30}; do # up to 3s for graceful exits
-        alive=0
-        for p in "${STARTED[@]}"; do
-            if kill -0 "$p" 2>/dev/null; then alive=1; fi
-        done
-        if ((alive == 0)); then break; fi
-        sleep 0.1
-    done
-    for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$D"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n 65536 2>/dev/null || true
+bench_tmpdir http
 
 # ---- helpers -----------------------------------------------------------------------------
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -178,27 +154,7 @@ nginx_worker() {
     die "no worker process under nginx master $1"
 }
 
-# cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15; comm may contain spaces).
-cpu_ticks() {
-    local s f
-    s=$(<"/proc/$1/stat")
-    read -ra f <<<"${s##*) }"
-    echo $((f[11] + f[12]))
-}
 
-# nginx prefix directives that keep every path inside $D.
-nginx_paths() {
-    local n=$1
-    cat <<EOF
-pid $D/$n.pid; error_log $D/$n.log warn;
-EOF
-}
-nginx_http_paths() {
-    local n=$1 t
-    for t in client_body proxy fastcgi uwsgi scgi; do
-        echo "  ${t}_temp_path $D/$n-tmp-$t;"
-    done
-}
 
 # ---- configs -----------------------------------------------------------------------------
 for p in "${BACKEND_PORTS[@]}"; do

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
 DUR=${DUR:-5}
 ROUNDS=${ROUNDS:-2}
@@ -40,8 +42,6 @@ declare -A PID=()  # path name -> pid whose CPU time is measured (none for direc
 STARTED=()         # every pid this script started, for cleanup
 IPERF_PID=""
 
-usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "error: $*" >&2; exit 2; }
 
 for arg in "$@"; do
     case $arg in
@@ -68,31 +68,7 @@ for m in /usr/lib/nginx/modules/ngx_stream_module.so /usr/lib64/nginx/modules/ng
 done
 
 # ---- temp dir and cleanup ----------------------------------------------------------------
-D=$(mktemp -d /tmp/berth-bench-l4.XXXXXX)
-chmod 755 "$D"
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local p i alive
-    trap - EXIT INT TERM
-    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for i in {1..30}; do
-        alive=0
-        for p in "${STARTED[@]}"; do
-            if kill -0 "$p" 2>/dev/null; then alive=1; fi
-        done
-        ((alive == 0)) && break
-        sleep 0.1
-    done
-    for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$D"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n 65536 2>/dev/null || true
+bench_tmpdir l4
 
 # ---- helpers -----------------------------------------------------------------------------
 # port_busy PORT: true when something holds 127.0.0.1:PORT for TCP or UDP.
@@ -113,12 +89,6 @@ sys.exit(1)
 EOF
 }
 
-cpu_ticks() {
-    local s f
-    s=$(<"/proc/$1/stat") || { echo 0; return; }
-    read -ra f <<<"${s##*) }"
-    echo $((f[11] + f[12]))
-}
 HZ=$(getconf CLK_TCK)
 
 start_iperf() {

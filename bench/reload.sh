@@ -34,6 +34,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
 BERTH_ONLY=${BERTH_ONLY:-0}
 DUR=${DUR:-20}
@@ -50,8 +52,6 @@ declare -A LOG=()   # server name -> its log file
 STARTED=()          # every pid this script started, for cleanup
 EXPECT="hello from backend"
 
-usage() { sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "error: $*" >&2; exit 2; }
 
 for arg in "$@"; do
     case $arg in
@@ -90,31 +90,7 @@ PROXIES=()
 [[ $RUN_BERTH == 0 ]] || PROXIES+=(berth)
 
 # ---- temp dir and cleanup ----------------------------------------------------------------
-D=$(mktemp -d /tmp/berth-bench-reload.XXXXXX)
-chmod 755 "$D" # nginx workers may run as nobody and still need to reach their temp dirs
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local p i alive
-    trap - EXIT INT TERM
-    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for i in {1..30}; do # up to 3s for graceful exits
-        alive=0
-        for p in "${STARTED[@]}"; do
-            if kill -0 "$p" 2>/dev/null; then alive=1; fi
-        done
-        if ((alive == 0)); then break; fi
-        sleep 0.1
-    done
-    for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$D"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n 65536 2>/dev/null || true
+bench_tmpdir reload
 
 # ---- helpers -----------------------------------------------------------------------------
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -137,15 +113,6 @@ wait_ready() {
     exit 2
 }
 
-nginx_paths() {
-    echo "pid $D/$1.pid; error_log $D/$1.log warn;"
-}
-nginx_http_paths() {
-    local t
-    for t in client_body proxy fastcgi uwsgi scgi; do
-        echo "  ${t}_temp_path $D/$1-tmp-$t;"
-    done
-}
 
 # put FILE: stdin to FILE through a rename, so a reload never reads a partial file.
 put() { cat >"$1.tmp"; mv -f "$1.tmp" "$1"; }
