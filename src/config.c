@@ -977,6 +977,9 @@ static void on_default_action(struct ctx *c, yaml_node_t *v, void *dst)
 
 static const char *const desync_names[] = {"defensive", "monitor", "strictest"};
 static const struct enumdef desync_enum = {desync_names, 3, "monitor, defensive or strictest"};
+/* In the order of enum bth_path_norm. */
+static const char *const path_norm_names[] = {"on", "off", "merge_slashes"};
+static const struct enumdef path_norm_enum = {path_norm_names, 3, "on, off or merge_slashes"};
 
 static const struct field listener_fields[] = {
     F("name", F_STR, LI(name), 0, 0, 0),
@@ -993,6 +996,7 @@ static const struct field listener_fields[] = {
     F("max_response_header_size", F_SIZE, LI(max_response_header_bytes), 1024, 16 * MIB, 0),
     F("max_connections", F_UINT, LI(max_connections), 0, 100000000, 0),
     FE("desync_mitigation_mode", LI(desync_mode), &desync_enum, 0),
+    FE("path_normalization", LI(path_norm), &path_norm_enum, 0),
     FN("certificates", 0, on_certificates, 0),
     F("ssl_policy", F_STR, LI(ssl_policy), 0, 0, 0),
     FN("rules", 0, on_rules, 0),

@@ -122,6 +122,7 @@ struct bth_cfg_listener {
     size_t max_response_header_bytes; /* a target's response head above this: 502; 32k */
     unsigned max_connections;         /* client connections at once, 0 = unlimited */
     int desync_mode; /* enum bth_desync_mode: what HTTP(S) listeners do per desync tier */
+    int path_norm;   /* enum bth_path_norm (uri.h): HTTP(S) request paths; default on */
     struct bth_cfg_cert *certificates; /* owned array */
     size_t ncertificates;
     char *ssl_policy;           /* owned, may be NULL */

@@ -149,6 +149,7 @@ void bth_http_head_reset(struct bth_http_head *h)
     h->conn_close = h->conn_keep_alive = h->conn_upgrade = false;
     h->decode_to = NULL;
     h->complete = false;
+    h->nhost = 0;
     memset(h->idx, 0xff, sizeof(h->idx));
 }
 
@@ -256,6 +257,7 @@ void bth_http_head_finish(struct bth_http_head *h)
         hd->kind = (uint8_t)bth_http_hdr_kind(bth_span_ptr(h, hd->name), hd->name.len);
         if (h->idx[hd->kind] < 0)
             h->idx[hd->kind] = (int)i;
+        h->nhost += hd->kind == BTH_HDR_HOST;
         if (is_hop_by_hop(hd->kind))
             hd->drop = true;
     }

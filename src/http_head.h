@@ -61,6 +61,7 @@ struct bth_http_head {
     bool conn_keep_alive;       /* "Connection: keep-alive" */
     bool conn_upgrade;          /* "Connection: upgrade" */
     int idx[BTH_HDR__COUNT];    /* first header of each kind, -1 if absent */
+    unsigned nhost;             /* Host fields: RFC 9112 3.2 allows exactly one */
     struct evbuffer *decode_to; /* borrowed: when set, body bytes are copied here */
 };
 

@@ -38,6 +38,7 @@
 #include "sticky.h"
 #include "target.h"
 #include "tls.h"
+#include "uri.h"
 #include "worker.h"
 
 /* Backpressure: stop reading one side while the other side's output holds this much. */
@@ -157,6 +158,10 @@ static void process_client(struct bth_http_session *s);
 static void process_response(struct bth_http_session *s);
 static void send_error(struct bth_http_session *s, int status, const char *reason);
 static void start_exchange_on_target(struct bth_http_session *s);
+static struct bth_span host_value(const struct bth_http_head *h);
+struct route_info;
+static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
+                            const struct route_info *ri, size_t head_len);
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
@@ -766,16 +771,35 @@ static void add_span(struct evbuffer *out, const struct bth_http_head *h, struct
     evbuffer_add(out, bth_span_ptr(h, sp), sp.len);
 }
 
+/* What routing learnt about the request; pointers go into the head or <buf>. */
+struct route_info {
+    char *buf; /* owned by the caller: room for both paths below */
+    size_t cap;
+    char *path; /* percent-decoded and dot-free (NUL-terminated): what rules match */
+    size_t path_len;
+    const char *fwd_path; /* normalised, still encoded: forwarded, and #{path} of redirects */
+    size_t fwd_path_len;
+    const char *query; /* raw, after '?' */
+    size_t query_len;
+    bool has_query;
+    bool rewrite_target; /* forward fwd_path and query, not the target as received */
+    const char *host;    /* for rules: without port */
+    size_t host_len;
+    const char *authority; /* absolute-form: replaces the Host header toward the target */
+    size_t authority_len;
+};
+
 /* Writes the request head as berth forwards it: HTTP/1.1, hop-by-hop headers removed,
  * X-Forwarded-* set (RFC 7239's de-facto predecessors, as ALB sends them). */
-static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
+static void build_request_head(struct bth_http_session *s, const struct route_info *ri,
+                               struct evbuffer *out)
 {
     const struct bth_http_head *h = &s->req;
     const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
     char line[1024];
     size_t n = 0;
     /* One contiguous reservation keeps this to a handful of memcpy calls. */
-    size_t need = h->url.len + 64 + 256;
+    size_t need = h->url.len + ri->authority_len + 64 + 256 + 8;
     for (unsigned i = 0; i < h->nhdrs; i++)
         need += h->hdrs[i].name.len + h->hdrs[i].value.len + 4;
     struct evbuffer_iovec v;
@@ -786,8 +810,21 @@ static void build_request_head(struct bth_http_session *s, struct evbuffer *out)
 #define PUTS(lit)     PUT(lit, sizeof(lit) - 1)
     PUT(method, strlen(method));
     *p++ = ' ';
-    PUT(bth_span_ptr(h, h->url), h->url.len);
+    if (ri->rewrite_target) {
+        PUT(ri->fwd_path, ri->fwd_path_len);
+        if (ri->has_query) {
+            *p++ = '?';
+            PUT(ri->query, ri->query_len);
+        }
+    } else {
+        PUT(bth_span_ptr(h, h->url), h->url.len);
+    }
     PUTS(" HTTP/1.1\r\n");
+    if (ri->authority != NULL) {
+        PUTS("Host: "); /* the Host fields the client sent are dropped (forward_request) */
+        PUT(ri->authority, ri->authority_len);
+        PUTS("\r\n");
+    }
     const struct bth_http_hdr *xff = NULL;
     for (unsigned i = 0; i < h->nhdrs; i++) {
         const struct bth_http_hdr *hd = &h->hdrs[i];
@@ -853,6 +890,24 @@ static size_t request_line_len(const struct bth_http_session *s)
     return s->req.url.off + s->req.url.len + 11; /* " HTTP/1.1\r\n" */
 }
 
+/* The Host rules of RFC 9112 3.2: HTTP/1.1 needs exactly one, and any Host must be a
+ * valid authority. Otherwise rules could route by one Host while the target reads another.
+ * Returns NULL, or why the request gets 400. */
+static const char *vet_host(struct bth_http_session *s)
+{
+    const struct bth_http_head *h = &s->req;
+    if (h->nhost > 1)
+        return "more than one Host header";
+    if (h->nhost == 0) {
+        bool http11 = s->req_parser.http_major == 1 && s->req_parser.http_minor >= 1;
+        return http11 ? "missing Host header" : NULL;
+    }
+    struct bth_span v = host_value(h);
+    if (!bth_uri_authority_valid(bth_span_ptr(h, v), v.len))
+        return "invalid Host header";
+    return NULL;
+}
+
 /* Checks what llhttp accepts but berth refuses. Returns 0, or the status to answer with
  * (and sets *<reason>). */
 static int vet_request(struct bth_http_session *s, size_t head_len, const char **reason)
@@ -862,6 +917,13 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
         *reason = "too many headers";
         return 431;
     }
+    if (s->client_http10 && h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) {
+        /* HTTP/1.0 has no Transfer-Encoding: the framing is faulty (RFC 9112 6.1). */
+        *reason = "transfer-encoding in an HTTP/1.0 request";
+        return 400;
+    }
+    if ((*reason = vet_host(s)) != NULL)
+        return 400;
     if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) {
         /* Only a lone "chunked" is supported; "gzip, chunked" and the like are not. */
         const struct bth_http_hdr *te = &h->hdrs[h->idx[BTH_HDR_TRANSFER_ENCODING]];
@@ -902,18 +964,6 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
 
 /* ---- routing and actions ------------------------------------------------------------- */
 
-/* What routing learnt about the request; spans point into the head or <path>. */
-struct route_info {
-    char *path; /* decoded path (NUL-terminated) */
-    size_t path_len;
-    const char *raw_path; /* as received, for redirects */
-    size_t raw_path_len;
-    const char *query;
-    size_t query_len;
-    const char *host; /* without port */
-    size_t host_len;
-};
-
 static const char *cookie_value(const struct bth_http_head *h, const char *name, size_t *len)
 {
     for (unsigned i = 0; i < h->nhdrs; i++) {
@@ -926,34 +976,81 @@ static const char *cookie_value(const struct bth_http_head *h, const char *name,
     return NULL;
 }
 
-/* Fills <ri> and matches the listener's rules. Returns the rule index or -1 (default
- * action), or -2 when the request target is invalid (bad percent escape). */
-static int route(struct bth_http_session *s, struct route_info *ri, size_t cap)
+/* The Host header's value without trailing whitespace (llhttp keeps it in the span). */
+static struct bth_span host_value(const struct bth_http_head *h)
+{
+    struct bth_span v = h->hdrs[h->idx[BTH_HDR_HOST]].value;
+    const char *p = bth_span_ptr(h, v);
+    while (v.len > 0 && (p[v.len - 1] == ' ' || p[v.len - 1] == '\t'))
+        v.len--;
+    return v;
+}
+
+/* Reads the request target: the host rules see (an absolute-form authority wins over Host,
+ * RFC 9112 3.2.2), the normalised path that is forwarded, and its decoded form for rules.
+ * Returns NULL, or why the target gets 400. */
+static const char *read_target(struct bth_http_session *s, struct route_info *ri)
 {
     const struct bth_http_head *h = &s->req;
-    const char *url = bth_span_ptr(h, h->url), *ahost = NULL;
-    size_t ahost_len = 0;
-    if (bth_router_split_target(url, h->url.len, ri->path, cap, &ri->path_len, &ri->query,
-                                &ri->query_len, &ahost, &ahost_len) != 0)
-        return -2;
-    const char *qmark = memchr(url, '?', h->url.len);
-    ri->raw_path = url;
-    ri->raw_path_len = qmark ? (size_t)(qmark - url) : h->url.len;
-    if (url[0] != '/') { /* absolute-form: only the decoded path is at hand */
-        ri->raw_path = ri->path;
-        ri->raw_path_len = ri->path_len;
-    }
-    if (ahost != NULL) {
-        ri->host = ahost;
-        ri->host_len = ahost_len;
+    struct bth_uri_target ut;
+    if (bth_uri_split_target(bth_span_ptr(h, h->url), h->url.len, &ut) != 0)
+        return "invalid request target";
+    ri->query = ut.query;
+    ri->query_len = ut.query_len;
+    ri->has_query = ut.has_query;
+    ri->authority = ut.authority;
+    ri->authority_len = ut.authority_len;
+    if (ut.authority != NULL) {
+        if (ut.authority_len == 0 || !bth_uri_authority_valid(ut.authority, ut.authority_len))
+            return "invalid authority in the request target";
+        ri->host = ut.authority;
+        bth_uri_host_without_port(ut.authority, ut.authority_len, &ri->host_len);
     } else if (h->idx[BTH_HDR_HOST] >= 0) {
-        struct bth_span v = h->hdrs[h->idx[BTH_HDR_HOST]].value;
+        struct bth_span v = host_value(h);
         ri->host = bth_span_ptr(h, v);
-        bth_router_host_without_port(ri->host, v.len, &ri->host_len);
+        bth_uri_host_without_port(ri->host, v.len, &ri->host_len);
     } else {
         ri->host = "";
         ri->host_len = 0;
     }
+    /* Absolute-form is forwarded in origin-form; an empty path there means "/". */
+    ri->rewrite_target = ut.authority != NULL;
+    ri->fwd_path = ut.path;
+    ri->fwd_path_len = ut.path_len;
+    if (ut.path_len == 0) {
+        ri->fwd_path = "/";
+        ri->fwd_path_len = 1;
+    }
+    char *decoded = ri->buf;
+    enum bth_path_norm mode = (enum bth_path_norm)s->listener->cfg->path_norm;
+    if (ri->fwd_path[0] == '/' &&
+        bth_uri_path_needs_normalizing(ri->fwd_path, ri->fwd_path_len, mode)) {
+        char *norm = ri->buf + ri->cap / 2;
+        int r = bth_uri_normalize_path(ri->fwd_path, ri->fwd_path_len, mode, norm, ri->cap / 2,
+                                       &ri->fwd_path_len);
+        if (r == BTH_URI_ABOVE_ROOT)
+            return "request path climbs above the root";
+        if (r != BTH_URI_OK)
+            return "invalid request target";
+        ri->fwd_path = norm;
+        ri->rewrite_target = true;
+    }
+    if (bth_uri_percent_decode(ri->fwd_path, ri->fwd_path_len, decoded, ri->cap / 2,
+                               &ri->path_len) != 0)
+        return "invalid request target";
+    ri->path = decoded;
+    /* Escaped slashes decode into new segments ("/a%2F..%2Fadmin"): rules see those
+     * resolved too, so a target that decodes them cannot be reached past a rule. */
+    if (mode != BTH_PATH_NORM_OFF && decoded[0] == '/' &&
+        memchr(ri->fwd_path, '%', ri->fwd_path_len) != NULL &&
+        bth_uri_remove_dot_segments(decoded, &ri->path_len) != BTH_URI_OK)
+        return "request path climbs above the root";
+    return NULL;
+}
+
+/* Matches the listener's rules. Returns the rule index or -1 (default action). */
+static int route(struct bth_http_session *s, const struct route_info *ri)
+{
     if (s->listener->router == NULL)
         return -1;
     const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
@@ -966,7 +1063,7 @@ static int route(struct bth_http_session *s, struct route_info *ri, size_t cap)
         .query_len = ri->query_len,
         .method = method,
         .method_len = strlen(method),
-        .head = h,
+        .head = &s->req,
         .src = (const struct sockaddr *)&s->peer,
     };
     return bth_router_match(s->listener->router, &in);
@@ -1008,8 +1105,8 @@ static void send_redirect(struct bth_http_session *s, const struct bth_cfg_actio
     char port[8];
     int plen = snprintf(port, sizeof(port), "%u", s->listen_port);
     /* As in ALB, #{path} is the path without its leading "/" (the default is "/#{path}"). */
-    const char *path = ri->raw_path;
-    size_t path_len = ri->raw_path_len;
+    const char *path = ri->fwd_path;
+    size_t path_len = ri->fwd_path_len;
     if (path_len > 0 && path[0] == '/') {
         path++;
         path_len--;
@@ -1204,37 +1301,46 @@ static void start_request(struct bth_http_session *s, size_t head_len)
 
     char pathbuf[2048];
     struct route_info ri;
-    size_t cap = h->url.len + 1 > sizeof(pathbuf) ? h->url.len + 1 : sizeof(pathbuf);
-    ri.path = cap > sizeof(pathbuf) ? bth_malloc(cap) : pathbuf;
-    int rule = ri.path != NULL ? route(s, &ri, cap) : -2;
-    if (rule == -2) {
-        if (ri.path != pathbuf)
-            bth_free(ri.path);
-        evbuffer_drain(s->conn.in, head_len);
-        s->close_after = true;
-        send_error(s, 400, "invalid request target");
+    ri.cap = 2 * ((size_t)h->url.len + 2);
+    ri.buf = ri.cap > sizeof(pathbuf) ? bth_malloc(ri.cap) : pathbuf;
+    if (ri.buf == NULL) {
+        session_close(s); /* out of memory: only this connection pays */
         return;
     }
+    const char *bad_target = read_target(s, &ri);
+    if (bad_target != NULL) {
+        if (ri.buf != pathbuf)
+            bth_free(ri.buf);
+        evbuffer_drain(s->conn.in, head_len);
+        s->close_after = true;
+        send_error(s, 400, bad_target);
+        return;
+    }
+    int rule = route(s, &ri);
     s->rule = rule;
     const struct bth_snap_action *act =
         rule >= 0 ? &s->listener->rule_actions[rule] : &s->listener->default_action;
     const struct bth_cfg_action *ac = act->cfg;
     if (ac->type == BTH_ACTION_REDIRECT) {
         send_redirect(s, ac, &ri, head_len);
-        if (ri.path != pathbuf)
-            bth_free(ri.path);
-        return;
-    }
-    if (ri.path != pathbuf)
-        bth_free(ri.path);
-    if (ac->type == BTH_ACTION_FIXED_RESPONSE) {
+    } else if (ac->type == BTH_ACTION_FIXED_RESPONSE) {
         evbuffer_drain(s->conn.in, head_len);
         const char *body = ac->fixed_body ? ac->fixed_body : "";
         send_answer(s, ac->fixed_status,
                     ac->fixed_content_type ? ac->fixed_content_type : "text/plain", body,
                     strlen(body), NULL, NULL);
-        return;
+    } else {
+        forward_request(s, act, &ri, head_len);
     }
+    if (ri.buf != pathbuf)
+        bth_free(ri.buf);
+}
+
+/* Sends the request of a forward action on: picks the group and a target and writes the
+ * head as berth re-frames it; the body follows as it arrives. */
+static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
+                            const struct route_info *ri, size_t head_len)
+{
     s->group = pick_group(s, act);
     if (s->group == NULL) {
         evbuffer_drain(s->conn.in, head_len);
@@ -1245,7 +1351,11 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     if (s->group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
         s->group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
         s->sticky_pick = sticky_target(s);
-    build_request_head(s, s->pending);
+    if (ri->authority != NULL) {
+        for (unsigned i = 0; i < s->req.nhdrs; i++)
+            s->req.hdrs[i].drop |= s->req.hdrs[i].kind == BTH_HDR_HOST;
+    }
+    build_request_head(s, ri, s->pending);
     evbuffer_drain(s->conn.in, head_len);
     set_state(s, SS_CONNECTING);
     arm_timer(s, s->listener->cfg->idle_timeout_ms);

@@ -18,7 +18,7 @@ the same, but the response says Connection: close, berth closes the client conne
 does not reuse the target connection. 400: the client gets 400, the connection is closed
 and the target sees nothing, not even a TCP connection. Deviations berth has by design are
 listed below with their reason (REFUSED_BY_PARSER, UNSUPPORTED_TRANSFER_CODING,
-REFUSED_UNFRAMEABLE); every other case must match the table exactly. A request that is not
+REFUSED_UNFRAMEABLE, REFUSED_BY_RFC9112); every other case must match the table exactly. A request that is not
 persistent by its version (HTTP/1.0 without keep-alive, HTTP/0.9: RFC 7230 6.3) cannot
 keep the connection open, so there "forward" means answered, then closed. Each mode is one
 test that runs all cases and reports every mismatch at once.
@@ -284,6 +284,15 @@ REFUSED_UNFRAMEABLE = {
         "bare CR at a line start: the head does not end with an empty line",
 }
 
+# Requests RFC 9112 calls faulty whatever their tier: berth answers 400 and closes in every
+# mode (README, "Request targets and Host"). {case: why}
+REFUSED_BY_RFC9112 = {
+    "ambiguous.yaml: Transfer-Encoding for HTTP/1.0":
+        "HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 6.1)",
+    "real-life-test-cases.yaml: HTTP Version.1.0 and TE":
+        "HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 6.1)",
+}
+
 # A Severe case monitor forwards as llhttp reads it: "GET /endpoint_a\tHTTP/1.1" CRLF (HTAB
 # is allowed in the target) is a request line without a version, HTTP/0.9 with fields; it
 # is forwarded with that target, answered, then closed as HTTP/0.9 is, so the
@@ -384,7 +393,8 @@ CASES = load_cases()
 
 
 def expected(case, mode):
-    if case.key in REFUSED_BY_PARSER or case.key in REFUSED_UNFRAMEABLE:
+    if case.key in REFUSED_BY_PARSER or case.key in REFUSED_UNFRAMEABLE or \
+            case.key in REFUSED_BY_RFC9112:
         return "400"
     if mode == "monitor" and case.key in MONITOR_AS_HTTP09:
         return "forward-nonpersistent"
@@ -524,7 +534,8 @@ def test_case_data_and_lists():
     keys = {c.key for c in CASES}
     for name, table in (("REFUSED_BY_PARSER", REFUSED_BY_PARSER),
                         ("UNSUPPORTED_TRANSFER_CODING", UNSUPPORTED_TRANSFER_CODING),
-                        ("REFUSED_UNFRAMEABLE", REFUSED_UNFRAMEABLE)):
+                        ("REFUSED_UNFRAMEABLE", REFUSED_UNFRAMEABLE),
+                        ("REFUSED_BY_RFC9112", REFUSED_BY_RFC9112)):
         stale = sorted(set(table) - keys)
         assert not stale, "%s names cases not in the data: %r" % (name, stale)
     both = set(REFUSED_BY_PARSER) & (set(UNSUPPORTED_TRANSFER_CODING) | set(REFUSED_UNFRAMEABLE))

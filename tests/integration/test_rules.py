@@ -126,7 +126,7 @@ def test_path_condition(berth, backend):
 
 
 def test_path_matched_percent_decoded(berth, backend):
-    """Path patterns match the percent-decoded path, and the target still gets the path as the client sent it."""
+    """Path patterns match the percent-decoded path; the target gets the normalised path: escaped unreserved bytes decoded (RFC 3986 6.2.2.2), others kept."""
     lb, bs = start_groups(berth, backend, ["space", "api", "dflt"], [
         {"priority": 1, "conditions": {"path": ["/a b"]}, "action": fwd("space")},
         {"priority": 2, "conditions": {"path": ["/api/*"]}, "action": fwd("api")},
@@ -138,7 +138,8 @@ def test_path_matched_percent_decoded(berth, backend):
         got = [(p, routed(bs, c.request("GET", p))) for p, _ in cases]
     assert got == cases
     assert [q.target for q in bs["space"].requests] == ["/a%20b", "/a%20b?x=%20"]
-    assert [q.target for q in bs["api"].requests] == ["/%61pi/x", "/ap%69/y"]
+    assert [q.target for q in bs["api"].requests] == ["/api/x", "/api/y"]
+    assert [q.target for q in bs["dflt"].requests] == ["/a+b", "/a%20c", "/%2561pi/x"]
 
 
 @pytest.mark.parametrize("target", ["/%zz", "/a%2", "/api/%g1", "/%"])

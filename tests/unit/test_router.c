@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Listener rule matching: wildcard and case rules per condition type, AND/OR semantics,
- * priority order, CIDR edges, request-target splitting and Host port stripping, keys past
- * the index's literal limit, and random rule sets checked against a naive linear matcher. */
+ * priority order, CIDR edges, keys past the index's literal limit, and random rule sets checked
+ * against a naive linear matcher. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -516,95 +516,6 @@ static void test_long_keys(void **state)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Request-target helpers */
-
-static void test_split_target(void **state)
-{
-    char out[64];
-    size_t pl, ql, hl;
-    const char *q, *h;
-#define SPLIT(t) bth_router_split_target((t), strlen(t), out, sizeof(out), &pl, &q, &ql, &h, &hl)
-    assert_int_equal(SPLIT("/a%20b?x=1&y=%zz"), 0);
-    assert_string_equal(out, "/a b");
-    assert_int_equal(pl, 4);
-    assert_int_equal(ql, 9);
-    assert_memory_equal(q, "x=1&y=%zz", 9);
-    assert_null(h);
-    assert_int_equal(hl, 0);
-
-    assert_int_equal(SPLIT("/plain"), 0);
-    assert_string_equal(out, "/plain");
-    assert_int_equal(ql, 0);
-    assert_non_null(q);
-
-    assert_int_equal(SPLIT("/p?"), 0);
-    assert_int_equal(ql, 0);
-    assert_int_equal(SPLIT("/%2Fx%2f%41"), 0);
-    assert_string_equal(out, "//x/A");
-    assert_int_equal(SPLIT("/a?b=%00"), 0); /* the query is raw */
-
-    assert_int_equal(SPLIT("/%zz"), -1);
-    assert_int_equal(SPLIT("/%4"), -1);
-    assert_int_equal(SPLIT("/%"), -1);
-    assert_int_equal(SPLIT("/a%4?x"), -1);
-    assert_int_equal(SPLIT("/a%00b"), -1);
-    assert_int_equal(SPLIT(""), -1);
-    assert_int_equal(SPLIT("example.com:443"), -1); /* authority-form */
-
-    assert_int_equal(SPLIT("http://Example.com:8080/p%41th?q=1"), 0);
-    assert_string_equal(out, "/pAth");
-    assert_int_equal(hl, 11);
-    assert_memory_equal(h, "Example.com", 11);
-    assert_int_equal(ql, 3);
-    assert_memory_equal(q, "q=1", 3);
-
-    assert_int_equal(SPLIT("https://h"), 0);
-    assert_string_equal(out, "/");
-    assert_int_equal(hl, 1);
-    assert_int_equal(SPLIT("http://h?x"), 0);
-    assert_string_equal(out, "/");
-    assert_int_equal(ql, 1);
-    assert_int_equal(SPLIT("http://user:pw@[fd00::1]:80/x"), 0);
-    assert_memory_equal(h, "[fd00::1]", hl);
-    assert_int_equal(hl, 9);
-    assert_string_equal(out, "/x");
-    assert_int_equal(SPLIT("http://h/%zz"), -1);
-
-    assert_int_equal(SPLIT("*"), 0);
-    assert_string_equal(out, "*");
-
-    /* room for the NUL is required */
-    assert_int_equal(bth_router_split_target("/abc", 4, out, 4, &pl, &q, &ql, NULL, NULL), -1);
-    assert_int_equal(bth_router_split_target("/abc", 4, out, 5, &pl, &q, &ql, NULL, NULL), 0);
-    assert_int_equal(bth_router_split_target("http://h", 8, out, 1, &pl, &q, &ql, NULL, NULL), -1);
-#undef SPLIT
-}
-
-static void test_host_without_port(void **state)
-{
-    static const struct {
-        const char *in;
-        size_t len;
-    } cases[] = {
-        {"example.com:8080", 11},
-        {"example.com", 11},
-        {"example.com:", 11},
-        {"[fd00::1]:443", 9},
-        {"[fd00::1]", 9},
-        {"fd00::1", 7},
-        {"10.0.0.1:80", 8},
-        {"", 0},
-        {":80", 0},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        size_t n = 12345;
-        bth_router_host_without_port(cases[i].in, strlen(cases[i].in), &n);
-        if (n != cases[i].len)
-            fail_msg("\"%s\": %zu, want %zu", cases[i].in, n, cases[i].len);
-    }
-}
-
-/* ------------------------------------------------------------------------------------ */
 /* Random rule sets against a naive linear matcher */
 
 static uint64_t rng_state;
@@ -1005,8 +916,6 @@ int main(void)
         cmocka_unit_test(test_priority_unsorted_array),
         cmocka_unit_test(test_empty_input),
         cmocka_unit_test(test_long_keys),
-        cmocka_unit_test(test_split_target),
-        cmocka_unit_test(test_host_without_port),
         cmocka_unit_test(test_random_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
