@@ -6,7 +6,8 @@
   the target sees nothing. A valid Host, even an empty one, reaches the target unchanged.
 - An absolute-form target ("GET http://a.example/x HTTP/1.1") overrides Host (RFC 9112
   section 3.2.2): rules match its authority, and the target gets the origin-form path with
-  exactly one Host carrying that authority. It needs no Host field.
+  exactly one Host carrying that authority. HTTP/1.1 still needs a Host field beside it
+  (RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without one).
 - HTTP/1.0 with Transfer-Encoding gets 400 and close (RFC 9112 section 6.1: its framing is
   faulty).
 - Listener path_normalization (on, the default | off | merge_slashes): dot segments are
@@ -159,9 +160,9 @@ ABSOLUTE = [
     (b"GET http://a.example/x?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n", "/x?q=1", "a.example"),
     (b"GET http://a.example:8080/x HTTP/1.1\r\nHost: b.example\r\n\r\n", "/x",
      "a.example:8080"),
-    (b"GET http://a.example/x HTTP/1.1\r\n\r\n", "/x", "a.example"),
+    (b"GET http://a.example/x HTTP/1.0\r\n\r\n", "/x", "a.example"),
 ]
-ABSOLUTE_IDS = ["host-differs", "with-port", "no-host-field"]
+ABSOLUTE_IDS = ["host-differs", "with-port", "http10-no-host-field"]
 
 
 def absolute_lb(berth, backend, rule_host):
@@ -189,6 +190,21 @@ def test_absolute_form_forwarded_as_origin_form(berth, backend, raw, target, hos
     req = assert_forwarded(lb.port, raw, t)
     assert req.target == target, req
     assert req.header_all("Host") == [host], req.headers
+
+
+def test_absolute_form_http11_without_host_is_400(berth, backend):
+    """An HTTP/1.1 absolute-form request with no Host field gets 400: the authority does not stand in for the field (RFC 9112 3.2)."""
+    lb, t = absolute_lb(berth, backend, "b.example")
+    assert_refused(lb.port, b"GET http://a.example/x HTTP/1.1\r\n\r\n", [t], close=True)
+
+
+def test_absolute_form_invalid_authority_is_400(berth, backend):
+    """An absolute-form target whose authority is not a valid host (userinfo, a space) gets 400."""
+    lb, t = absolute_lb(berth, backend, "b.example")
+    assert_refused(lb.port, b"GET http://u@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                   [t])
+    assert_refused(lb.port, b"GET http://a.ex%zzample/x HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                   [t])
 
 
 # ---- framing ----
