@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer harness: an HTTP/1.x request as a client sends it, through the same path
  * http_session.c takes: llhttp (HTTP_REQUEST, bth_http_head_settings) until it pauses at the
- * end of the head, then bth_desync_classify on the raw head, bth_http_head_finish, and the
- * routing helpers bth_router_split_target / bth_router_host_without_port. */
+ * end of the head, then bth_desync_classify on the raw head, bth_http_head_finish, the
+ * Transfer-Encoding list and the request-target helpers of uri.h (split, authority check,
+ * normalisation, decoding); a head llhttp refuses goes through bth_http_tolerate_head and
+ * its result through llhttp again, as tolerate_head() does. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,8 @@
 
 #include "desync.h"
 #include "http_head.h"
-#include "router.h"
+#include "http_tolerate.h"
+#include "uri.h"
 
 static void check_head(struct bth_http_head *h, const char *base, size_t head_len)
 {
@@ -24,6 +27,74 @@ static void check_head(struct bth_http_head *h, const char *base, size_t head_le
             __builtin_trap();
     }
     (void)base;
+}
+
+/* The request target as read_target() reads it: every piece inside the target, the
+ * normalised path no longer than the input, its decoded form NUL-terminated. */
+static void check_target(const struct bth_http_head *h)
+{
+    const char *url = bth_span_ptr(h, h->url);
+    struct bth_uri_target ut;
+    if (bth_uri_split_target(url, h->url.len, &ut) != 0)
+        return;
+    const char *end = url + h->url.len;
+    if (ut.path < url || ut.path + ut.path_len > end || ut.query < url ||
+        ut.query + ut.query_len > end)
+        __builtin_trap();
+    if (ut.authority != NULL) {
+        if (ut.authority < url || ut.authority + ut.authority_len > end)
+            __builtin_trap();
+        (void)bth_uri_authority_valid(ut.authority, ut.authority_len);
+    }
+    size_t cap = ut.path_len + 2, n = 0, d = 0;
+    char *norm = malloc(cap), *dec = malloc(cap);
+    if (norm == NULL || dec == NULL)
+        goto out;
+    for (int mode = BTH_PATH_NORM_ON; mode <= BTH_PATH_NORM_MERGE_SLASHES; mode++) {
+        (void)bth_uri_path_needs_normalizing(ut.path, ut.path_len, (enum bth_path_norm)mode);
+        if (bth_uri_normalize_path(ut.path, ut.path_len, (enum bth_path_norm)mode, norm, cap, &n) ==
+            BTH_URI_OK) {
+            if (n > ut.path_len || norm[n] != '\0')
+                __builtin_trap();
+            if (bth_uri_percent_decode(norm, n, dec, cap, &d) == 0) {
+                if (d > n || dec[d] != '\0')
+                    __builtin_trap();
+                if (d > 0 && dec[0] == '/')
+                    (void)bth_uri_remove_dot_segments(dec, &d);
+            }
+        }
+    }
+out:
+    free(norm);
+    free(dec);
+}
+
+/* A head llhttp refused, mended as tolerate_head() mends it: the result fits its room and,
+ * when llhttp reads it, its spans lie inside it. */
+static void check_mended(const char *base, size_t head_len)
+{
+    size_t room = BTH_HTTP_TOLERATE_ROOM(head_len);
+    char *view = malloc(room);
+    if (view == NULL)
+        return;
+    size_t n = bth_http_tolerate_head(base, head_len, view);
+    if (n > room)
+        __builtin_trap();
+    if (n > 0) {
+        static struct bth_http_head h;
+        llhttp_t p;
+        llhttp_init(&p, HTTP_REQUEST, &bth_http_head_settings);
+        llhttp_set_lenient_chunked_length(&p, 1);
+        bth_http_head_reset(&h);
+        p.data = &h;
+        h.base = view;
+        if (llhttp_execute(&p, view, n) == HPE_PAUSED) {
+            bth_http_head_finish(&h);
+            check_head(&h, view, n);
+            check_target(&h);
+        }
+    }
+    free(view);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -63,30 +134,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bth_http_head_finish(&h);
         check_head(&h, base, head_len);
 
-        /* routing, as route() in http_session.c does it */
-        char path[4096];
-        size_t path_len = 0, query_len = 0, ahost_len = 0;
-        const char *query = NULL, *ahost = NULL;
-        const char *url = bth_span_ptr(&h, h.url);
-        if (bth_router_split_target(url, h.url.len, path, sizeof(path), &path_len, &query,
-                                    &query_len, &ahost, &ahost_len) == 0) {
-            if (path_len >= sizeof(path) || path[path_len] != '\0')
-                __builtin_trap();
-            if (query == NULL || query < url || query + query_len > url + h.url.len)
-                __builtin_trap();
-            if (ahost != NULL && (ahost < url || ahost + ahost_len > url + h.url.len))
-                __builtin_trap();
-        }
-        /* a tiny output buffer too */
-        char small[4];
-        (void)bth_router_split_target(url, h.url.len, small, sizeof(small), &path_len, &query,
-                                      &query_len, NULL, NULL);
+        /* routing, as read_target() in http_session.c does it */
+        check_target(&h);
         if (h.idx[BTH_HDR_HOST] >= 0) {
             struct bth_span hv = h.hdrs[h.idx[BTH_HDR_HOST]].value;
             size_t host_len = 0;
-            bth_router_host_without_port(bth_span_ptr(&h, hv), hv.len, &host_len);
+            (void)bth_uri_authority_valid(bth_span_ptr(&h, hv), hv.len);
+            bth_uri_host_without_port(bth_span_ptr(&h, hv), hv.len, &host_len);
             if (host_len > hv.len)
                 __builtin_trap();
+        }
+        if (bth_http_head_te_chunked(&h)) {
+            char *te = malloc(bth_http_head_te_room(&h));
+            if (te != NULL && bth_http_head_te_reframe(&h, te) > bth_http_head_te_room(&h))
+                __builtin_trap();
+            free(te);
         }
         for (unsigned i = 0; i < h.nhdrs; i++)
             (void)bth_span_ieq(&h, h.hdrs[i].value, "chunked");
@@ -98,9 +160,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)rest;
         (void)llhttp_execute(&p, base + head_len, size - head_len);
     }
+    if (err != HPE_PAUSED && hl > 0)
+        check_mended(base, hl);
     /* host_without_port on the raw input as well */
     size_t out_len = 0;
-    bth_router_host_without_port(base, size, &out_len);
+    bth_uri_host_without_port(base, size, &out_len);
     if (out_len > size)
         __builtin_trap();
     free(base);

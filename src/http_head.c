@@ -50,7 +50,7 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
 
 /* RFC 9110 5.6.2 tchar. llhttp 8 lets whitespace before the colon through ("Host : a"),
  * which proxies and servers read differently, so names are checked here too. */
-static bool is_token(const char *s, size_t len)
+bool bth_http_token(const char *s, size_t len)
 {
     static const char tchar_extra[] = "!#$%&'*+-.^_`|~";
     for (size_t i = 0; i < len; i++) {
@@ -67,7 +67,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct bth_http_head *h = head_of(p);
     if (h->complete)
         return 0; /* trailers: forwarded raw, not recorded */
-    if (!is_token(at, len)) {
+    if (!bth_http_token(at, len)) {
         llhttp_set_error_reason(p, "Invalid character in header name");
         return HPE_USER;
     }
@@ -265,4 +265,96 @@ void bth_http_head_finish(struct bth_http_head *h)
         if (h->hdrs[i].kind == BTH_HDR_CONNECTION || h->hdrs[i].kind == BTH_HDR_PROXY_CONNECTION)
             apply_connection_header(h, &h->hdrs[i]);
     }
+}
+
+/* Calls <fn> for each non-empty coding (OWS trimmed, parameters kept) of every
+ * Transfer-Encoding field, in order. */
+static void for_each_coding(const struct bth_http_head *h,
+                            void (*fn)(const char *c, size_t n, void *arg), void *arg)
+{
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        if (hd->kind != BTH_HDR_TRANSFER_ENCODING)
+            continue;
+        const char *v = bth_span_ptr(h, hd->value);
+        size_t n = hd->value.len, a = 0;
+        while (a <= n) {
+            size_t b = a;
+            while (b < n && v[b] != ',')
+                b++;
+            size_t s = a, e = b;
+            while (s < e && (v[s] == ' ' || v[s] == '\t'))
+                s++;
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+                e--;
+            if (e > s)
+                fn(v + s, e - s, arg);
+            a = b + 1;
+        }
+    }
+}
+
+struct last_coding {
+    const char *c;
+    size_t n;
+};
+
+static void note_last(const char *c, size_t n, void *arg)
+{
+    struct last_coding *l = arg;
+    l->c = c;
+    l->n = n;
+}
+
+/* Whether the coding <c> (<n> bytes, parameters possibly after ';') is chunked. */
+static bool coding_is_chunked(const char *c, size_t n)
+{
+    size_t t = 0;
+    while (t < n && c[t] != ';' && c[t] != ' ' && c[t] != '\t')
+        t++;
+    return t == 7 && strncasecmp(c, "chunked", 7) == 0;
+}
+
+bool bth_http_head_te_chunked(const struct bth_http_head *h)
+{
+    struct last_coding l = {NULL, 0};
+    for_each_coding(h, note_last, &l);
+    return l.c != NULL && coding_is_chunked(l.c, l.n);
+}
+
+struct reframe {
+    char *out;
+    size_t len;
+    struct last_coding last;
+};
+
+static void append_previous(const char *c, size_t n, void *arg)
+{
+    struct reframe *r = arg;
+    if (r->last.c != NULL) {
+        memcpy(r->out + r->len, r->last.c, r->last.n);
+        r->len += r->last.n;
+        memcpy(r->out + r->len, ", ", 2);
+        r->len += 2;
+    }
+    r->last.c = c;
+    r->last.n = n;
+}
+
+size_t bth_http_head_te_reframe(const struct bth_http_head *h, char *out)
+{
+    struct reframe r = {out, 0, {NULL, 0}};
+    for_each_coding(h, append_previous, &r); /* all but the final coding */
+    memcpy(out + r.len, "chunked", 7);
+    return r.len + 7;
+}
+
+size_t bth_http_head_te_room(const struct bth_http_head *h)
+{
+    size_t n = 8;
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        if (h->hdrs[i].kind == BTH_HDR_TRANSFER_ENCODING)
+            n += 3 * (size_t)h->hdrs[i].value.len + 2;
+    }
+    return n;
 }

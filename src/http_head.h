@@ -83,6 +83,21 @@ static inline const char *bth_span_ptr(const struct bth_http_head *h, struct bth
     return h->base + s.off;
 }
 
+/* Transfer-Encoding as a list over all its fields (RFC 9112 6.1): whether the final coding
+ * is chunked, with or without parameters ("gzip, chunked", "chunked;x=1"). Call after
+ * bth_http_head_finish. */
+bool bth_http_head_te_chunked(const struct bth_http_head *h);
+
+/* Writes to <out> the Transfer-Encoding value berth forwards when the final chunked coding
+ * carries parameters (which llhttp, and so other parsers, do not read as chunked): every
+ * coding of every field, trimmed, joined by ", ", the final one as a bare "chunked". <out>
+ * needs bth_http_head_te_room(h) bytes. Returns the length written. */
+size_t bth_http_head_te_reframe(const struct bth_http_head *h, char *out);
+size_t bth_http_head_te_room(const struct bth_http_head *h);
+
+/* Whether <s> (<len> bytes) is all tchar (RFC 9110 5.6.2); an empty string is. */
+bool bth_http_token(const char *s, size_t len);
+
 /* Case-insensitive comparison of a span with a lowercase literal. */
 bool bth_span_ieq(const struct bth_http_head *h, struct bth_span s, const char *lower);
 

@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "desync.h"
 #include "http_head.h"
+#include "http_tolerate.h"
 #include "http_upstream.h"
 #include "log.h"
 #include "mem.h"
@@ -106,8 +107,10 @@ struct bth_http_session {
     bool req_has_body;
     bool is_head_method;
     bool is_upgrade;
+    bool te_reframe;             /* Transfer-Encoding rewritten with a bare final chunked */
     struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
     struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
+    char *req_view;              /* owned: the mended head req parses, when llhttp refused it */
     uint64_t discarded;          /* body bytes dropped in SS_DISCARD */
     /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
     uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
@@ -301,6 +304,7 @@ static void session_free(struct bth_http_session *s)
         s->next->prev = s->prev;
     bth_snapshot_unref(s->snap);
     bth_free(s->scratch);
+    bth_free(s->req_view);
     BTH_STAT_ADD(w->metrics.active_connections, -1);
     bth_free(s);
 }
@@ -602,6 +606,15 @@ static void send_error(struct bth_http_session *s, int status, const char *reaso
 
 /* ---- exchange lifecycle -------------------------------------------------------------- */
 
+static void init_request_parser(struct bth_http_session *s)
+{
+    llhttp_init(&s->req_parser, HTTP_REQUEST, &bth_http_head_settings);
+    /* Transfer-Encoding with Content-Length: the TE frames the body (RFC 9112 6.3) and the
+     * Content-Length is not forwarded (see start_request); the desync check classifies it. */
+    llhttp_set_lenient_chunked_length(&s->req_parser, 1);
+    s->req_parser.data = &s->req;
+}
+
 static void reset_exchange(struct bth_http_session *s)
 {
     bth_http_head_reset(&s->req);
@@ -610,7 +623,7 @@ static void reset_exchange(struct bth_http_session *s)
     s->req_body = s->resp_body = BODY_NONE;
     s->req_remaining = s->resp_remaining = 0;
     s->req_done = s->resp_done = s->resp_head_sent = false;
-    s->req_has_body = s->is_head_method = s->is_upgrade = false;
+    s->req_has_body = s->is_head_method = s->is_upgrade = s->te_reframe = false;
     s->body_held_ms = 0;
     s->group = NULL;
     s->sticky_pick = NULL;
@@ -628,11 +641,11 @@ static void reset_exchange(struct bth_http_session *s)
     s->error_reason = NULL;
     evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
     evbuffer_drain(s->retry_copy, evbuffer_get_length(s->retry_copy));
-    llhttp_init(&s->req_parser, HTTP_REQUEST, &bth_http_head_settings);
-    /* Transfer-Encoding with Content-Length: the TE frames the body (RFC 9112 6.3) and the
-     * Content-Length is not forwarded (see start_request); the desync check classifies it. */
-    llhttp_set_lenient_chunked_length(&s->req_parser, 1);
-    s->req_parser.data = &s->req;
+    init_request_parser(s);
+    if (s->req_view != NULL) {
+        bth_free(s->req_view);
+        s->req_view = NULL;
+    }
     llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
     s->resp_parser.data = &s->resp;
     set_state(s, SS_IDLE);
@@ -800,6 +813,8 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
     size_t n = 0;
     /* One contiguous reservation keeps this to a handful of memcpy calls. */
     size_t need = h->url.len + ri->authority_len + 64 + 256 + 8;
+    if (s->te_reframe)
+        need += bth_http_head_te_room(h) + 24;
     for (unsigned i = 0; i < h->nhdrs; i++)
         need += h->hdrs[i].name.len + h->hdrs[i].value.len + 4;
     struct evbuffer_iovec v;
@@ -844,6 +859,11 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
         PUT(bth_span_ptr(h, hd->name), hd->name.len);
         PUTS(": ");
         PUT(bth_span_ptr(h, hd->value), hd->value.len);
+        PUTS("\r\n");
+    }
+    if (s->te_reframe) {
+        PUTS("Transfer-Encoding: ");
+        p += bth_http_head_te_reframe(h, p);
         PUTS("\r\n");
     }
     if (s->is_upgrade) {
@@ -924,13 +944,11 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
     }
     if ((*reason = vet_host(s)) != NULL)
         return 400;
-    if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) {
-        /* Only a lone "chunked" is supported; "gzip, chunked" and the like are not. */
-        const struct bth_http_hdr *te = &h->hdrs[h->idx[BTH_HDR_TRANSFER_ENCODING]];
-        if (!(s->req_parser.flags & F_CHUNKED) || !bth_span_ieq(h, te->value, "chunked")) {
-            *reason = "unsupported transfer-encoding";
-            return 501;
-        }
+    if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0 && !bth_http_head_te_chunked(h)) {
+        /* Only a final chunked coding frames a request body (RFC 9112 6.1, 6.3); berth
+         * decodes no other coding. */
+        *reason = "unsupported transfer-encoding";
+        return 501;
     }
     if (s->req_parser.method == HTTP_TRACE) {
         *reason = "method not allowed";
@@ -1239,8 +1257,28 @@ static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
                             value, (unsigned long long)ttl);
 }
 
-/* The head is complete: classify it, route it and start forwarding. */
-static void start_request(struct bth_http_session *s, size_t head_len)
+/* The final coding is chunked with parameters ("chunked;x=1"), which llhttp does not
+ * read as chunked, nor may a target. berth frames the body as chunked and forwards the
+ * Transfer-Encoding rewritten with a bare final "chunked" (build_request_head), so the
+ * target frames it the same way. The parser is primed for that with a bare chunked head of
+ * the same method; the head callbacks record nothing once the head is complete. */
+static void reframe_chunked(struct bth_http_session *s)
+{
+    char head[96];
+    const char *m = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    int n =
+        snprintf(head, sizeof(head), "%.40s / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", m);
+    for (unsigned i = 0; i < s->req.nhdrs; i++)
+        s->req.hdrs[i].drop |= s->req.hdrs[i].kind == BTH_HDR_TRANSFER_ENCODING;
+    s->te_reframe = true;
+    init_request_parser(s);
+    llhttp_execute(&s->req_parser, head, (size_t)n); /* pauses at the end of the head */
+}
+
+/* The head is complete: classify it, route it and start forwarding. <head_len> bytes of
+ * the input are the head as received; <parsed_len>, the head as parsed (the same, or the
+ * length of the mended head in req_view). */
+static void start_request(struct bth_http_session *s, size_t head_len, size_t parsed_len)
 {
     struct bth_http_head *h = &s->req;
     bth_http_head_finish(h);
@@ -1268,20 +1306,22 @@ static void start_request(struct bth_http_session *s, size_t head_len)
     if (s->w->alog.sink != NULL && s->w->alog.sink->fd >= 0)
         scratch_copy(s); /* only the access log reads the copies */
     const char *reason = NULL;
-    int status = vet_request(s, head_len, &reason);
+    int status = vet_request(s, parsed_len, &reason);
     if (status != 0) {
         evbuffer_drain(s->conn.in, head_len);
         send_error(s, status, reason);
         return;
     }
     s->is_upgrade = s->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
-    if (s->req_parser.flags & F_CHUNKED) {
+    if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) { /* final coding chunked: vet_request */
         /* A sender MUST remove a received Content-Length when Transfer-Encoding is present
          * (RFC 9112 6.3): the target must frame the body the way berth did. */
         for (unsigned i = 0; i < h->nhdrs; i++) {
             if (h->hdrs[i].kind == BTH_HDR_CONTENT_LENGTH)
                 h->hdrs[i].drop = true;
         }
+        if (!(s->req_parser.flags & F_CHUNKED))
+            reframe_chunked(s);
         s->req_body = BODY_CHUNKED;
         s->req_has_body = true;
         llhttp_resume(&s->req_parser); /* it finds the end of the chunked body */
@@ -1480,6 +1520,55 @@ static int desync_check(struct bth_http_session *s, const char *head, size_t len
     return 0;
 }
 
+/* Whether <buf> (<n> bytes) starts like a request line: an upper-case method, then a space
+ * (or nothing yet). Only such bytes are worth waiting on once llhttp has refused them. */
+static bool looks_like_request(const char *buf, size_t n)
+{
+    size_t i = 0;
+    while (i < n && ((buf[i] >= 'A' && buf[i] <= 'Z') || buf[i] == '-' || buf[i] == '_'))
+        i++;
+    return i > 0 && (i == n || buf[i] == ' ');
+}
+
+/* llhttp refused the head at the start of <buf> (<avail> bytes). Where ELB forwards it (the
+ * classifier says Compliant or Acceptable, the mode is not strictest) and http_tolerate can
+ * mend it, berth parses and forwards the mended head instead (README, "Desync mitigation").
+ * Returns 1 when the request was handled, 0 to wait for the rest of the head, -1 to refuse
+ * it. */
+static int tolerate_head(struct bth_http_session *s, const char *buf, size_t avail)
+{
+    const struct bth_cfg_listener *lc = s->listener->cfg;
+    size_t head_len = bth_desync_head_length(buf, avail);
+    if (head_len == 0) {
+        bool within = avail <= lc->max_request_line_bytes + lc->max_header_bytes + 4;
+        return within && looks_like_request(buf, avail) ? 0 : -1;
+    }
+    struct bth_desync_verdict v;
+    bth_desync_classify(buf, head_len, &v);
+    bool strictest = lc->desync_mode == BTH_DESYNC_MODE_STRICTEST;
+    if (v.tier > (strictest ? BTH_DESYNC_COMPLIANT : BTH_DESYNC_ACCEPTABLE))
+        return -1;
+    char *view = bth_malloc(BTH_HTTP_TOLERATE_ROOM(head_len));
+    size_t vlen = view != NULL ? bth_http_tolerate_head(buf, head_len, view) : 0;
+    if (vlen == 0) {
+        bth_free(view);
+        return -1;
+    }
+    bth_http_head_reset(&s->req);
+    init_request_parser(s);
+    s->req.base = view;
+    s->req_view = view;
+    llhttp_errno_t err = llhttp_execute(&s->req_parser, view, vlen);
+    if (err != HPE_PAUSED || llhttp_get_error_pos(&s->req_parser) != view + vlen)
+        return -1; /* the view is freed with the exchange */
+    s->is_head_method = llhttp_get_method(&s->req_parser) == HTTP_HEAD;
+    bth_log(BTH_LOG_DEBUG, "#%llu request from %s mended (desync %s: %s)",
+            (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier), v.reason);
+    if (desync_check(s, buf, head_len) == 0)
+        start_request(s, head_len, vlen);
+    return 1;
+}
+
 /* Reads and handles the request head; returns once it is incomplete or handled. */
 static void parse_request_head(struct bth_http_session *s)
 {
@@ -1505,10 +1594,17 @@ static void parse_request_head(struct bth_http_session *s)
         s->is_head_method = llhttp_get_method(&s->req_parser) == HTTP_HEAD; /* for a 400 */
         if (desync_check(s, base, head_len) != 0)
             return;
-        start_request(s, head_len);
+        start_request(s, head_len, head_len);
         return;
     }
     if (err != HPE_OK) {
+        int t = tolerate_head(s, base, feed);
+        if (t > 0)
+            return;
+        if (t == 0) {
+            s->req_parsed = feed; /* wait for the rest of the head */
+            return;
+        }
         bth_log(BTH_LOG_INFO, "#%llu bad request from %s: %s", (unsigned long long)s->id,
                 s->client_text, llhttp_get_error_reason(&s->req_parser));
         count_refused(s, base, feed);

@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.parse
 
-from httpwire import (Reader, parse_head, header_value, connection_tokens, read_chunked,
+from httpwire import (Reader, parse_head, header_value, header_values, connection_tokens, read_chunked,
                       pattern_bytes, ws_accept, ws_encode, ws_read_frame)
 
 REASONS = {
@@ -173,9 +173,12 @@ class Backend:
             return None
         start, headers = parse_head(head)
         method, target, version = start.split(" ", 2)
-        te = header_value(headers, "transfer-encoding")
+        # Transfer-Encoding is one list over all its fields; the final coding frames the body.
+        codings = [c.split(";")[0].strip().lower()
+                   for v in header_values(headers, "transfer-encoding") for c in v.split(",")]
+        codings = [c for c in codings if c]
         cl = header_value(headers, "content-length")
-        chunked = bool(te and "chunked" in te.lower())
+        chunked = bool(codings) and codings[-1] == "chunked"
         if chunked:
             body, _ = read_chunked(reader)
         elif cl is not None:

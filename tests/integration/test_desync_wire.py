@@ -18,7 +18,7 @@ the same, but the response says Connection: close, berth closes the client conne
 does not reuse the target connection. 400: the client gets 400, the connection is closed
 and the target sees nothing, not even a TCP connection. Deviations berth has by design are
 listed below with their reason (REFUSED_BY_PARSER, UNSUPPORTED_TRANSFER_CODING,
-REFUSED_UNFRAMEABLE, REFUSED_BY_RFC9112); every other case must match the table exactly. A request that is not
+REFUSED_UNFRAMEABLE, REFUSED_BY_RFC9112; MENDED_TARGET lists the targets berth rewrites); every other case must match the table exactly. A request that is not
 persistent by its version (HTTP/1.0 without keep-alive, HTTP/0.9: RFC 7230 6.3) cannot
 keep the connection open, so there "forward" means answered, then closed. Each mode is one
 test that runs all cases and reports every mismatch at once.
@@ -47,19 +47,13 @@ MODES = ("monitor", "defensive", "strictest")
 # a file gets " (2)", " (3)", ...).
 #
 # berth parses requests with llhttp (the loose build of Debian's node-llhttp 8.1) and always
-# re-frames what it forwards, so it cannot forward a head llhttp refuses: such a request gets
-# 400 and close in EVERY mode, monitor included, before the desync classifier is consulted,
-# and the target sees nothing. Found empirically (berth logs "bad request from ...: <llhttp
+# re-frames what it forwards. A head llhttp refuses is mended when the classifier rates it
+# Compliant or Acceptable (MENDED_TARGET below); any other such request gets 400 and close in
+# EVERY mode, monitor included, and the target sees nothing. Found empirically (berth logs "bad request from ...: <llhttp
 # error>"); the reason says what in the case llhttp stops at. Test-side additions (Host as the
 # last field, the body) play no part: every error here is in the case's own bytes.
 REFUSED_BY_PARSER = {
     # whitespace or a separator in/around a field name (RFC 7230 3.2.4: MUST reject with 400)
-    "acceptable.yaml: No TE/CL headers, some others are non-compliant":
-        "space before ':' in a field name (llhttp: Invalid character in header name)",
-    "acceptable.yaml: TE and some others are non-compliant":
-        "space before ':' in a field name (llhttp: Invalid character in header name)",
-    "acceptable.yaml: CL and some others are non-compliant":
-        "space before ':' in a field name (llhttp: Invalid character in header name)",
     "ambiguous.yaml: Transfer-Encoding with a trailing space in name":
         "space before ':' (llhttp: Invalid header field char)",
     "ambiguous.yaml: Transfer-Encoding with a trailing tab in name":
@@ -88,8 +82,6 @@ REFUSED_BY_PARSER = {
     "severe.yaml: [white-space]Content-Length and Content-Length":
         "first field line starts with a space (llhttp: Unexpected space after start line)",
     # a control or non-ASCII byte in a field name
-    "acceptable.yaml: A non-essential header with a non-printable character (x01)":
-        "\\x01 in a name (llhttp: Invalid header token)",
     "ambiguous.yaml: \\x01Transfer-Encoding with a non-printable character":
         "\\x01 in the name (llhttp: Invalid header token)",
     "ambiguous.yaml: \\x01\\x01Transfer-Encoding with a non-printable character":
@@ -118,10 +110,6 @@ REFUSED_BY_PARSER = {
         "\\x01 in the name (llhttp: Invalid header token)",
     "bad-header-characters.yaml: Content-Length\\x01":
         "\\x01 in the name (llhttp: Invalid header token)",
-    "bad-header-characters.yaml: Some-Header\\x01":
-        "\\x01 in a name (llhttp: Invalid header token)",
-    "bad-header-characters.yaml: \\x01Some-Header":
-        "\\x01 in a name (llhttp: Invalid header token)",
     "edge-cases.yaml: Non-compliant character does not shadow bad character":
         "HTAB before ':' and NUL in a value (llhttp: Invalid header token)",
     "real-life-test-cases.yaml: \\x00Transfer-Encoding: chunked":
@@ -135,10 +123,6 @@ REFUSED_BY_PARSER = {
     "bad-header-characters.yaml: Transfer-Encoding: \\x01chunked":
         "\\x01 in a value (llhttp: Invalid header value char)",
     "bad-header-characters.yaml: Transfer-Encoding: chunked\\x01":
-        "\\x01 in a value (llhttp: Invalid header value char)",
-    "bad-header-characters.yaml: Some-Header: \\x01value":
-        "\\x01 in a value (llhttp: Invalid header value char)",
-    "bad-header-characters.yaml: Some-Header: value\\x01":
         "\\x01 in a value (llhttp: Invalid header value char)",
     "edge-cases.yaml: Bad non-essential header does not shadow bad Content-Length":
         "\\x12 in a value (llhttp: Invalid header value char)",
@@ -211,21 +195,13 @@ REFUSED_BY_PARSER = {
     "severe.yaml: Multiple Transfer-Encoding: chunked,chunked":
         "chunked twice (llhttp: Invalid `Transfer-Encoding` header value)",
     # the request line
-    "acceptable.yaml: Empty version, which means HTTP/0.9":
-        "'GET /foo/bar ' with no version (llhttp: Expected HTTP/)",
     "ambiguous.yaml: Transfer-Encoding for empty protocol, which is HTTP/0.9":
         "'POST /foo/bar ' with no version (llhttp: Expected HTTP/)",
     "ambiguous.yaml: Content-Length for empty protocol, which is HTTP/0.9":
         "'POST /foo/bar ' with no version (llhttp: Expected HTTP/)",
-    "acceptable.yaml: Unknown but OK HTTP/1.2": "HTTP/1.2 (llhttp: Invalid HTTP version)",
-    "rfc-compliant.yaml: Empty URI":
-        "'GET  HTTP/1.1', no target (llhttp: Unexpected char in url schema)",
     "severe.yaml: Bad method": "\\x01 in the method (llhttp: Invalid method encountered)",
-    "uri-specific-test-cases.yaml: Extra spaces in version":
-        "space after the version (llhttp: Expected CRLF after version)",
     "uri-specific-test-cases.yaml: \\x01 in URI":
         "\\x01 in the target (llhttp: Invalid char in url path)",
-    "uri-specific-test-cases.yaml: [space] in URI": "space in the target (llhttp: Expected HTTP/)",
     "uri-specific-test-cases.yaml: [space] in URI resulted in a bad version":
         "'HTTP/1.1 HTTP/1.1' (llhttp: Expected CRLF after version)",
     "uri-specific-test-cases.yaml: \\r in URI": "bare CR in the target (llhttp: Expected CRLF)",
@@ -238,24 +214,13 @@ REFUSED_BY_PARSER = {
         "NUL in the target (llhttp: Unexpected start char in url)",
 }
 
-# berth accepts only a lone `Transfer-Encoding: chunked` on requests and answers any other
-# coding with 501 (README: "any other coding gets 501"; RFC 7230 3.3.1 lets a server do so).
-# Where the table says forward (or forward-close) these cases get 501 and close instead, with
-# nothing sent to the target; where it says 400 they get 400 as usual (the desync check runs
-# first).
+# berth frames a request body only by a final chunked coding (RFC 9112 6.1) and answers any
+# other final coding with 501 (README: "Transfer-Encoding"; RFC 9112 6.1 lets a server do
+# so). Where the table says forward (or forward-close) these cases get 501 and close instead,
+# with nothing sent to the target; where it says 400 they get 400 as usual (the desync check
+# runs first). A list that ends in chunked ("gzip, chunked", five TE fields, chunked with
+# parameters) is forwarded like any other chunked request.
 UNSUPPORTED_TRANSFER_CODING = {
-    "more-compliant-tests.yaml: Correct TE OK": "gzip, chunked",
-    "more-compliant-tests.yaml: Transfer-Encoding: identity and chunked OK":
-        "deflate, identity, chunked",
-    "more-compliant-tests.yaml: Multiple transfer encoding headers in a single request OK":
-        "gzip / deflate / identity / compress / chunked in five fields",
-    "more-compliant-tests.yaml: TE with custom parameters OK": "chunked;custom_param;",
-    "rfc-compliant.yaml: Different Transfer-Encoding headers":
-        "gzip / deflate / identity / compress / chunked in five fields",
-    "rfc-compliant.yaml: Different Transfer-Encoding headers combined":
-        "gzip, deflate, identity, compress, chunked",
-    "rfc-compliant.yaml: Transfer-Encoding with a param: chunked;custom_param":
-        "gzip; / deflate; / chunked;custom_param;",
     "bad-header-characters.yaml: Transfer-Encoding: \\xa0chunked": "\\xa0chunked (Severe)",
     "bad-header-characters.yaml: Transfer-Encoding: chunked\\xa0": "chunked\\xa0 (Severe)",
     "severe.yaml: Unknown Transfer-Encoding: xchunked": "xchunked (Severe)",
@@ -265,9 +230,6 @@ UNSUPPORTED_TRANSFER_CODING = {
     "real-life-test-cases.yaml: Transfer-Encoding: identity and Content-Length":
         "identity, with CL",
     "real-life-test-cases.yaml: Transfer-Encoding: xchunked": "xchunked, with CL (Severe)",
-    "real-life-test-cases.yaml: Multiple transfer encoding headers in a single request":
-        "several TE fields, with CL",
-    "real-life-test-cases.yaml: Mixed case": "chunked;custom_param;, with CL",
 }
 
 # Severe cases llhttp does parse, but not as the case reads: berth refuses them with 400 in
@@ -282,6 +244,16 @@ REFUSED_UNFRAMEABLE = {
         "bare CR at a line start: the head does not end with an empty line",
     "real-life-test-cases.yaml: \\rContent-Length without TE":
         "bare CR at a line start: the head does not end with an empty line",
+}
+
+# Compliant and Acceptable heads llhttp refuses are mended before berth parses and forwards
+# them (src/http_tolerate.c; README, "Desync mitigation"): a field whose name is not a token
+# is dropped, whitespace before a colon removed, control bytes in values become spaces, the
+# request line is rewritten (HTTP/1.2 read as HTTP/1.1, no version as HTTP/1.0, extra
+# spaces dropped). Where that changes the target the target sees: {case: its target}
+MENDED_TARGET = {
+    "rfc-compliant.yaml: Empty URI": "/",  # RFC 9112 3.2.1: an empty path is sent as "/"
+    "uri-specific-test-cases.yaml: [space] in URI": "/endpoint_a?param=not%20escaped%20spaces",
 }
 
 # Requests RFC 9112 calls faulty whatever their tier: berth answers 400 and closes in every
@@ -342,9 +314,10 @@ class Case:
     def persistent(self):
         """Whether the connection outlives a forwarded request (RFC 7230 6.3): HTTP/1.1, or
         HTTP/1.0 asking for keep-alive; HTTP/0.9 never."""
-        if self.version == "HTTP/1.1":
-            return True
-        return self.version == "HTTP/1.0" and \
+        version = self.version.strip(" \t")
+        if version.startswith("HTTP/1.") and version[7:].isdigit() and version != "HTTP/1.0":
+            return True  # HTTP/1.2 and up are read as HTTP/1.1 (RFC 9110 2.5)
+        return version == "HTTP/1.0" and \
             "keep-alive" in connection_tokens(self.headers)
 
 
@@ -431,7 +404,7 @@ def _check_forwarded(case, mode, new, problems):
         problems.append("target saw %d requests: %r" % (len(new), new))
         return None
     req = new[0]
-    target, body = case.uri, case.body()
+    target, body = MENDED_TARGET.get(case.key, case.uri), case.body()
     want_len = 0 if body == b"0\r\n\r\n" else len(body)
     if mode == "monitor" and case.key in MONITOR_AS_HTTP09:
         target, want_len = MONITOR_AS_HTTP09[case.key], 0
@@ -535,7 +508,8 @@ def test_case_data_and_lists():
     for name, table in (("REFUSED_BY_PARSER", REFUSED_BY_PARSER),
                         ("UNSUPPORTED_TRANSFER_CODING", UNSUPPORTED_TRANSFER_CODING),
                         ("REFUSED_UNFRAMEABLE", REFUSED_UNFRAMEABLE),
-                        ("REFUSED_BY_RFC9112", REFUSED_BY_RFC9112)):
+                        ("REFUSED_BY_RFC9112", REFUSED_BY_RFC9112),
+                        ("MENDED_TARGET", MENDED_TARGET)):
         stale = sorted(set(table) - keys)
         assert not stale, "%s names cases not in the data: %r" % (name, stale)
     both = set(REFUSED_BY_PARSER) & (set(UNSUPPORTED_TRANSFER_CODING) | set(REFUSED_UNFRAMEABLE))

@@ -167,6 +167,44 @@ static void test_malformed_rejected(void **state)
     assert_int_not_equal(parse(&p, "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 64), HPE_PAUSED);
 }
 
+/* Transfer-Encoding is one list over its fields; only a final chunked frames the body, and
+ * chunked with parameters is forwarded as a bare chunked. */
+static void test_transfer_encoding_list(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *te_lines;
+        int chunked;
+        const char *reframed;
+    } cases[] = {
+        {"Transfer-Encoding: chunked\r\n", 1, "chunked"},
+        {"Transfer-Encoding: gzip, chunked\r\n", 1, "gzip, chunked"},
+        {"Transfer-Encoding: gzip\r\nTransfer-Encoding: CHUNKED\r\n", 1, "gzip, chunked"},
+        {"Transfer-Encoding: gzip ;\r\nTransfer-Encoding:  chunked;p=1; \r\n", 1,
+         "gzip ;, chunked"},
+        {"Transfer-Encoding: gzip , \tdeflate\t,chunked\r\n", 1, "gzip, deflate, chunked"},
+        {"Transfer-Encoding: gzip\r\n", 0, NULL},
+        {"Transfer-Encoding: xchunked\r\n", 0, NULL},
+        {"Transfer-Encoding: chunkedx\r\n", 0, NULL},
+        {"Transfer-Encoding: identity, , \r\n", 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nHost: x\r\n%s\r\n", cases[i].te_lines);
+        struct parsed p;
+        assert_int_equal(parse(&p, req, 1000), HPE_PAUSED);
+        if (bth_http_head_te_chunked(&p.head) != (cases[i].chunked != 0))
+            fail_msg("%s: chunked should be %d", cases[i].te_lines, cases[i].chunked);
+        if (cases[i].reframed != NULL) {
+            char out[256];
+            assert_true(bth_http_head_te_room(&p.head) <= sizeof(out));
+            size_t n = bth_http_head_te_reframe(&p.head, out);
+            out[n] = '\0';
+            assert_string_equal(out, cases[i].reframed);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +215,7 @@ int main(void)
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_malformed_rejected),
+        cmocka_unit_test(test_transfer_encoding_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
