@@ -77,6 +77,20 @@ enum close_reason {
     CLOSE_DONE,
 };
 
+/* What only an exchange in progress needs: the parsers, the heads' spans (a few KiB) and
+ * the buffers toward the target. Taken when a request's first byte arrives and given back
+ * when the connection goes idle, so an idle keep-alive connection holds none of it. */
+struct exchange_mem {
+    llhttp_t req_parser;
+    struct bth_http_head req;
+    llhttp_t resp_parser;
+    struct bth_http_head resp;
+    struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
+    struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
+    struct bth_target *tried[MAX_TRIES]; /* borrowed: targets this exchange tried */
+    char request_id[33];
+};
+
 struct bth_http_session {
     struct bth_conn conn;
     struct bth_worker *w;                     /* borrowed: owner */
@@ -92,14 +106,14 @@ struct bth_http_session {
     bool desync_close;     /* ambiguous request: close both sides after the response */
     bool client_keepalive; /* the client may send another request */
     bool client_http10;
-    struct sockaddr_storage peer;
+    struct sockaddr_in6 peer; /* or a sockaddr_in: the client, AF_INET or AF_INET6 */
     char client_ip[INET6_ADDRSTRLEN];
     char client_text[INET6_ADDRSTRLEN + 8];
     unsigned listen_port;
 
+    struct exchange_mem *xm; /* owned: while a request is in progress, NULL when idle */
+
     /* request */
-    llhttp_t req_parser;
-    struct bth_http_head req;
     size_t req_parsed; /* head bytes fed to llhttp so far */
     enum body_mode req_body;
     uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
@@ -107,11 +121,9 @@ struct bth_http_session {
     bool req_has_body;
     bool is_head_method;
     bool is_upgrade;
-    bool te_reframe;             /* Transfer-Encoding rewritten with a bare final chunked */
-    struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
-    struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
-    char *req_view;              /* owned: the mended head req parses, when llhttp refused it */
-    uint64_t discarded;          /* body bytes dropped in SS_DISCARD */
+    bool te_reframe;    /* Transfer-Encoding rewritten with a bare final chunked */
+    char *req_view;     /* owned: the mended head req parses, when llhttp refused it */
+    uint64_t discarded; /* body bytes dropped in SS_DISCARD */
     /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
     uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
     uint64_t body_rx0;     /* rx_bytes when the head was read: body bytes = rx_bytes - this */
@@ -127,15 +139,12 @@ struct bth_http_session {
     struct bth_snap_group *group;   /* borrowed from snap */
     struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
     struct bth_target *target;      /* one reference while an exchange uses it */
-    struct bth_target *tried[MAX_TRIES];
     unsigned ntried;
     struct bth_upstream *up; /* attached upstream connection, NULL if none */
     bool up_reused;
     bool retried_fresh;
 
     /* response */
-    llhttp_t resp_parser;
-    struct bth_http_head resp;
     size_t resp_parsed;
     enum body_mode resp_body;
     uint64_t resp_remaining;
@@ -150,7 +159,6 @@ struct bth_http_session {
     char *scratch; /* owned: copies of method, uri, host, user agent for the log */
     size_t scratch_cap;
     size_t m_len, u_len, h_len, ua_len;
-    char request_id[33];
     const char *error_reason;
 };
 
@@ -161,6 +169,7 @@ static void process_client(struct bth_http_session *s);
 static void process_response(struct bth_http_session *s);
 static void send_error(struct bth_http_session *s, int status, const char *reason);
 static void start_exchange_on_target(struct bth_http_session *s);
+static void xm_release(struct bth_http_session *s);
 static struct bth_span host_value(const struct bth_http_head *h);
 struct route_info;
 static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
@@ -292,10 +301,7 @@ static void session_free(struct bth_http_session *s)
     bth_worker_conn_closed(s->listener->stats);
     event_del(&s->timer);
     bth_conn_fini(&s->conn);
-    if (s->pending)
-        evbuffer_free(s->pending);
-    if (s->retry_copy)
-        evbuffer_free(s->retry_copy);
+    xm_release(s);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -303,8 +309,6 @@ static void session_free(struct bth_http_session *s)
     if (s->next)
         s->next->prev = s->prev;
     bth_snapshot_unref(s->snap);
-    bth_free(s->scratch);
-    bth_free(s->req_view);
     BTH_STAT_ADD(w->metrics.active_connections, -1);
     bth_free(s);
 }
@@ -339,8 +343,8 @@ static void flush_upstream(struct bth_http_session *s)
 
 static void scratch_copy(struct bth_http_session *s)
 {
-    const struct bth_http_head *h = &s->req;
-    const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    const struct bth_http_head *h = &s->xm->req;
+    const char *method = llhttp_method_name((llhttp_method_t)s->xm->req_parser.method);
     struct bth_span host = {0, 0}, ua = {0, 0};
     if (h->idx[BTH_HDR_HOST] >= 0)
         host = h->hdrs[h->idx[BTH_HDR_HOST]].value;
@@ -446,7 +450,7 @@ static void log_exchange(struct bth_http_session *s)
         .user_agent = have && s->ua_len ? sc + s->m_len + s->u_len + s->h_len + 3 : NULL,
         .user_agent_len = s->ua_len,
         .target_group = s->group ? s->group->cfg->name : NULL,
-        .request_id = s->request_id[0] ? s->request_id : NULL,
+        .request_id = s->xm != NULL && s->xm->request_id[0] ? s->xm->request_id : NULL,
         .matched_rule = s->m_len == 0 ? NULL : rule_name,
         .error_reason = s->error_reason,
     };
@@ -521,9 +525,9 @@ static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, s
 static void discard_body(struct bth_http_session *s)
 {
     uint64_t n = 0;
-    int r =
-        forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, s->pending, &n);
-    evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
+    int r = forward_body(&s->xm->req_parser, s->req_body, &s->req_remaining, s->conn.in,
+                         s->xm->pending, &n);
+    evbuffer_drain(s->xm->pending, evbuffer_get_length(s->xm->pending));
     s->discarded += n;
     if (r < 0 || s->discarded > DISCARD_MAX) {
         session_close(s);
@@ -608,17 +612,71 @@ static void send_error(struct bth_http_session *s, int status, const char *reaso
 
 static void init_request_parser(struct bth_http_session *s)
 {
-    llhttp_init(&s->req_parser, HTTP_REQUEST, &bth_http_head_settings);
+    llhttp_init(&s->xm->req_parser, HTTP_REQUEST, &bth_http_head_settings);
     /* Transfer-Encoding with Content-Length: the TE frames the body (RFC 9112 6.3) and the
      * Content-Length is not forwarded (see start_request); the desync check classifies it. */
-    llhttp_set_lenient_chunked_length(&s->req_parser, 1);
-    s->req_parser.data = &s->req;
+    llhttp_set_lenient_chunked_length(&s->xm->req_parser, 1);
+    s->xm->req_parser.data = &s->xm->req;
 }
 
+/* Readies the exchange memory for a new request: both heads empty, both parsers fresh. */
+static void xm_reset(struct bth_http_session *s)
+{
+    struct exchange_mem *xm = s->xm;
+    bth_http_head_reset(&xm->req);
+    bth_http_head_reset(&xm->resp);
+    evbuffer_drain(xm->pending, evbuffer_get_length(xm->pending));
+    evbuffer_drain(xm->retry_copy, evbuffer_get_length(xm->retry_copy));
+    init_request_parser(s);
+    llhttp_init(&xm->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
+    xm->resp_parser.data = &xm->resp;
+    xm->request_id[0] = '\0';
+}
+
+/* Gives an exchange its memory, if it has none yet. Returns 0, or -1 when out of memory.
+ * malloc, not calloc: the heads' arrays are written before they are read. */
+static int xm_take(struct bth_http_session *s)
+{
+    if (s->xm != NULL)
+        return 0;
+    struct exchange_mem *xm = bth_malloc(sizeof(*xm));
+    if (xm == NULL)
+        return -1;
+    xm->pending = evbuffer_new();
+    xm->retry_copy = evbuffer_new();
+    if (xm->pending == NULL || xm->retry_copy == NULL) {
+        if (xm->pending != NULL)
+            evbuffer_free(xm->pending);
+        if (xm->retry_copy != NULL)
+            evbuffer_free(xm->retry_copy);
+        bth_free(xm);
+        return -1;
+    }
+    s->xm = xm;
+    xm_reset(s);
+    return 0;
+}
+
+/* Frees what only an exchange in progress needs; the connection goes idle or away. */
+static void xm_release(struct bth_http_session *s)
+{
+    if (s->xm != NULL) {
+        evbuffer_free(s->xm->pending);
+        evbuffer_free(s->xm->retry_copy);
+        bth_free(s->xm);
+        s->xm = NULL;
+    }
+    bth_free(s->scratch);
+    s->scratch = NULL;
+    s->scratch_cap = 0;
+    bth_free(s->req_view);
+    s->req_view = NULL;
+}
+
+/* Ends an exchange: the next request (already buffered when pipelined) starts afresh, and a
+ * connection with nothing buffered gives its exchange memory back while idle. */
 static void reset_exchange(struct bth_http_session *s)
 {
-    bth_http_head_reset(&s->req);
-    bth_http_head_reset(&s->resp);
     s->req_parsed = s->resp_parsed = 0;
     s->req_body = s->resp_body = BODY_NONE;
     s->req_remaining = s->resp_remaining = 0;
@@ -637,17 +695,14 @@ static void reset_exchange(struct bth_http_session *s)
     s->t_start.tv_sec = s->t_sent.tv_sec = s->t_resp.tv_sec = 0;
     s->rx_bytes = s->tx_bytes = 0;
     s->m_len = s->u_len = s->h_len = s->ua_len = 0;
-    s->request_id[0] = '\0';
     s->error_reason = NULL;
-    evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
-    evbuffer_drain(s->retry_copy, evbuffer_get_length(s->retry_copy));
-    init_request_parser(s);
-    if (s->req_view != NULL) {
+    if (s->xm != NULL && evbuffer_get_length(s->conn.in) > 0) {
+        xm_reset(s);
         bth_free(s->req_view);
         s->req_view = NULL;
+    } else {
+        xm_release(s);
     }
-    llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
-    s->resp_parser.data = &s->resp;
     set_state(s, SS_IDLE);
     arm_timer(s, s->listener->cfg->idle_timeout_ms);
 }
@@ -657,7 +712,7 @@ static void reset_exchange(struct bth_http_session *s)
 static void finish_exchange(struct bth_http_session *s)
 {
     bool reusable = s->resp_body != BODY_EOF && s->req_done && s->status != 101 &&
-                    llhttp_should_keep_alive(&s->resp_parser) && !s->desync_close;
+                    llhttp_should_keep_alive(&s->xm->resp_parser) && !s->desync_close;
     if (s->desync_close)
         s->close_after = true;
     log_exchange(s);
@@ -737,9 +792,10 @@ static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, s
  * ready. */
 static struct evbuffer *request_sink(struct bth_http_session *s)
 {
-    if (s->up != NULL && s->up->state == BTH_UP_ST_ACTIVE && evbuffer_get_length(s->pending) == 0)
+    if (s->up != NULL && s->up->state == BTH_UP_ST_ACTIVE &&
+        evbuffer_get_length(s->xm->pending) == 0)
         return s->up->conn.out;
-    return s->pending;
+    return s->xm->pending;
 }
 
 static void forward_request_body(struct bth_http_session *s)
@@ -750,7 +806,8 @@ static void forward_request_body(struct bth_http_session *s)
     if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
         return;
     uint64_t dummy = 0;
-    int r = forward_body(&s->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst, &dummy);
+    int r =
+        forward_body(&s->xm->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst, &dummy);
     s->rx_bytes += dummy;
     if (r < 0) {
         s->close_after = true;
@@ -773,10 +830,10 @@ static void make_request_id(struct bth_http_session *s)
     static const char hex[] = "0123456789abcdef";
     uint64_t a = bth_worker_random(s->w), b = bth_worker_random(s->w);
     for (int i = 0; i < 16; i++) {
-        s->request_id[i] = hex[(a >> (i * 4)) & 15];
-        s->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
+        s->xm->request_id[i] = hex[(a >> (i * 4)) & 15];
+        s->xm->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
     }
-    s->request_id[32] = '\0';
+    s->xm->request_id[32] = '\0';
 }
 
 static void add_span(struct evbuffer *out, const struct bth_http_head *h, struct bth_span sp)
@@ -807,8 +864,8 @@ struct route_info {
 static void build_request_head(struct bth_http_session *s, const struct route_info *ri,
                                struct evbuffer *out)
 {
-    const struct bth_http_head *h = &s->req;
-    const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    const struct bth_http_head *h = &s->xm->req;
+    const char *method = llhttp_method_name((llhttp_method_t)s->xm->req_parser.method);
     char line[1024];
     size_t n = 0;
     /* One contiguous reservation keeps this to a handful of memcpy calls. */
@@ -884,7 +941,7 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
     PUT(line, n);
     if (h->idx[BTH_HDR_X_REQUEST_ID] < 0) {
         PUTS("X-Request-Id: ");
-        PUT(s->request_id, 32);
+        PUT(s->xm->request_id, 32);
         PUTS("\r\n");
     }
     PUTS("\r\n");
@@ -905,9 +962,9 @@ static size_t count_commas(const char *p, size_t n)
 /* Bytes of the request line: up to the first header name, or the whole head if none. */
 static size_t request_line_len(const struct bth_http_session *s)
 {
-    if (s->req.nhdrs > 0)
-        return s->req.hdrs[0].name.off;
-    return s->req.url.off + s->req.url.len + 11; /* " HTTP/1.1\r\n" */
+    if (s->xm->req.nhdrs > 0)
+        return s->xm->req.hdrs[0].name.off;
+    return s->xm->req.url.off + s->xm->req.url.len + 11; /* " HTTP/1.1\r\n" */
 }
 
 /* The Host rules of RFC 9112 3.2: HTTP/1.1 needs exactly one, and any Host must be a
@@ -915,11 +972,11 @@ static size_t request_line_len(const struct bth_http_session *s)
  * Returns NULL, or why the request gets 400. */
 static const char *vet_host(struct bth_http_session *s)
 {
-    const struct bth_http_head *h = &s->req;
+    const struct bth_http_head *h = &s->xm->req;
     if (h->nhost > 1)
         return "more than one Host header";
     if (h->nhost == 0) {
-        bool http11 = s->req_parser.http_major == 1 && s->req_parser.http_minor >= 1;
+        bool http11 = s->xm->req_parser.http_major == 1 && s->xm->req_parser.http_minor >= 1;
         return http11 ? "missing Host header" : NULL;
     }
     struct bth_span v = host_value(h);
@@ -932,7 +989,7 @@ static const char *vet_host(struct bth_http_session *s)
  * (and sets *<reason>). */
 static int vet_request(struct bth_http_session *s, size_t head_len, const char **reason)
 {
-    struct bth_http_head *h = &s->req;
+    struct bth_http_head *h = &s->xm->req;
     if (h->too_many) {
         *reason = "too many headers";
         return 431;
@@ -950,11 +1007,11 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
         *reason = "unsupported transfer-encoding";
         return 501;
     }
-    if (s->req_parser.method == HTTP_TRACE) {
+    if (s->xm->req_parser.method == HTTP_TRACE) {
         *reason = "method not allowed";
         return 405;
     }
-    if (s->req.url.len > s->listener->cfg->max_request_line_bytes) {
+    if (s->xm->req.url.len > s->listener->cfg->max_request_line_bytes) {
         *reason = "request line too long";
         return 414;
     }
@@ -1009,7 +1066,7 @@ static struct bth_span host_value(const struct bth_http_head *h)
  * Returns NULL, or why the target gets 400. */
 static const char *read_target(struct bth_http_session *s, struct route_info *ri)
 {
-    const struct bth_http_head *h = &s->req;
+    const struct bth_http_head *h = &s->xm->req;
     struct bth_uri_target ut;
     if (bth_uri_split_target(bth_span_ptr(h, h->url), h->url.len, &ut) != 0)
         return "invalid request target";
@@ -1071,7 +1128,7 @@ static int route(struct bth_http_session *s, const struct route_info *ri)
 {
     if (s->listener->router == NULL)
         return -1;
-    const char *method = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    const char *method = llhttp_method_name((llhttp_method_t)s->xm->req_parser.method);
     struct bth_route_input in = {
         .host = ri->host,
         .host_len = ri->host_len,
@@ -1081,7 +1138,7 @@ static int route(struct bth_http_session *s, const struct route_info *ri)
         .query_len = ri->query_len,
         .method = method,
         .method_len = strlen(method),
-        .head = &s->req,
+        .head = &s->xm->req,
         .src = (const struct sockaddr *)&s->peer,
     };
     return bth_router_match(s->listener->router, &in);
@@ -1186,7 +1243,7 @@ static struct bth_snap_group *pick_group(struct bth_http_session *s,
 {
     if (act->cfg->stickiness_ms > 0 && act->nforwards > 1) {
         size_t vlen;
-        const char *v = cookie_value(&s->req, "BERTHTG", &vlen);
+        const char *v = cookie_value(&s->xm->req, "BERTHTG", &vlen);
         char name[160];
         if (v != NULL &&
             bth_sticky_verify("tg", v, vlen, (int64_t)time(NULL), name, sizeof(name)) > 0) {
@@ -1212,11 +1269,11 @@ static struct bth_target *sticky_target(struct bth_http_session *s)
     snprintf(scope, sizeof(scope), "%s|%s", prefix, gc->name);
     s->set_target_cookie = gc->stickiness == BTH_STICKY_LB_COOKIE;
     size_t vlen, alen;
-    const char *v = cookie_value(&s->req, cname, &vlen);
+    const char *v = cookie_value(&s->xm->req, cname, &vlen);
     if (v == NULL)
         return NULL;
     if (gc->stickiness == BTH_STICKY_APP_COOKIE &&
-        cookie_value(&s->req, gc->stickiness_cookie, &alen) == NULL)
+        cookie_value(&s->xm->req, gc->stickiness_cookie, &alen) == NULL)
         return NULL; /* the application's session ended: no longer sticky */
     if (bth_sticky_verify(scope, v, vlen, (int64_t)time(NULL), name, sizeof(name)) <= 0)
         return NULL;
@@ -1265,14 +1322,14 @@ static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
 static void reframe_chunked(struct bth_http_session *s)
 {
     char head[96];
-    const char *m = llhttp_method_name((llhttp_method_t)s->req_parser.method);
+    const char *m = llhttp_method_name((llhttp_method_t)s->xm->req_parser.method);
     int n =
         snprintf(head, sizeof(head), "%.40s / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", m);
-    for (unsigned i = 0; i < s->req.nhdrs; i++)
-        s->req.hdrs[i].drop |= s->req.hdrs[i].kind == BTH_HDR_TRANSFER_ENCODING;
+    for (unsigned i = 0; i < s->xm->req.nhdrs; i++)
+        s->xm->req.hdrs[i].drop |= s->xm->req.hdrs[i].kind == BTH_HDR_TRANSFER_ENCODING;
     s->te_reframe = true;
     init_request_parser(s);
-    llhttp_execute(&s->req_parser, head, (size_t)n); /* pauses at the end of the head */
+    llhttp_execute(&s->xm->req_parser, head, (size_t)n); /* pauses at the end of the head */
 }
 
 /* The head is complete: classify it, route it and start forwarding. <head_len> bytes of
@@ -1280,7 +1337,7 @@ static void reframe_chunked(struct bth_http_session *s)
  * length of the mended head in req_view). */
 static void start_request(struct bth_http_session *s, size_t head_len, size_t parsed_len)
 {
-    struct bth_http_head *h = &s->req;
+    struct bth_http_head *h = &s->xm->req;
     bth_http_head_finish(h);
     now(&s->t_start);
     if (s->snap != s->w->snap && !s->wl->retired) {
@@ -1291,15 +1348,15 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         s->snap = s->w->snap;
         s->listener = &s->snap->listeners[s->wl->index];
     }
-    s->client_http10 = s->req_parser.http_major == 1 && s->req_parser.http_minor == 0;
-    s->client_keepalive = llhttp_should_keep_alive(&s->req_parser) != 0;
-    s->is_head_method = s->req_parser.method == HTTP_HEAD;
+    s->client_http10 = s->xm->req_parser.http_major == 1 && s->xm->req_parser.http_minor == 0;
+    s->client_keepalive = llhttp_should_keep_alive(&s->xm->req_parser) != 0;
+    s->is_head_method = s->xm->req_parser.method == HTTP_HEAD;
     s->rx_bytes = head_len;
     if (h->idx[BTH_HDR_X_REQUEST_ID] >= 0) {
         struct bth_span v = h->hdrs[h->idx[BTH_HDR_X_REQUEST_ID]].value;
         size_t n = v.len < 32 ? v.len : 32;
-        memcpy(s->request_id, bth_span_ptr(h, v), n);
-        s->request_id[n] = '\0';
+        memcpy(s->xm->request_id, bth_span_ptr(h, v), n);
+        s->xm->request_id[n] = '\0';
     } else {
         make_request_id(s);
     }
@@ -1312,7 +1369,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         send_error(s, status, reason);
         return;
     }
-    s->is_upgrade = s->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
+    s->is_upgrade = s->xm->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
     if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) { /* final coding chunked: vet_request */
         /* A sender MUST remove a received Content-Length when Transfer-Encoding is present
          * (RFC 9112 6.3): the target must frame the body the way berth did. */
@@ -1320,14 +1377,15 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
             if (h->hdrs[i].kind == BTH_HDR_CONTENT_LENGTH)
                 h->hdrs[i].drop = true;
         }
-        if (!(s->req_parser.flags & F_CHUNKED))
+        if (!(s->xm->req_parser.flags & F_CHUNKED))
             reframe_chunked(s);
         s->req_body = BODY_CHUNKED;
         s->req_has_body = true;
-        llhttp_resume(&s->req_parser); /* it finds the end of the chunked body */
-    } else if ((s->req_parser.flags & F_CONTENT_LENGTH) && s->req_parser.content_length > 0) {
+        llhttp_resume(&s->xm->req_parser); /* it finds the end of the chunked body */
+    } else if ((s->xm->req_parser.flags & F_CONTENT_LENGTH) &&
+               s->xm->req_parser.content_length > 0) {
         s->req_body = BODY_LENGTH;
-        s->req_remaining = s->req_parser.content_length;
+        s->req_remaining = s->xm->req_parser.content_length;
         s->req_has_body = true;
     } else {
         s->req_body = BODY_NONE;
@@ -1392,15 +1450,16 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
         s->group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
         s->sticky_pick = sticky_target(s);
     if (ri->authority != NULL) {
-        for (unsigned i = 0; i < s->req.nhdrs; i++)
-            s->req.hdrs[i].drop |= s->req.hdrs[i].kind == BTH_HDR_HOST;
+        for (unsigned i = 0; i < s->xm->req.nhdrs; i++)
+            s->xm->req.hdrs[i].drop |= s->xm->req.hdrs[i].kind == BTH_HDR_HOST;
     }
-    build_request_head(s, ri, s->pending);
+    build_request_head(s, ri, s->xm->pending);
     evbuffer_drain(s->conn.in, head_len);
     set_state(s, SS_CONNECTING);
     arm_timer(s, s->listener->cfg->idle_timeout_ms);
     start_exchange_on_target(s);
-    if (!s->closing && !s->req_done && s->state != SS_CLOSING) {
+    /* Unless it answered already (503, 502): then the exchange is over, or closing. */
+    if (!s->closing && !s->req_done && (s->state == SS_CONNECTING || s->state == SS_PROXYING)) {
         forward_request_body(s);
         /* Still connecting with the body under way: its deadline may come first. */
         if (!s->closing && s->state == SS_CONNECTING && body_rate_applies(s))
@@ -1418,7 +1477,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
         struct bth_target *t = sticky;
         sticky = NULL;
         if (t == NULL)
-            t = bth_lb_pick_target(s->w, s->group, s->tried, s->ntried);
+            t = bth_lb_pick_target(s->w, s->group, s->xm->tried, s->ntried);
         if (t == NULL) {
             if (s->ntried == 0)
                 send_error(s, 503, "no healthy target");
@@ -1427,7 +1486,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
             return;
         }
         if (s->ntried < MAX_TRIES)
-            s->tried[s->ntried++] = t;
+            s->xm->tried[s->ntried++] = t;
         bth_target_ref(t);
         s->target = t;
         atomic_fetch_add_explicit(&t->outstanding, 1, memory_order_relaxed);
@@ -1448,10 +1507,10 @@ static void start_exchange_on_target(struct bth_http_session *s)
         /* A pooled connection may turn out closed by the target: keep the head of a
          * bodiless request to replay it on a fresh connection. */
         if (!s->req_has_body) {
-            size_t n = evbuffer_get_length(s->pending);
-            evbuffer_add(s->retry_copy, evbuffer_pullup(s->pending, (ev_ssize_t)n), n);
+            size_t n = evbuffer_get_length(s->xm->pending);
+            evbuffer_add(s->xm->retry_copy, evbuffer_pullup(s->xm->pending, (ev_ssize_t)n), n);
         }
-        evbuffer_add_buffer(s->up->conn.out, s->pending);
+        evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
         now(&s->t_sent);
         set_state(s, SS_PROXYING);
         flush_upstream(s);
@@ -1554,14 +1613,14 @@ static int tolerate_head(struct bth_http_session *s, const char *buf, size_t ava
         bth_free(view);
         return -1;
     }
-    bth_http_head_reset(&s->req);
+    bth_http_head_reset(&s->xm->req);
     init_request_parser(s);
-    s->req.base = view;
+    s->xm->req.base = view;
     s->req_view = view;
-    llhttp_errno_t err = llhttp_execute(&s->req_parser, view, vlen);
-    if (err != HPE_PAUSED || llhttp_get_error_pos(&s->req_parser) != view + vlen)
+    llhttp_errno_t err = llhttp_execute(&s->xm->req_parser, view, vlen);
+    if (err != HPE_PAUSED || llhttp_get_error_pos(&s->xm->req_parser) != view + vlen)
         return -1; /* the view is freed with the exchange */
-    s->is_head_method = llhttp_get_method(&s->req_parser) == HTTP_HEAD;
+    s->is_head_method = llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD;
     bth_log(BTH_LOG_DEBUG, "#%llu request from %s mended (desync %s: %s)",
             (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier), v.reason);
     if (desync_check(s, buf, head_len) == 0)
@@ -1576,6 +1635,10 @@ static void parse_request_head(struct bth_http_session *s)
     if (len == 0 || len == s->req_parsed)
         return;
     if (s->state == SS_IDLE) {
+        if (xm_take(s) != 0) {
+            session_close(s); /* out of memory: only this connection pays */
+            return;
+        }
         set_state(s, SS_HEAD);
         arm_timer(s, s->listener->cfg->header_timeout_ms);
     }
@@ -1587,11 +1650,12 @@ static void parse_request_head(struct bth_http_session *s)
         session_close(s);
         return;
     }
-    s->req.base = base;
-    llhttp_errno_t err = llhttp_execute(&s->req_parser, base + s->req_parsed, feed - s->req_parsed);
+    s->xm->req.base = base;
+    llhttp_errno_t err =
+        llhttp_execute(&s->xm->req_parser, base + s->req_parsed, feed - s->req_parsed);
     if (err == HPE_PAUSED) {
-        size_t head_len = (size_t)(llhttp_get_error_pos(&s->req_parser) - base);
-        s->is_head_method = llhttp_get_method(&s->req_parser) == HTTP_HEAD; /* for a 400 */
+        size_t head_len = (size_t)(llhttp_get_error_pos(&s->xm->req_parser) - base);
+        s->is_head_method = llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD; /* for a 400 */
         if (desync_check(s, base, head_len) != 0)
             return;
         start_request(s, head_len, head_len);
@@ -1606,19 +1670,20 @@ static void parse_request_head(struct bth_http_session *s)
             return;
         }
         bth_log(BTH_LOG_INFO, "#%llu bad request from %s: %s", (unsigned long long)s->id,
-                s->client_text, llhttp_get_error_reason(&s->req_parser));
+                s->client_text, llhttp_get_error_reason(&s->xm->req_parser));
         count_refused(s, base, feed);
         s->req_done = false;
         /* No body on the 400 when the method read in this head is HEAD. */
-        s->is_head_method = s->req.url.len > 0 && llhttp_get_method(&s->req_parser) == HTTP_HEAD;
+        s->is_head_method =
+            s->xm->req.url.len > 0 && llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD;
         send_error(s, 400, "malformed request");
         return;
     }
     s->req_parsed = feed;
     /* Incomplete: enforce the limits on what is buffered so far. */
-    bool line_done = s->req.nhdrs > 0;
-    if (s->req.url.len > lc->max_request_line_bytes ||
-        (s->req.nhdrs == 0 && feed > lc->max_request_line_bytes + 16)) {
+    bool line_done = s->xm->req.nhdrs > 0;
+    if (s->xm->req.url.len > lc->max_request_line_bytes ||
+        (s->xm->req.nhdrs == 0 && feed > lc->max_request_line_bytes + 16)) {
         send_error(s, 414, "request line too long");
         return;
     }
@@ -1803,13 +1868,13 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
 static void upstream_failed_early(struct bth_http_session *s, const char *why)
 {
     bool safe_retry = s->up_reused && !s->req_has_body && !s->retried_fresh &&
-                      evbuffer_get_length(s->retry_copy) > 0;
+                      evbuffer_get_length(s->xm->retry_copy) > 0;
     drop_upstream(s, false);
     if (safe_retry) {
         /* A pooled connection the target had already closed: replay on a fresh one. */
         s->retried_fresh = true;
-        evbuffer_drain(s->pending, evbuffer_get_length(s->pending));
-        evbuffer_add_buffer(s->pending, s->retry_copy);
+        evbuffer_drain(s->xm->pending, evbuffer_get_length(s->xm->pending));
+        evbuffer_add_buffer(s->xm->pending, s->xm->retry_copy);
         s->up = bth_upstream_acquire(s->w, s->target, true, s->group->tls, on_upstream_event, s);
         if (s->up != NULL) {
             s->up_reused = false;
@@ -1837,7 +1902,7 @@ static void upstream_connect_done(struct bth_http_session *s)
         start_exchange_on_target(s);
         return;
     }
-    evbuffer_add_buffer(s->up->conn.out, s->pending);
+    evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
     now(&s->t_sent);
     set_state(s, SS_PROXYING);
     flush_upstream(s);
@@ -1851,7 +1916,7 @@ static void upstream_connect_done(struct bth_http_session *s)
 /* Builds the client's response head from the target's. */
 static void build_response_head(struct bth_http_session *s, struct evbuffer *out)
 {
-    const struct bth_http_head *h = &s->resp;
+    const struct bth_http_head *h = &s->xm->resp;
     evbuffer_add_printf(out, "HTTP/1.1 %d ", s->status);
     add_span(out, h, h->reason);
     evbuffer_add(out, "\r\n", 2);
@@ -1897,9 +1962,9 @@ static int parse_response_head(struct bth_http_session *s)
         if (len == s->resp_parsed)
             return 0;
         const char *base = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-        s->resp.base = base;
+        s->xm->resp.base = base;
         llhttp_errno_t err =
-            llhttp_execute(&s->resp_parser, base + s->resp_parsed, len - s->resp_parsed);
+            llhttp_execute(&s->xm->resp_parser, base + s->resp_parsed, len - s->resp_parsed);
         if (err == HPE_OK) {
             s->resp_parsed = len;
             if (len > s->listener->cfg->max_response_header_bytes) {
@@ -1911,13 +1976,13 @@ static int parse_response_head(struct bth_http_session *s)
         }
         if (err != HPE_PAUSED) {
             bth_log(BTH_LOG_INFO, "#%llu malformed response from %s: %s", (unsigned long long)s->id,
-                    s->target->addr.text, llhttp_get_error_reason(&s->resp_parser));
+                    s->target->addr.text, llhttp_get_error_reason(&s->xm->resp_parser));
             s->up_reused = false; /* no retry: the target did answer */
             upstream_failed_early(s, "malformed response");
             return -1;
         }
-        size_t head_len = (size_t)(llhttp_get_error_pos(&s->resp_parser) - base);
-        int code = s->resp_parser.status_code;
+        size_t head_len = (size_t)(llhttp_get_error_pos(&s->xm->resp_parser) - base);
+        int code = s->xm->resp_parser.status_code;
         if (head_len > s->listener->cfg->max_response_header_bytes) {
             s->up_reused = false;
             upstream_failed_early(s, "response head too large");
@@ -1929,20 +1994,20 @@ static int parse_response_head(struct bth_http_session *s)
             if (code == 100 && body_rate_applies(s) && s->rx_bytes == s->body_rx0)
                 s->body_t0_ms = bth_worker_now_ms_monotonic();
             evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d ", code);
-            evbuffer_add(s->conn.out, base + s->resp.reason.off, s->resp.reason.len);
+            evbuffer_add(s->conn.out, base + s->xm->resp.reason.off, s->xm->resp.reason.len);
             evbuffer_add(s->conn.out, "\r\n\r\n", 4);
             evbuffer_drain(in, head_len);
-            bth_http_head_reset(&s->resp);
+            bth_http_head_reset(&s->xm->resp);
             s->resp_parsed = 0;
-            llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
-            s->resp_parser.data = &s->resp;
+            llhttp_init(&s->xm->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
+            s->xm->resp_parser.data = &s->xm->resp;
             continue;
         }
-        bth_http_head_finish(&s->resp);
+        bth_http_head_finish(&s->xm->resp);
         now(&s->t_resp);
         s->status = s->target_status = code;
         bth_target_note_result(s->target, code >= 500); /* passive health checking */
-        uint8_t flags = s->resp_parser.flags;
+        uint8_t flags = s->xm->resp_parser.flags;
         if (code == 101) {
             s->resp_body = BODY_NONE;
         } else if (s->is_head_method || code == 204 || code == 304) {
@@ -1953,7 +2018,7 @@ static int parse_response_head(struct bth_http_session *s)
                 s->close_after = true;
         } else if (flags & F_CONTENT_LENGTH) {
             s->resp_body = BODY_LENGTH;
-            s->resp_remaining = s->resp_parser.content_length;
+            s->resp_remaining = s->xm->resp_parser.content_length;
         } else {
             s->resp_body = BODY_EOF;
             s->close_after = true;
@@ -1961,8 +2026,8 @@ static int parse_response_head(struct bth_http_session *s)
         if (s->resp_body == BODY_NONE || s->resp_body == BODY_LENGTH || s->resp_body == BODY_EOF)
             ; /* llhttp is not used for the body */
         else
-            llhttp_resume(&s->resp_parser);
-        s->resp.decode_to = s->resp_body == BODY_DECHUNK ? s->conn.out : NULL;
+            llhttp_resume(&s->xm->resp_parser);
+        s->xm->resp.decode_to = s->resp_body == BODY_DECHUNK ? s->conn.out : NULL;
         size_t before = evbuffer_get_length(s->conn.out);
         build_response_head(s, s->conn.out);
         s->tx_bytes += evbuffer_get_length(s->conn.out) - before;
@@ -2033,7 +2098,7 @@ static bool response_step(struct bth_http_session *s)
         }
     }
     uint64_t moved = 0;
-    int r = forward_body(&s->resp_parser, s->resp_body, &s->resp_remaining, up->conn.in,
+    int r = forward_body(&s->xm->resp_parser, s->resp_body, &s->resp_remaining, up->conn.in,
                          s->conn.out, &moved);
     s->tx_bytes += moved;
     if (r < 0) {
@@ -2141,14 +2206,7 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
         bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
         return;
     }
-    s->pending = evbuffer_new();
-    s->retry_copy = evbuffer_new();
-    if (s->pending == NULL || s->retry_copy == NULL ||
-        bth_conn_init(&s->conn, w->base, fd, on_client_io, s) != 0) {
-        if (s->pending)
-            evbuffer_free(s->pending);
-        if (s->retry_copy)
-            evbuffer_free(s->retry_copy);
+    if (bth_conn_init(&s->conn, w->base, fd, on_client_io, s) != 0) {
         close(fd);
         bth_free(s);
         bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
@@ -2161,8 +2219,6 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
         SSL *ssl = bth_tls_server_new_ssl(lst->tls, fd);
         if (ssl == NULL) {
             bth_conn_fini(&s->conn);
-            evbuffer_free(s->pending);
-            evbuffer_free(s->retry_copy);
             bth_free(s);
             bth_worker_conn_closed(lst->stats);
             return;
@@ -2177,7 +2233,7 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     s->listener = &s->snap->listeners[wl->index];
     s->listen_port = ntohs(((const struct sockaddr_in *)&s->listener->cfg->bind.ss)->sin_port);
     s->client_keepalive = true;
-    s->peer = ss;
+    memcpy(&s->peer, &ss, sl < sizeof(s->peer) ? sl : sizeof(s->peer));
     describe_peer(s, &ss);
     evtimer_assign(&s->timer, w->base, on_session_timer, s);
     s->next = w->sessions;
@@ -2186,10 +2242,6 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     w->sessions = s;
     bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
     BTH_STAT_ADD(w->metrics.active_connections, 1);
-    bth_http_head_reset(&s->req);
-    bth_http_head_reset(&s->resp);
-    llhttp_init(&s->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
-    s->resp_parser.data = &s->resp;
     reset_exchange(s);
     /* The connection may already carry the request (accept after data arrived). */
     client_readable(s);

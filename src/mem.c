@@ -10,6 +10,14 @@
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#ifdef BERTH_WITH_JEMALLOC
+/* jemalloc reads this at its first allocation. A burst of connections leaves freed pages
+ * behind; the background thread purges them (dirty pages after 5 s, then straight back to
+ * the kernel), so RSS returns to its baseline once load ends, without a request having to
+ * come along and trigger the purge. */
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0";
+#endif
+
 void *bth_malloc(size_t size)
 {
     return malloc(size);
