@@ -89,6 +89,17 @@ struct exchange_mem {
     struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
     struct bth_target *tried[MAX_TRIES]; /* borrowed: targets this exchange tried */
     char request_id[33];
+    /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
+    uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
+    uint64_t body_rx0;     /* rx_bytes when the head was read: body bytes = rx_bytes - this */
+    uint64_t body_held_ms; /* when berth stopped reading the client (target side full), or 0 */
+    /* access log */
+    struct timespec t_start, t_sent, t_resp;
+    uint64_t rx_bytes, tx_bytes;
+    char *scratch; /* owned: copies of method, uri, host, user agent for the log */
+    size_t scratch_cap;
+    size_t m_len, u_len, h_len, ua_len;
+    const char *error_reason;
 };
 
 struct bth_http_session {
@@ -124,11 +135,7 @@ struct bth_http_session {
     bool te_reframe;    /* Transfer-Encoding rewritten with a bare final chunked */
     char *req_view;     /* owned: the mended head req parses, when llhttp refused it */
     uint64_t discarded; /* body bytes dropped in SS_DISCARD */
-    /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
-    uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
-    uint64_t body_rx0;     /* rx_bytes when the head was read: body bytes = rx_bytes - this */
-    uint64_t body_held_ms; /* when berth stopped reading the client (target side full), or 0 */
-    bool timer_body;       /* the timer is set for the body deadline, not a fixed timeout */
+    bool timer_body;    /* the timer is set for the body deadline, not a fixed timeout */
 
     /* routing */
     int rule;           /* matched rule index, -1: default action */
@@ -152,14 +159,6 @@ struct bth_http_session {
     bool resp_done;
     int status;        /* status sent to the client */
     int target_status; /* status from the target, -1 if none */
-
-    /* access log */
-    struct timespec t_start, t_sent, t_resp;
-    uint64_t rx_bytes, tx_bytes;
-    char *scratch; /* owned: copies of method, uri, host, user agent for the log */
-    size_t scratch_cap;
-    size_t m_len, u_len, h_len, ua_len;
-    const char *error_reason;
 };
 
 static void on_client_io(evutil_socket_t fd, short what, void *arg);
@@ -212,9 +211,10 @@ static bool body_rate_applies(const struct bth_http_session *s)
 static uint64_t body_ms_left(const struct bth_http_session *s)
 {
     const struct bth_cfg_listener *lc = s->listener->cfg;
-    uint64_t t = s->body_held_ms != 0 ? s->body_held_ms : bth_worker_now_ms_monotonic();
-    uint64_t allowed = lc->body_timeout_ms + (s->rx_bytes - s->body_rx0) * 1000 / lc->min_body_rate;
-    uint64_t spent = t > s->body_t0_ms ? t - s->body_t0_ms : 0;
+    uint64_t t = s->xm->body_held_ms != 0 ? s->xm->body_held_ms : bth_worker_now_ms_monotonic();
+    uint64_t allowed =
+        lc->body_timeout_ms + (s->xm->rx_bytes - s->xm->body_rx0) * 1000 / lc->min_body_rate;
+    uint64_t spent = t > s->xm->body_t0_ms ? t - s->xm->body_t0_ms : 0;
     return spent >= allowed ? 0 : allowed - spent;
 }
 
@@ -224,7 +224,7 @@ static uint64_t body_ms_left(const struct bth_http_session *s)
 static void arm_exchange_timer(struct bth_http_session *s)
 {
     uint64_t idle_ms = s->listener->cfg->idle_timeout_ms;
-    if (body_rate_applies(s) && s->body_held_ms == 0) {
+    if (body_rate_applies(s) && s->xm->body_held_ms == 0) {
         uint64_t left = body_ms_left(s);
         if (left < idle_ms) {
             struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
@@ -240,14 +240,14 @@ static void arm_exchange_timer(struct bth_http_session *s)
  * full (<held>), and starts it again after: a slow target must not time its client out. */
 static void note_body_hold(struct bth_http_session *s, bool held)
 {
-    if (held == (s->body_held_ms != 0) || !body_rate_applies(s))
+    if (!body_rate_applies(s) || held == (s->xm->body_held_ms != 0))
         return;
     uint64_t t = bth_worker_now_ms_monotonic();
     if (held) {
-        s->body_held_ms = t != 0 ? t : 1;
+        s->xm->body_held_ms = t != 0 ? t : 1;
     } else {
-        s->body_t0_ms += t - s->body_held_ms;
-        s->body_held_ms = 0;
+        s->xm->body_t0_ms += t - s->xm->body_held_ms;
+        s->xm->body_held_ms = 0;
         if (s->state == SS_PROXYING)
             arm_exchange_timer(s); /* the deadline counts again, even if no byte comes */
     }
@@ -350,30 +350,30 @@ static void scratch_copy(struct bth_http_session *s)
         host = h->hdrs[h->idx[BTH_HDR_HOST]].value;
     if (h->idx[BTH_HDR_USER_AGENT] >= 0)
         ua = h->hdrs[h->idx[BTH_HDR_USER_AGENT]].value;
-    s->m_len = strlen(method);
-    s->u_len = h->url.len;
-    s->h_len = host.len;
-    s->ua_len = ua.len;
-    size_t need = s->m_len + s->u_len + s->h_len + s->ua_len + 4;
-    if (need > s->scratch_cap) {
-        char *p = bth_realloc(s->scratch, need);
+    s->xm->m_len = strlen(method);
+    s->xm->u_len = h->url.len;
+    s->xm->h_len = host.len;
+    s->xm->ua_len = ua.len;
+    size_t need = s->xm->m_len + s->xm->u_len + s->xm->h_len + s->xm->ua_len + 4;
+    if (need > s->xm->scratch_cap) {
+        char *p = bth_realloc(s->xm->scratch, need);
         if (p == NULL) {
-            s->m_len = s->u_len = s->h_len = s->ua_len = 0;
+            s->xm->m_len = s->xm->u_len = s->xm->h_len = s->xm->ua_len = 0;
             return;
         }
-        s->scratch = p;
-        s->scratch_cap = need;
+        s->xm->scratch = p;
+        s->xm->scratch_cap = need;
     }
-    char *p = s->scratch;
-    memcpy(p, method, s->m_len);
-    p[s->m_len] = '\0';
-    p += s->m_len + 1;
-    memcpy(p, bth_span_ptr(h, h->url), s->u_len);
-    p += s->u_len + 1;
-    memcpy(p, bth_span_ptr(h, host), s->h_len);
-    p[s->h_len] = '\0';
-    p += s->h_len + 1;
-    memcpy(p, bth_span_ptr(h, ua), s->ua_len);
+    char *p = s->xm->scratch;
+    memcpy(p, method, s->xm->m_len);
+    p[s->xm->m_len] = '\0';
+    p += s->xm->m_len + 1;
+    memcpy(p, bth_span_ptr(h, h->url), s->xm->u_len);
+    p += s->xm->u_len + 1;
+    memcpy(p, bth_span_ptr(h, host), s->xm->h_len);
+    p[s->xm->h_len] = '\0';
+    p += s->xm->h_len + 1;
+    memcpy(p, bth_span_ptr(h, ua), s->xm->ua_len);
 }
 
 /* Counts the exchange for its listener and group (ELB's per-load-balancer and per-target-
@@ -383,7 +383,7 @@ static void count_exchange(struct bth_http_session *s)
     unsigned row = s->w->id;
     struct bth_stats *ls = s->listener->stats;
     bth_stats_add(ls, row, BTH_ST_REQUESTS, 1);
-    bth_stats_add(ls, row, BTH_ST_PROCESSED_BYTES, s->rx_bytes + s->tx_bytes);
+    bth_stats_add(ls, row, BTH_ST_PROCESSED_BYTES, s->xm->rx_bytes + s->xm->tx_bytes);
     int cls = s->status / 100;
     if (s->target_status < 0) {
         if (cls >= 3 && cls <= 5)
@@ -396,8 +396,8 @@ static void count_exchange(struct bth_http_session *s)
     bth_stats_add(gs, row, BTH_ST_REQUESTS, 1);
     if (cls >= 1 && cls <= 5)
         bth_stats_add(gs, row, (enum bth_stat)(BTH_ST_TARGET_1XX + cls - 1), 1);
-    if (s->t_sent.tv_sec != 0 && s->t_resp.tv_sec != 0) {
-        double rt = seconds_between(&s->t_sent, &s->t_resp);
+    if (s->xm->t_sent.tv_sec != 0 && s->xm->t_resp.tv_sec != 0) {
+        double rt = seconds_between(&s->xm->t_sent, &s->xm->t_resp);
         bth_stats_observe_rt(gs, row, (uint64_t)(rt * 1e6));
     }
 }
@@ -421,8 +421,8 @@ static void log_exchange(struct bth_http_session *s)
     if (w->alog.sink == NULL || w->alog.sink->fd < 0)
         return;
     const char *tgt = s->target != NULL ? s->target->addr.text : NULL;
-    const char *sc = s->scratch;
-    bool have = sc != NULL && s->m_len > 0;
+    const char *sc = s->xm->scratch;
+    bool have = sc != NULL && s->xm->m_len > 0;
     char rule_name[16] = "default";
     if (s->rule >= 0)
         snprintf(rule_name, sizeof(rule_name), "%u", s->listener->cfg->rules[s->rule].priority);
@@ -433,26 +433,27 @@ static void log_exchange(struct bth_http_session *s)
         .time_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec,
         .client = s->client_text,
         .target = tgt,
-        .request_processing_time = seconds_between(&s->t_start, &s->t_sent),
-        .target_processing_time = seconds_between(&s->t_sent, &s->t_resp),
-        .response_processing_time = seconds_between(&s->t_resp, &t_end),
+        .request_processing_time = seconds_between(&s->xm->t_start, &s->xm->t_sent),
+        .target_processing_time = seconds_between(&s->xm->t_sent, &s->xm->t_resp),
+        .response_processing_time = seconds_between(&s->xm->t_resp, &t_end),
         .elb_status_code = s->status,
         .target_status_code = s->target_status,
-        .received_bytes = s->rx_bytes,
-        .sent_bytes = s->tx_bytes,
+        .received_bytes = s->xm->rx_bytes,
+        .sent_bytes = s->xm->tx_bytes,
         .method = have ? sc : NULL,
         .scheme = s->conn.ssl ? "https" : "http",
-        .host = have && s->h_len ? sc + s->m_len + 1 + s->u_len + 1 : NULL,
+        .host = have && s->xm->h_len ? sc + s->xm->m_len + 1 + s->xm->u_len + 1 : NULL,
         .port = s->listen_port,
-        .uri = have ? sc + s->m_len + 1 : NULL,
-        .uri_len = s->u_len,
+        .uri = have ? sc + s->xm->m_len + 1 : NULL,
+        .uri_len = s->xm->u_len,
         .version = s->client_http10 ? "HTTP/1.0" : "HTTP/1.1",
-        .user_agent = have && s->ua_len ? sc + s->m_len + s->u_len + s->h_len + 3 : NULL,
-        .user_agent_len = s->ua_len,
+        .user_agent =
+            have && s->xm->ua_len ? sc + s->xm->m_len + s->xm->u_len + s->xm->h_len + 3 : NULL,
+        .user_agent_len = s->xm->ua_len,
         .target_group = s->group ? s->group->cfg->name : NULL,
         .request_id = s->xm != NULL && s->xm->request_id[0] ? s->xm->request_id : NULL,
-        .matched_rule = s->m_len == 0 ? NULL : rule_name,
-        .error_reason = s->error_reason,
+        .matched_rule = s->xm->m_len == 0 ? NULL : rule_name,
+        .error_reason = s->xm->error_reason,
     };
     bth_accesslog_append(&w->alog, &e);
 }
@@ -550,13 +551,13 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
 {
     bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
                          status == 463 || status == 501;
-    bool can_discard = !s->req_done && s->req_body != BODY_NONE && s->t_sent.tv_sec == 0 &&
+    bool can_discard = !s->req_done && s->req_body != BODY_NONE && s->xm->t_sent.tv_sec == 0 &&
                        (s->req_body != BODY_LENGTH || s->req_remaining <= DISCARD_MAX);
     if (framing_error || (!s->req_done && !can_discard) || !s->client_keepalive ||
         s->resp_head_sent)
         s->close_after = true;
     drop_upstream(s, false);
-    s->error_reason = reason;
+    s->xm->error_reason = reason;
     if (s->resp_head_sent) {
         /* Part of the target's answer is already out: the only honest signal is a close. */
         log_exchange(s);
@@ -575,7 +576,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
                         s->close_after ? "Connection: close\r\n" : "");
     if (!s->is_head_method && blen > 0)
         evbuffer_add(s->conn.out, body, blen);
-    s->tx_bytes += evbuffer_get_length(s->conn.out) - before;
+    s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
     log_exchange(s);
     release_target(s);
     if (s->close_after) {
@@ -631,6 +632,11 @@ static void xm_reset(struct bth_http_session *s)
     llhttp_init(&xm->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
     xm->resp_parser.data = &xm->resp;
     xm->request_id[0] = '\0';
+    xm->body_held_ms = 0;
+    xm->t_start.tv_sec = xm->t_sent.tv_sec = xm->t_resp.tv_sec = 0;
+    xm->rx_bytes = xm->tx_bytes = 0;
+    xm->m_len = xm->u_len = xm->h_len = xm->ua_len = 0;
+    xm->error_reason = NULL;
 }
 
 /* Gives an exchange its memory, if it has none yet. Returns 0, or -1 when out of memory.
@@ -644,6 +650,8 @@ static int xm_take(struct bth_http_session *s)
         return -1;
     xm->pending = evbuffer_new();
     xm->retry_copy = evbuffer_new();
+    xm->scratch = NULL;
+    xm->scratch_cap = 0;
     if (xm->pending == NULL || xm->retry_copy == NULL) {
         if (xm->pending != NULL)
             evbuffer_free(xm->pending);
@@ -663,12 +671,10 @@ static void xm_release(struct bth_http_session *s)
     if (s->xm != NULL) {
         evbuffer_free(s->xm->pending);
         evbuffer_free(s->xm->retry_copy);
+        bth_free(s->xm->scratch);
         bth_free(s->xm);
         s->xm = NULL;
     }
-    bth_free(s->scratch);
-    s->scratch = NULL;
-    s->scratch_cap = 0;
     bth_free(s->req_view);
     s->req_view = NULL;
 }
@@ -682,7 +688,6 @@ static void reset_exchange(struct bth_http_session *s)
     s->req_remaining = s->resp_remaining = 0;
     s->req_done = s->resp_done = s->resp_head_sent = false;
     s->req_has_body = s->is_head_method = s->is_upgrade = s->te_reframe = false;
-    s->body_held_ms = 0;
     s->group = NULL;
     s->sticky_pick = NULL;
     s->rule = -1;
@@ -692,10 +697,6 @@ static void reset_exchange(struct bth_http_session *s)
     s->up_reused = s->retried_fresh = false;
     s->status = 0;
     s->target_status = -1;
-    s->t_start.tv_sec = s->t_sent.tv_sec = s->t_resp.tv_sec = 0;
-    s->rx_bytes = s->tx_bytes = 0;
-    s->m_len = s->u_len = s->h_len = s->ua_len = 0;
-    s->error_reason = NULL;
     if (s->xm != NULL && evbuffer_get_length(s->conn.in) > 0) {
         xm_reset(s);
         bth_free(s->req_view);
@@ -808,7 +809,7 @@ static void forward_request_body(struct bth_http_session *s)
     uint64_t dummy = 0;
     int r =
         forward_body(&s->xm->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst, &dummy);
-    s->rx_bytes += dummy;
+    s->xm->rx_bytes += dummy;
     if (r < 0) {
         s->close_after = true;
         send_error(s, 400, "invalid request body framing");
@@ -1339,7 +1340,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
 {
     struct bth_http_head *h = &s->xm->req;
     bth_http_head_finish(h);
-    now(&s->t_start);
+    now(&s->xm->t_start);
     if (s->snap != s->w->snap && !s->wl->retired) {
         /* Each request routes on the newest snapshot; the connection's limits and
          * timeouts come from the listener it was accepted on, found at the same index. */
@@ -1351,7 +1352,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
     s->client_http10 = s->xm->req_parser.http_major == 1 && s->xm->req_parser.http_minor == 0;
     s->client_keepalive = llhttp_should_keep_alive(&s->xm->req_parser) != 0;
     s->is_head_method = s->xm->req_parser.method == HTTP_HEAD;
-    s->rx_bytes = head_len;
+    s->xm->rx_bytes = head_len;
     if (h->idx[BTH_HDR_X_REQUEST_ID] >= 0) {
         struct bth_span v = h->hdrs[h->idx[BTH_HDR_X_REQUEST_ID]].value;
         size_t n = v.len < 32 ? v.len : 32;
@@ -1393,8 +1394,9 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
     }
     if (s->req_has_body) {
         /* The body's clock starts with the head (t_start, same monotonic clock). */
-        s->body_t0_ms = (uint64_t)s->t_start.tv_sec * 1000 + (uint64_t)s->t_start.tv_nsec / 1000000;
-        s->body_rx0 = s->rx_bytes;
+        s->xm->body_t0_ms =
+            (uint64_t)s->xm->t_start.tv_sec * 1000 + (uint64_t)s->xm->t_start.tv_nsec / 1000000;
+        s->xm->body_rx0 = s->xm->rx_bytes;
     }
 
     char pathbuf[2048];
@@ -1511,7 +1513,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
             evbuffer_add(s->xm->retry_copy, evbuffer_pullup(s->xm->pending, (ev_ssize_t)n), n);
         }
         evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
-        now(&s->t_sent);
+        now(&s->xm->t_sent);
         set_state(s, SS_PROXYING);
         flush_upstream(s);
     }
@@ -1708,7 +1710,7 @@ static void process_client(struct bth_http_session *s)
         break;
     case SS_TUNNEL:
         if (s->up != NULL) {
-            s->rx_bytes += evbuffer_get_length(s->conn.in);
+            s->xm->rx_bytes += evbuffer_get_length(s->conn.in);
             evbuffer_add_buffer(s->up->conn.out, s->conn.in);
             flush_upstream(s);
         }
@@ -1810,8 +1812,8 @@ static void body_timed_out(struct bth_http_session *s)
             "#%llu request body from %s too slow: %llu bytes in %llums (body_timeout %llums, "
             "min_body_rate %u)",
             (unsigned long long)s->id, s->client_text,
-            (unsigned long long)(s->rx_bytes - s->body_rx0),
-            (unsigned long long)(bth_worker_now_ms_monotonic() - s->body_t0_ms),
+            (unsigned long long)(s->xm->rx_bytes - s->xm->body_rx0),
+            (unsigned long long)(bth_worker_now_ms_monotonic() - s->xm->body_t0_ms),
             (unsigned long long)lc->body_timeout_ms, lc->min_body_rate);
     s->close_after = true;
     send_error(s, 408, "request body timeout");
@@ -1821,7 +1823,7 @@ static void body_timed_out(struct bth_http_session *s)
  * (and libevent's coarse clock may fire a little early): then it is set again. */
 static void on_body_deadline(struct bth_http_session *s)
 {
-    if (body_rate_applies(s) && s->body_held_ms == 0 && body_ms_left(s) == 0)
+    if (body_rate_applies(s) && s->xm->body_held_ms == 0 && body_ms_left(s) == 0)
         body_timed_out(s);
     else
         arm_exchange_timer(s);
@@ -1903,7 +1905,7 @@ static void upstream_connect_done(struct bth_http_session *s)
         return;
     }
     evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
-    now(&s->t_sent);
+    now(&s->xm->t_sent);
     set_state(s, SS_PROXYING);
     flush_upstream(s);
     if (!s->req_done) {
@@ -1991,8 +1993,8 @@ static int parse_response_head(struct bth_http_session *s)
         if (code >= 100 && code < 200 && code != 101) {
             /* Interim response (100 Continue, 103): pass it on, then expect the final one. A
              * client that waited for 100 Continue starts its body now: so does its clock. */
-            if (code == 100 && body_rate_applies(s) && s->rx_bytes == s->body_rx0)
-                s->body_t0_ms = bth_worker_now_ms_monotonic();
+            if (code == 100 && body_rate_applies(s) && s->xm->rx_bytes == s->xm->body_rx0)
+                s->xm->body_t0_ms = bth_worker_now_ms_monotonic();
             evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d ", code);
             evbuffer_add(s->conn.out, base + s->xm->resp.reason.off, s->xm->resp.reason.len);
             evbuffer_add(s->conn.out, "\r\n\r\n", 4);
@@ -2004,7 +2006,7 @@ static int parse_response_head(struct bth_http_session *s)
             continue;
         }
         bth_http_head_finish(&s->xm->resp);
-        now(&s->t_resp);
+        now(&s->xm->t_resp);
         s->status = s->target_status = code;
         bth_target_note_result(s->target, code >= 500); /* passive health checking */
         uint8_t flags = s->xm->resp_parser.flags;
@@ -2030,7 +2032,7 @@ static int parse_response_head(struct bth_http_session *s)
         s->xm->resp.decode_to = s->resp_body == BODY_DECHUNK ? s->conn.out : NULL;
         size_t before = evbuffer_get_length(s->conn.out);
         build_response_head(s, s->conn.out);
-        s->tx_bytes += evbuffer_get_length(s->conn.out) - before;
+        s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
         evbuffer_drain(in, head_len);
         s->resp_head_sent = true;
         return 1;
@@ -2059,7 +2061,7 @@ static bool response_step(struct bth_http_session *s)
             return false;
         }
         bth_conn_read(&up->conn, READ_BUDGET);
-        s->tx_bytes += evbuffer_get_length(up->conn.in);
+        s->xm->tx_bytes += evbuffer_get_length(up->conn.in);
         evbuffer_add_buffer(s->conn.out, up->conn.in);
         if (up->conn.eof || up->conn.error) {
             /* The target ended the tunnel: deliver what it sent, then close. */
@@ -2100,7 +2102,7 @@ static bool response_step(struct bth_http_session *s)
     uint64_t moved = 0;
     int r = forward_body(&s->xm->resp_parser, s->resp_body, &s->resp_remaining, up->conn.in,
                          s->conn.out, &moved);
-    s->tx_bytes += moved;
+    s->xm->tx_bytes += moved;
     if (r < 0) {
         s->up_reused = false;
         send_error(s, 502, "malformed response body");
