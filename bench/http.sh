@@ -122,46 +122,12 @@ if [[ $RUN_BERTH == 1 ]] && ((TARGETS > 0)); then PROXIES+=(berth_targets); fi
 # ---- temp dir and cleanup ----------------------------------------------------------------
 bench_tmpdir http
 
-# ---- helpers -----------------------------------------------------------------------------
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_ready NAME PORT PID [SCHEME]: poll until the server answers with the backend's body.
-wait_ready() {
-    local name=$1 port=$2 pid=$3 scheme=${4:-http} body deadline=$((SECONDS + READY_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "error: $name exited during start-up; its log:" >&2
-            tail -n 20 "${LOG[$name]}" >&2 || true
-            exit 2
-        fi
-        body=$(curl -sSk -m 1 "$scheme://127.0.0.1:$port/" 2>/dev/null || true)
-        [[ $body == "$EXPECT" ]] && return 0
-        sleep 0.1
-    done
-    echo "error: $name did not answer on $scheme://127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
-    tail -n 20 "${LOG[$name]}" >&2 || true
-    exit 2
-}
-
-# nginx_worker MASTER_PID: the pid of its single worker.
-nginx_worker() {
-    local w i
-    for i in {1..50}; do
-        w=$(pgrep -P "$1" 2>/dev/null | head -n1 || true)
-        [[ -n $w ]] && { echo "$w"; return 0; }
-        sleep 0.1
-    done
-    die "no worker process under nginx master $1"
-}
-
-
-
 # ---- configs -----------------------------------------------------------------------------
 for p in "${BACKEND_PORTS[@]}"; do
-    port_busy "$p" && die "127.0.0.1:$p is already in use (backend port)"
+    tcp_port_busy "$p" && die "127.0.0.1:$p is already in use (backend port)"
 done
 for n in "${PROXIES[@]}"; do
-    port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
+    tcp_port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
 done
 
 listens=""

@@ -101,36 +101,6 @@ for i in {1..60}; do
 done
 
 # ---- helpers -----------------------------------------------------------------------------
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_ready NAME PORT PID: poll until the server answers with the backend's body.
-wait_ready() {
-    local name=$1 port=$2 pid=$3 body deadline=$((SECONDS + READY_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "error: $name exited during start-up; its log:" >&2
-            tail -n 20 "${LOG[$name]}" >&2 || true
-            exit 2
-        fi
-        body=$(curl -sS -m 1 "http://127.0.0.1:$port/" 2>/dev/null || true)
-        [[ $body == "$EXPECT" ]] && return 0
-        sleep 0.1
-    done
-    echo "error: $name did not answer on http://127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
-    tail -n 20 "${LOG[$name]}" >&2 || true
-    exit 2
-}
-
-nginx_worker() {
-    local w i
-    for i in {1..50}; do
-        w=$(pgrep -P "$1" 2>/dev/null | head -n1 || true)
-        [[ -n $w ]] && { echo "$w"; return 0; }
-        sleep 0.1
-    done
-    die "no worker process under nginx master $1"
-}
-
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # forget PID: drop a finished process from STARTED, so cleanup never signals a reused pid.
@@ -154,9 +124,9 @@ stop() {
 }
 
 # ---- configs -----------------------------------------------------------------------------
-port_busy "$BACKEND_PORT" && die "127.0.0.1:$BACKEND_PORT is already in use (backend port)"
+tcp_port_busy "$BACKEND_PORT" && die "127.0.0.1:$BACKEND_PORT is already in use (backend port)"
 for n in "${PROXIES[@]}"; do
-    port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
+    tcp_port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
 done
 
 cat >"$D/backend.conf" <<EOF

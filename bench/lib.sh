@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Helpers shared by the side-by-side benchmarks (http.sh, reload.sh, l4.sh). Source it after
+# Helpers shared by the side-by-side benchmarks (http.sh, reload.sh, l4.sh, idle.sh). Source it after
 # `set -euo pipefail`; the caller keeps every pid it starts in the array STARTED.
 
 # usage: the calling script's header comment (from line 3 to `set -euo`).
@@ -51,4 +51,38 @@ nginx_http_paths() {
     for t in client_body proxy fastcgi uwsgi scgi; do
         echo "  ${t}_temp_path $D/$1-tmp-$t;"
     done
+}
+
+# tcp_port_busy PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+tcp_port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_ready NAME PORT PID [SCHEME]: poll until the server answers with the backend's body
+# ($EXPECT) within $READY_TIMEOUT seconds; on failure (or when PID exits) print the tail of
+# ${LOG[NAME]} and exit 2.
+wait_ready() {
+    local name=$1 port=$2 pid=$3 scheme=${4:-http} body deadline=$((SECONDS + READY_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "error: $name exited during start-up; its log:" >&2
+            tail -n 20 "${LOG[$name]}" >&2 || true
+            exit 2
+        fi
+        body=$(curl -sSk -m 1 "$scheme://127.0.0.1:$port/" 2>/dev/null || true)
+        [[ $body == "$EXPECT" ]] && return 0
+        sleep 0.1
+    done
+    echo "error: $name did not answer on $scheme://127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
+    tail -n 20 "${LOG[$name]}" >&2 || true
+    exit 2
+}
+
+# nginx_worker MASTER_PID: the pid of its single worker.
+nginx_worker() {
+    local w i
+    for i in {1..50}; do
+        w=$(pgrep -P "$1" 2>/dev/null | head -n1 || true)
+        [[ -n $w ]] && { echo "$w"; return 0; }
+        sleep 0.1
+    done
+    die "no worker process under nginx master $1"
 }

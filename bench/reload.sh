@@ -93,36 +93,15 @@ PROXIES=()
 bench_tmpdir reload
 
 # ---- helpers -----------------------------------------------------------------------------
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_ready NAME PORT PID: poll until the server answers with the backend's body.
-wait_ready() {
-    local name=$1 port=$2 pid=$3 body deadline=$((SECONDS + READY_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "error: $name exited during start-up; its log:" >&2
-            tail -n 20 "${LOG[$name]}" >&2 || true
-            exit 2
-        fi
-        body=$(curl -sS -m 1 "http://127.0.0.1:$port/" 2>/dev/null || true)
-        [[ $body == "$EXPECT" ]] && return 0
-        sleep 0.1
-    done
-    echo "error: $name did not answer on 127.0.0.1:$port within ${READY_TIMEOUT}s; its log:" >&2
-    tail -n 20 "${LOG[$name]}" >&2 || true
-    exit 2
-}
-
-
 # put FILE: stdin to FILE through a rename, so a reload never reads a partial file.
 put() { cat >"$1.tmp"; mv -f "$1.tmp" "$1"; }
 
 # ---- configs -----------------------------------------------------------------------------
 for p in "${BACKEND_PORTS[@]}"; do
-    port_busy "$p" && die "127.0.0.1:$p is already in use (backend port)"
+    tcp_port_busy "$p" && die "127.0.0.1:$p is already in use (backend port)"
 done
 for n in "${PROXIES[@]}"; do
-    port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
+    tcp_port_busy "${PORT[$n]}" && die "127.0.0.1:${PORT[$n]} is already in use ($n port)"
 done
 
 B1=127.0.0.1:${BACKEND_PORTS[0]}
@@ -387,7 +366,7 @@ for n in "${PROXIES[@]}"; do
         [[ $p == "$BACKEND_PID" ]] || kill -TERM "$p" 2>/dev/null || true
     done
     for i in {1..50}; do
-        port_busy "${PORT[$n]}" || break
+        tcp_port_busy "${PORT[$n]}" || break
         sleep 0.1
     done
     if [[ $n == nginx || $n == haproxy ]]; then sleep 0.3; fi

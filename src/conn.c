@@ -178,6 +178,19 @@ size_t bth_conn_read(struct bth_conn *c, size_t limit)
     return c->ssl != NULL ? ssl_read(c, limit) : plain_read(c, limit);
 }
 
+/* Notes what a recv() that returned <n> <= 0 means: EOF, an error, or nothing for now.
+ * Returns true when the call should simply be repeated (EINTR). */
+static bool read_again(struct bth_conn *c, ssize_t n)
+{
+    if (n == 0)
+        c->eof = true;
+    else if (errno == EINTR)
+        return true;
+    else if (errno != EAGAIN)
+        c->error = errno;
+    return false;
+}
+
 static size_t plain_read(struct bth_conn *c, size_t limit)
 {
     size_t total = 0;
@@ -203,12 +216,8 @@ static size_t plain_read(struct bth_conn *c, size_t limit)
                     break; /* drained: the next edge brings more */
                 continue;
             }
-            if (n == 0)
-                c->eof = true;
-            else if (errno == EINTR)
+            if (read_again(c, n))
                 continue;
-            else if (errno != EAGAIN)
-                c->error = errno;
             break;
         }
         struct evbuffer_iovec vec[2];
@@ -239,12 +248,8 @@ static size_t plain_read(struct bth_conn *c, size_t limit)
                 break; /* drained: the next edge brings more */
         } else {
             evbuffer_commit_space(c->in, vec, 0);
-            if (n == 0)
-                c->eof = true;
-            else if (errno == EINTR)
+            if (read_again(c, n))
                 continue;
-            else if (errno != EAGAIN)
-                c->error = errno;
             break;
         }
     }

@@ -31,6 +31,7 @@
 #include "config.h"
 #include "http_head.h"
 #include "mem.h"
+#include "uri.h"
 
 /* Longest literal used as a key. Longer literals are cut to this (and their entries
  * verified), so the per-request rolling hashes fit a small stack array. */
@@ -135,16 +136,6 @@ static inline unsigned char lc(unsigned char c)
     return (unsigned char)(c - 'A') < 26 ? (unsigned char)(c + 32) : c;
 }
 
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lc(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Mixes the rolling hash of a key with what else identifies it (murmur3's finalizer), so
  * equal text in another scope or dimension lands elsewhere. Never 0: 0 marks empty slots. */
 static inline uint64_t final_hash(uint64_t h, size_t len, unsigned dim, uint32_t scope)
@@ -182,7 +173,8 @@ static inline size_t next_char(const char *s, size_t i, size_t n, int mode, unsi
         return i + 1;
     }
     if (mode == G_PCT && ch == '%' && i + 2 < n) {
-        int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+        int hi = bth_uri_hex_value((unsigned char)s[i + 1]),
+            lo = bth_uri_hex_value((unsigned char)s[i + 2]);
         if (hi >= 0 && lo >= 0) {
             *c = lc((unsigned char)(hi << 4 | lo));
             return i + 3;
@@ -599,8 +591,8 @@ static void decode_pattern(char *s)
     char *o = s;
     for (const char *i = s; *i != '\0'; i++) {
         int hi, lo;
-        if (i[0] == '%' && (hi = hexval((unsigned char)i[1])) >= 0 &&
-            (lo = hexval((unsigned char)i[2])) >= 0 && (hi | lo) != 0) {
+        if (i[0] == '%' && (hi = bth_uri_hex_value((unsigned char)i[1])) >= 0 &&
+            (lo = bth_uri_hex_value((unsigned char)i[2])) >= 0 && (hi | lo) != 0) {
             *o++ = (char)(hi << 4 | lo);
             i += 2;
         } else {

@@ -14,6 +14,8 @@
 #include <openssl/hmac.h>
 #include <openssl/evp.h>
 
+#include "uri.h"
+
 #define IV_BYTES 16
 
 static uint8_t sticky_key[BTH_STICKY_KEY_BYTES];
@@ -28,17 +30,6 @@ int bth_sticky_random_key(uint8_t key[BTH_STICKY_KEY_BYTES])
     return getrandom(key, BTH_STICKY_KEY_BYTES, 0) == BTH_STICKY_KEY_BYTES ? 0 : -1;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int bth_sticky_parse_hex_key(const char *text, size_t len, uint8_t key[BTH_STICKY_KEY_BYTES])
 {
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' || text[len - 1] == '\r'))
@@ -50,7 +41,8 @@ int bth_sticky_parse_hex_key(const char *text, size_t len, uint8_t key[BTH_STICK
     if (len != BTH_STICKY_KEY_BYTES * 2)
         return -1;
     for (size_t i = 0; i < BTH_STICKY_KEY_BYTES; i++) {
-        int hi = hexval(text[2 * i]), lo = hexval(text[2 * i + 1]);
+        int hi = bth_uri_hex_value((unsigned char)text[2 * i]),
+            lo = bth_uri_hex_value((unsigned char)text[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         key[i] = (uint8_t)(hi << 4 | lo);

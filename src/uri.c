@@ -23,7 +23,7 @@ static bool is_sub_delim(unsigned char c)
     return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
 }
 
-static int hex_value(unsigned char c)
+int bth_uri_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -36,8 +36,8 @@ static int hex_value(unsigned char c)
 
 static bool is_pct_encoded(const char *s, size_t i, size_t n)
 {
-    return i + 2 < n && s[i] == '%' && hex_value((unsigned char)s[i + 1]) >= 0 &&
-           hex_value((unsigned char)s[i + 2]) >= 0;
+    return i + 2 < n && s[i] == '%' && bth_uri_hex_value((unsigned char)s[i + 1]) >= 0 &&
+           bth_uri_hex_value((unsigned char)s[i + 2]) >= 0;
 }
 
 static bool port_valid(const char *s, size_t n)
@@ -148,8 +148,8 @@ int bth_uri_normalize_path(const char *path, size_t n, enum bth_path_norm mode, 
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)path[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hex_value((unsigned char)path[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value((unsigned char)path[i + 2]) : -1;
+            int hi = i + 2 < n ? bth_uri_hex_value((unsigned char)path[i + 1]) : -1;
+            int lo = i + 2 < n ? bth_uri_hex_value((unsigned char)path[i + 2]) : -1;
             if (i + 2 >= n || hi < 0 || lo < 0)
                 return BTH_URI_BAD_ESCAPE;
             unsigned char d = (unsigned char)(hi << 4 | lo);
@@ -223,8 +223,8 @@ int bth_uri_percent_decode(const char *s, size_t n, char *out, size_t cap, size_
         if (c == '%') {
             if (!is_pct_encoded(s, i, n))
                 return -1;
-            c = (unsigned char)(hex_value((unsigned char)s[i + 1]) << 4 |
-                                hex_value((unsigned char)s[i + 2]));
+            c = (unsigned char)(bth_uri_hex_value((unsigned char)s[i + 1]) << 4 |
+                                bth_uri_hex_value((unsigned char)s[i + 2]));
             i += 2;
         }
         if (c == '\0' || o + 1 >= cap)

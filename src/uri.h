@@ -21,6 +21,9 @@ enum bth_path_norm {
 #define BTH_URI_BAD_ESCAPE (-1) /* "%zz", "%4", or no room in the output */
 #define BTH_URI_ABOVE_ROOT (-2) /* "/.." climbs above "/" */
 
+/* The value of the hex digit <c> (either case), or -1. */
+int bth_uri_hex_value(unsigned char c);
+
 /* A request-target split into its raw pieces (RFC 9112 section 3.2); all point into it. */
 struct bth_uri_target {
     const char *authority; /* absolute-form: what follows "scheme://", NULL for other forms */
