@@ -317,6 +317,14 @@ static bool coding_is_chunked(const char *c, size_t n)
 
 bool bth_http_head_te_chunked(const struct bth_http_head *h)
 {
+    /* A quoted parameter may hold a comma ("gzip;q=\"x, chunked\""): with quotes, berth
+     * does not take the list apart at all (the caller answers 501). */
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        if (hd->kind == BTH_HDR_TRANSFER_ENCODING &&
+            memchr(bth_span_ptr(h, hd->value), '"', hd->value.len) != NULL)
+            return false;
+    }
     struct last_coding l = {NULL, 0};
     for_each_coding(h, note_last, &l);
     return l.c != NULL && coding_is_chunked(l.c, l.n);

@@ -84,8 +84,8 @@ static inline const char *bth_span_ptr(const struct bth_http_head *h, struct bth
 }
 
 /* Transfer-Encoding as a list over all its fields (RFC 9112 6.1): whether the final coding
- * is chunked, with or without parameters ("gzip, chunked", "chunked;x=1"). Call after
- * bth_http_head_finish. */
+ * is chunked, with or without parameters ("gzip, chunked", "chunked;x=1"). False for a
+ * value with a quoted string in it. Call after bth_http_head_finish. */
 bool bth_http_head_te_chunked(const struct bth_http_head *h);
 
 /* Writes to <out> the Transfer-Encoding value berth forwards when the final chunked coding

@@ -117,6 +117,7 @@ struct bth_http_session {
     bool desync_close;     /* ambiguous request: close both sides after the response */
     bool client_keepalive; /* the client may send another request */
     bool client_http10;
+    bool resume;              /* a buffered request waits for on_client_io (resume_client) */
     struct sockaddr_in6 peer; /* or a sockaddr_in: the client, AF_INET or AF_INET6 */
     char client_ip[INET6_ADDRSTRLEN];
     char client_text[INET6_ADDRSTRLEN + 8];
@@ -414,6 +415,8 @@ static void count_connection_error(struct bth_http_session *s)
 
 static void log_exchange(struct bth_http_session *s)
 {
+    if (s->xm == NULL)
+        return; /* no exchange in progress: nothing to log */
     struct bth_worker *w = s->w;
     count_exchange(s);
     struct timespec t_end;
@@ -451,7 +454,7 @@ static void log_exchange(struct bth_http_session *s)
             have && s->xm->ua_len ? sc + s->xm->m_len + s->xm->u_len + s->xm->h_len + 3 : NULL,
         .user_agent_len = s->xm->ua_len,
         .target_group = s->group ? s->group->cfg->name : NULL,
-        .request_id = s->xm != NULL && s->xm->request_id[0] ? s->xm->request_id : NULL,
+        .request_id = s->xm->request_id[0] ? s->xm->request_id : NULL,
         .matched_rule = s->xm->m_len == 0 ? NULL : rule_name,
         .error_reason = s->xm->error_reason,
     };
@@ -522,6 +525,18 @@ static void process_client(struct bth_http_session *s);
 static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
                         struct evbuffer *dst, uint64_t *count);
 
+/* The exchange ended and the client's next request (pipelined) may already be buffered: it
+ * is taken up from the event loop, not from here, so a run of pipelined requests berth
+ * answers itself never nests calls (a stack that grew with the input) and other
+ * connections get their turn in between. */
+static void resume_client(struct bth_http_session *s)
+{
+    if (s->closing || evbuffer_get_length(s->conn.in) == 0)
+        return;
+    s->resume = true;
+    event_active(&s->conn.ev, 0, 0);
+}
+
 /* Reads past the body of a request berth answered itself, then goes on with the next. */
 static void discard_body(struct bth_http_session *s)
 {
@@ -538,8 +553,7 @@ static void discard_body(struct bth_http_session *s)
         return;
     s->req_done = true;
     reset_exchange(s);
-    if (evbuffer_get_length(s->conn.in) > 0)
-        process_client(s);
+    resume_client(s);
 }
 
 /* Answers the current request itself: <status> with <body> (<blen> bytes) of <ctype> and
@@ -597,6 +611,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
         return;
     }
     reset_exchange(s);
+    resume_client(s);
 }
 
 /* berth's own error answer: "<status> <text>" as a short plain-text body. */
@@ -727,8 +742,7 @@ static void finish_exchange(struct bth_http_session *s)
     }
     reset_exchange(s);
     flush_client(s);
-    if (!s->closing && evbuffer_get_length(s->conn.in) > 0)
-        process_client(s);
+    resume_client(s);
 }
 
 /* ---- forwarding bodies ----------------------------------------------------------------- */
@@ -961,11 +975,11 @@ static size_t count_commas(const char *p, size_t n)
 }
 
 /* Bytes of the request line: up to the first header name, or the whole head if none. */
-static size_t request_line_len(const struct bth_http_session *s)
+static size_t request_line_len(const struct bth_http_session *s, size_t head_len)
 {
     if (s->xm->req.nhdrs > 0)
         return s->xm->req.hdrs[0].name.off;
-    return s->xm->req.url.off + s->xm->req.url.len + 11; /* " HTTP/1.1\r\n" */
+    return head_len; /* no fields: the head is the request line (and its empty line) */
 }
 
 /* The Host rules of RFC 9112 3.2: HTTP/1.1 needs exactly one, and any Host must be a
@@ -1016,7 +1030,7 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
         *reason = "request line too long";
         return 414;
     }
-    if (head_len - request_line_len(s) > s->listener->cfg->max_header_bytes) {
+    if (head_len - request_line_len(s, head_len) > s->listener->cfg->max_header_bytes) {
         *reason = "request headers too large";
         return 431;
     }
@@ -1081,6 +1095,14 @@ static const char *read_target(struct bth_http_session *s, struct route_info *ri
             return "invalid authority in the request target";
         ri->host = ut.authority;
         bth_uri_host_without_port(ut.authority, ut.authority_len, &ri->host_len);
+        if (h->nhost == 1) {
+            /* The Host field now reads as the authority (it lies in the same head), so
+             * header rules, the access log and the target all see the one host. */
+            struct bth_http_hdr *hd = &s->xm->req.hdrs[h->idx[BTH_HDR_HOST]];
+            hd->value.off = (uint32_t)(ut.authority - h->base);
+            hd->value.len = (uint32_t)ut.authority_len;
+            ri->authority = NULL;
+        }
     } else if (h->idx[BTH_HDR_HOST] >= 0) {
         struct bth_span v = host_value(h);
         ri->host = bth_span_ptr(h, v);
@@ -1089,8 +1111,11 @@ static const char *read_target(struct bth_http_session *s, struct route_info *ri
         ri->host = "";
         ri->host_len = 0;
     }
-    /* Absolute-form is forwarded in origin-form; an empty path there means "/". */
-    ri->rewrite_target = ut.authority != NULL;
+    /* Absolute-form is forwarded in origin-form (an empty path there means "/"), and a
+     * fragment, which no request target has (RFC 9112 3.2), is not forwarded: the target
+     * must not act on bytes the rules never saw. */
+    ri->rewrite_target =
+        ut.authority != NULL || memchr(bth_span_ptr(h, h->url), '#', h->url.len) != NULL;
     ri->fwd_path = ut.path;
     ri->fwd_path_len = ut.path_len;
     if (ut.path_len == 0) {
@@ -1115,12 +1140,15 @@ static const char *read_target(struct bth_http_session *s, struct route_info *ri
                                &ri->path_len) != 0)
         return "invalid request target";
     ri->path = decoded;
-    /* Escaped slashes decode into new segments ("/a%2F..%2Fadmin"): rules see those
-     * resolved too, so a target that decodes them cannot be reached past a rule. */
+    /* Escaped slashes can decode into dot segments ("/x/..%2F..%2Fadmin"). A target that
+     * decodes them acts on another path than one that does not, and rules can match only one
+     * of the two: such a path is refused. */
     if (mode != BTH_PATH_NORM_OFF && decoded[0] == '/' &&
-        memchr(ri->fwd_path, '%', ri->fwd_path_len) != NULL &&
-        bth_uri_remove_dot_segments(decoded, &ri->path_len) != BTH_URI_OK)
-        return "request path climbs above the root";
+        memchr(ri->fwd_path, '%', ri->fwd_path_len) != NULL) {
+        size_t n = ri->path_len;
+        if (bth_uri_remove_dot_segments(decoded, &n) != BTH_URI_OK || n != ri->path_len)
+            return "escaped dot segments in the request path";
+    }
     return NULL;
 }
 
@@ -1408,6 +1436,9 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         return;
     }
     const char *bad_target = read_target(s, &ri);
+    if (bad_target == NULL && h->nhost == 1 && bth_span_ptr(h, h->url)[0] != '/' &&
+        s->w->alog.sink != NULL && s->w->alog.sink->fd >= 0)
+        scratch_copy(s); /* absolute-form: the log's host is the authority now */
     if (bad_target != NULL) {
         if (ri.buf != pathbuf)
             bth_free(ri.buf);
@@ -1689,7 +1720,7 @@ static void parse_request_head(struct bth_http_session *s)
         send_error(s, 414, "request line too long");
         return;
     }
-    if (feed > limit || (line_done && feed - request_line_len(s) > lc->max_header_bytes)) {
+    if (feed > limit || (line_done && feed - request_line_len(s, feed) > lc->max_header_bytes)) {
         send_error(s, line_done ? 431 : 414, "request head too large");
         return;
     }
@@ -1784,6 +1815,11 @@ static void client_readable(struct bth_http_session *s)
 static void on_client_io(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_http_session *s = arg;
+    if (s->resume) {
+        s->resume = false; /* resume_client: a request is waiting in the input buffer */
+        if (!s->closing && s->state == SS_IDLE)
+            process_client(s);
+    }
     bth_conn_note_event(&s->conn, what);
     if (s->conn.ssl != NULL)
         what |= EV_READ | EV_WRITE; /* TLS reads may need the socket writable and back */
@@ -2071,6 +2107,8 @@ static bool response_step(struct bth_http_session *s)
             return false;
         }
         flush_client(s);
+        if (s->closing)
+            return false; /* the client went away: <up> went with it */
         arm_timer(s, s->listener->cfg->idle_timeout_ms);
         return up->conn.read_pending;
     }

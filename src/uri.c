@@ -79,7 +79,8 @@ bool bth_uri_authority_valid(const char *s, size_t n)
                 i += 3;
                 continue;
             }
-            if (!is_unreserved(c) && !is_sub_delim(c))
+            /* A comma is a sub-delim, but a Host with one reads as a list to some targets. */
+            if ((!is_unreserved(c) && !is_sub_delim(c)) || c == ',')
                 return false;
             i++;
         }

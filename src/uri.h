@@ -50,9 +50,10 @@ int bth_uri_percent_decode(const char *s, size_t n, char *out, size_t cap, size_
 void bth_uri_host_without_port(const char *host, size_t len, size_t *out_len);
 
 /* Whether <s> (<n> bytes) is a valid Host value: uri-host [":" port] (RFC 9110 section
- * 7.2, RFC 3986 section 3.2.2): a reg-name (unreserved, sub-delims, pct-encoded; may be
- * empty), a dotted IPv4 address, or a bracketed IPv6 address, then an optional port of up
- * to five digits. Userinfo ("a@b"), whitespace, a path or a second port are not. */
+ * 7.2, RFC 3986 section 3.2.2): a reg-name (unreserved, sub-delims but ',', pct-encoded;
+ * may be empty), a dotted IPv4 address, or a bracketed IPv6 address, then an optional port
+ * of up to five digits. Userinfo ("a@b"), whitespace, a comma (a Host that some targets
+ * would read as a list), a path or a second port are not. */
 bool bth_uri_authority_valid(const char *s, size_t n);
 
 /* Whether <path> (<n> bytes, origin-form path without query) could change under <mode>:

@@ -117,6 +117,47 @@ def test_pipelined_requests(berth, backend, http_config):
         assert c.request("GET", "/after").status == 200
 
 
+def _fixed_lb(berth, backend):
+    """/fixed* -> a fixed 200 "ok", everything else to one target."""
+    b1 = backend()
+    cfg = {
+        "workers": 1,
+        "listeners": [{"name": "web", "protocol": "HTTP",
+                       "rules": [{"priority": 1, "conditions": {"path": ["/fixed*"]},
+                                  "action": {"fixed_response": {"status": 200,
+                                                                "body": "ok"}}}],
+                       "default_action": {"forward": {"target_groups": [{"name": "app"}]}}}],
+        "target_groups": [{"name": "app", "protocol": "HTTP",
+                           "health_check": {"enabled": False}, "targets": [b1.addr]}],
+    }
+    return berth(cfg), b1
+
+
+def test_pipelined_after_berths_own_answer(berth, backend):
+    """Requests pipelined behind one berth answers itself (a fixed response) are answered in order without waiting for more bytes."""
+    lb, b1 = _fixed_lb(berth, backend)
+    with Client(lb.port, timeout=5) as c:
+        c.send(b"GET /fixed/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET /fixed/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"GET /to-target HTTP/1.1\r\nHost: x\r\n\r\n")
+        bodies = [c.response().body for _ in range(3)]
+        assert bodies[:2] == [b"ok", b"ok"]
+        assert json.loads(bodies[2])["path"] == "/to-target"
+
+
+def test_many_pipelined_answers_with_bodies(berth, backend):
+    """2,000 pipelined requests with bodies that berth answers itself are all answered, in order, and berth stays up (no call nesting per request)."""
+    lb, _ = _fixed_lb(berth, backend)
+    n = 2000
+    with Client(lb.port, timeout=10) as c:
+        c.send(b"".join(b"PUT /fixed/%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx" % i
+                        for i in range(n)))
+        for _ in range(n):
+            r = c.response()
+            assert r.status == 200 and r.body == b"ok", r
+    assert lb.alive()
+
+
 def test_head_response_has_no_body(berth, backend, http_config):
     """A HEAD answer keeps the target's Content-Length but carries no body, and the connection stays usable."""
     b1 = backend()

@@ -127,6 +127,7 @@ def test_two_host_fields_are_400(berth, backend, http_config, fields):
     "[::1",            # unclosed IP literal
     'a"b',             # not a reg-name character
     "host:123456",     # port of more than five digits
+    "good.example,evil.example",  # a comma: a list to some targets
 ])
 def test_invalid_host_is_400(berth, backend, http_config, host):
     """A Host value that is not uri-host [":" port] gets 400 and the target sees nothing."""
@@ -207,6 +208,21 @@ def test_absolute_form_invalid_authority_is_400(berth, backend):
                    [t])
 
 
+def test_absolute_form_host_header_rule_sees_the_authority(berth, backend):
+    """Header conditions on Host see the absolute-form authority, the same host the target gets: a deny rule on it cannot be dodged with a different Host field."""
+    t = backend()
+    lb = berth(listener_config(
+        [group("app", [t.addr])],
+        [{"priority": 1, "conditions": {"headers": {"Host": ["admin.example"]}},
+          "action": fixed(403)}],
+        fwd("app")))
+    assert_refused(lb.port, b"GET http://admin.example/x HTTP/1.1\r\nHost: public.example\r\n\r\n",
+                   [t], status=403)
+    req = assert_forwarded(
+        lb.port, b"GET http://public.example/x HTTP/1.1\r\nHost: admin.example\r\n\r\n", t)
+    assert req.header_all("Host") == ["public.example"], req.headers
+
+
 # ---- framing ----
 
 def test_http10_transfer_encoding_is_400(berth, backend, http_config):
@@ -259,6 +275,8 @@ def test_normalised_path_takes_rule(berth, backend, mode, path, status):
     (None, "/api/y?a=../b&c=%2e", "/api/y?a=../b&c=%2e"),  # the query is never touched
     ("merge_slashes", "/api//x", "/api/x"),
     ("off", "/api/x/../y", "/api/x/../y"),
+    (None, "/api/x#/../../admin", "/api/x"),         # a fragment is not forwarded
+    (None, "/api/x?q=1#frag", "/api/x?q=1"),
 ], ids=lambda v: "default" if v is None else (str(v) if not isinstance(v, tuple) else "either"))
 def test_normalised_path_forwarded(berth, backend, mode, path, want):
     """The target gets the normalised path (as sent under off) and the query exactly as sent."""
@@ -274,9 +292,12 @@ def test_normalised_path_forwarded(berth, backend, mode, path, want):
     "/../x",           # above the root
     "/api/../../x",    # above the root, through a rule's prefix
     "/api/%zz",        # bad escape
+    "/api/x/..%2F..%2Fadmin",    # escaped slashes that make dot segments once decoded
+    "/api/a%2F..%2F..%2Fadmin",
+    "/api/a%2F.%2Fb",
 ])
 def test_bad_path_is_400(berth, backend, path):
-    """A path that climbs above "/" or has a bad percent escape gets 400 and the target sees nothing."""
+    """A path that climbs above "/", has a bad percent escape, or whose escaped slashes decode into dot segments (a target that decodes them would act on another path than the rules saw) gets 400 and the target sees nothing."""
     lb, t = path_lb(berth, backend)
     assert_refused(lb.port, get(path, "x"), [t])
 

@@ -187,6 +187,8 @@ static void test_transfer_encoding_list(void **state)
         {"Transfer-Encoding: xchunked\r\n", 0, NULL},
         {"Transfer-Encoding: chunkedx\r\n", 0, NULL},
         {"Transfer-Encoding: identity, , \r\n", 0, NULL},
+        {"Transfer-Encoding: gzip;q=\"x, chunked \"\r\n", 0, NULL},
+        {"Transfer-Encoding: chunked;q=\"a\"\r\n", 0, NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char req[256];
