@@ -695,8 +695,11 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     app->discovery = bth_discovery_create(app->base, &app->registry, on_discovery_changed, app);
     if (app->discovery == NULL || bth_discovery_sync(app->discovery) != 0)
         return -1;
-    if (cfg->pid_file != NULL && write_pid_file(cfg->pid_file) != 0)
-        return -1;
+    if (cfg->pid_file != NULL) {
+        if (write_pid_file(cfg->pid_file) != 0)
+            return -1;
+        app->pid_file_written = true;
+    }
     if (drop_privileges(cfg) != 0)
         return -1;
     bth_log(BTH_LOG_NOTICE, "control socket %s", cfg->control_socket);
@@ -718,8 +721,14 @@ void bth_worker_mark_done(void)
 
 void bth_app_fini(struct bth_app *app)
 {
-    if (app->registry.config != NULL && app->registry.config->cfg->pid_file != NULL)
+    if (app->pid_file_written && app->registry.config->cfg->pid_file != NULL)
         unlink(app->registry.config->cfg->pid_file);
+    /* After a start-up failure the workers run without having been told to stop: a join
+     * alone would wait for ever. They stop at once (nothing is in flight yet). */
+    for (unsigned i = 0; !app->stopping && app->workers != NULL && i < app->nworkers; i++) {
+        if (app->workers[i] != NULL && app->workers[i]->started)
+            bth_worker_post(app->workers[i], BTH_MSG_STOP, NULL, 0);
+    }
     for (unsigned i = 0; app->workers != NULL && i < app->nworkers; i++) {
         if (app->workers[i] != NULL)
             bth_worker_join_destroy(app->workers[i]);

@@ -35,6 +35,7 @@ struct bth_app {
     uint8_t cookie_key[32];
     bool cookie_key_in_state; /* the key is generated and kept in the state file */
     bool stopping;
+    bool pid_file_written; /* ours to remove at exit */
     int exit_code;
 };
 

@@ -379,12 +379,14 @@ static void *worker_main(void *arg)
 
 int bth_worker_start(struct bth_worker *w)
 {
-    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+    w->started = pthread_create(&w->thread, NULL, worker_main, w) == 0;
+    return w->started ? 0 : -1;
 }
 
 void bth_worker_join_destroy(struct bth_worker *w)
 {
-    pthread_join(w->thread, NULL);
+    if (w->started)
+        pthread_join(w->thread, NULL);
     stop_listeners(w);
     event_del(&w->mq_ev);
     event_del(&w->flush_timer);

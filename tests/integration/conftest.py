@@ -2,7 +2,7 @@
 """Fixtures for berth's integration tests.
 
 `berth(config)` writes a YAML config into the test's tmp dir, starts the real binary
-(env BERTH_BIN, default /work/main/build/berth) as `berth -c FILE`, waits for "ready" on
+(env BERTH_BIN, default build/berth of this checkout) as `berth -c FILE`, waits for "ready" on
 stderr and a 200 from GET /healthz on the control socket, and on teardown stops it with
 SIGTERM (SIGKILL after 5 s), failing the test if berth died from a signal or a sanitizer
 reported an error. The env vars BERTH_START_TIMEOUT and BERTH_STOP_TIMEOUT (seconds) change
@@ -28,7 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from backends import Backend  # noqa: E402
 from httpwire import Reader, read_response  # noqa: E402
 
-BERTH_BIN = os.environ.get("BERTH_BIN", "/work/main/build/berth")
+# The binary the README's build makes, relative to this checkout (ctest sets BERTH_BIN).
+BERTH_BIN = os.environ.get("BERTH_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                     "..", "..", "build", "berth"))
 # Both can be raised for slow runs (valgrind: scripts/valgrind.sh sets them).
 READY_TIMEOUT = float(os.environ.get("BERTH_START_TIMEOUT", "10"))
 STOP_TIMEOUT = float(os.environ.get("BERTH_STOP_TIMEOUT", "5"))

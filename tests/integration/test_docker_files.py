@@ -4,7 +4,7 @@
 The Dockerfile is parsed by hand, compose.yaml with PyYAML when /usr/bin/python3 has it (a
 textual check otherwise), the ECS task definition as JSON; the two berth configs go through
 `berth -t -c`, and the entrypoint command is run on the host on temporary copies of the
-configs (paths moved to a temp dir, ports free). BERTH_BIN: default /work/main/build/berth.
+configs (paths moved to a temp dir, ports free). BERTH_BIN: default build/berth of this checkout.
 """
 
 import http.server
@@ -30,7 +30,7 @@ except ImportError:  # the compose checks fall back to text
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKER = os.path.join(REPO, "docker")
-BERTH_BIN = os.environ.get("BERTH_BIN", "/work/main/build/berth")
+BERTH_BIN = os.environ.get("BERTH_BIN", os.path.join(REPO, "build", "berth"))
 KNOWN = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY",
          "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL",
          "HEALTHCHECK", "SHELL"}

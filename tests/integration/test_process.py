@@ -4,7 +4,10 @@ privileges, and the stop sequence (Connection: close to keep-alive clients, seco
 
 import os
 import signal
+import subprocess
 import time
+
+import pytest
 
 from httpwire import Client, fetch
 
@@ -80,3 +83,24 @@ def test_second_signal_exits_at_once(berth, backend, http_config):
         lb.proc.send_signal(signal.SIGTERM)
         lb.proc.wait(3)
         assert time.monotonic() - t < 1.5
+
+
+@pytest.mark.parametrize("key,value,error", [
+    ("user", "nosuchuser-berth", "user nosuchuser-berth: no such user"),
+    ("pid_file", "/nonexistent-berth-dir/berth.pid", "pid_file /nonexistent-berth-dir/berth.pid"),
+])
+def test_startup_failure_after_workers_start_exits(berth, backend, http_config, key, value,
+                                                   error):
+    """A start-up step that fails after the worker threads run (unknown user, unwritable pid file) makes berth exit 1 within 2 s with its error line, instead of hanging."""
+    b = backend()
+    cfg = http_config([b.addr])
+    cfg["workers"] = 2
+    cfg[key] = value
+    lb = berth(cfg, wait_ready=False)
+    try:
+        rc = lb.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        lb.proc.kill()
+        raise AssertionError("berth still runs 2 s after a failed start-up")
+    assert rc == 1, rc
+    assert error in lb.stderr, lb.stderr
