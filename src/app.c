@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "cpu_count.h"
 #include "control.h"
 #include "discovery.h"
 #include "health.h"
@@ -108,8 +109,10 @@ static unsigned resolve_workers(unsigned configured)
 {
     if (configured > 0)
         return configured;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
+    unsigned n = bth_cpu_count();
+    bth_log(BTH_LOG_NOTICE,
+            "workers: auto = %u (CPUs this process may use: affinity, cgroup quota)", n);
+    return n;
 }
 
 static void close_specs(struct bth_listen_spec *specs, size_t n)

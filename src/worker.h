@@ -68,7 +68,7 @@ struct bth_msg {
 struct bth_worker {
     unsigned id;
     pthread_t thread;
-    bool started; /* the thread runs (bth_worker_start succeeded) */
+    bool started;                           /* the thread runs (bth_worker_start succeeded) */
     struct event_base *base;                /* owned */
     struct bth_snapshot *snap;              /* one reference held: the current snapshot */
     struct bth_worker_listener **listeners; /* owned array of owned listeners */

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import berth_bin, free_port
 from httpwire import Client, fetch
 
 
@@ -104,3 +105,30 @@ def test_startup_failure_after_workers_start_exits(berth, backend, http_config, 
         raise AssertionError("berth still runs 2 s after a failed start-up")
     assert rc == 1, rc
     assert error in lb.stderr, lb.stderr
+
+
+def test_workers_auto_follows_cpu_affinity(tmp_path):
+    """workers: auto counts the CPUs berth may run on, not the host's: under taskset -c 0 it starts one worker."""
+    cfg = tmp_path / "berth.yaml"
+    cfg.write_text("workers: auto\ncontrol: {socket: %s}\naccess_log: off\n"
+                   "listeners:\n  - {name: web, protocol: HTTP, bind: 127.0.0.1:%d,\n"
+                   "     default_action: {forward: {target_groups: [{name: app}]}}}\n"
+                   "target_groups:\n  - {name: app, protocol: HTTP, targets: []}\n"
+                   % (tmp_path / "berth.sock", free_port()))
+    proc = subprocess.Popen(["taskset", "-c", "0", berth_bin(), "-c", str(cfg)],
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "ready" in line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    text = "".join(lines)
+    assert "workers: auto = 1 " in text, text
