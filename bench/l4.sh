@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # NLB-mode (L4) benchmark on loopback with iperf3: berth side by side with HAProxy (TCP) and
-# nginx stream (TCP and UDP), modelled on /work/shared/bench/anchors-l4.sh.
+# nginx stream (TCP and UDP), modelled on ../shared/bench/anchors-l4.sh (the steering folder beside the repo).
 #
 # One iperf3 server (127.0.0.1:IPERF_PORT, TCP control + TCP/UDP data) is the target. In front
 # of it: HAProxy on PORT_BASE (mode tcp, nbthread 1), nginx stream on PORT_BASE+1 (1 worker,
