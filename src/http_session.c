@@ -87,6 +87,7 @@ struct exchange_mem {
     struct bth_http_head resp;
     struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
     struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
+    char *req_view;              /* owned: the mended head req parses, when llhttp refused it */
     struct bth_target *tried[MAX_TRIES]; /* borrowed: targets this exchange tried */
     char request_id[33];
     /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
@@ -134,7 +135,6 @@ struct bth_http_session {
     bool is_head_method;
     bool is_upgrade;
     bool te_reframe;    /* Transfer-Encoding rewritten with a bare final chunked */
-    char *req_view;     /* owned: the mended head req parses, when llhttp refused it */
     uint64_t discarded; /* body bytes dropped in SS_DISCARD */
     bool timer_body;    /* the timer is set for the body deadline, not a fixed timeout */
 
@@ -415,8 +415,6 @@ static void count_connection_error(struct bth_http_session *s)
 
 static void log_exchange(struct bth_http_session *s)
 {
-    if (s->xm == NULL)
-        return; /* no exchange in progress: nothing to log */
     struct bth_worker *w = s->w;
     count_exchange(s);
     struct timespec t_end;
@@ -646,6 +644,8 @@ static void xm_reset(struct bth_http_session *s)
     init_request_parser(s);
     llhttp_init(&xm->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
     xm->resp_parser.data = &xm->resp;
+    bth_free(xm->req_view);
+    xm->req_view = NULL;
     xm->request_id[0] = '\0';
     xm->body_held_ms = 0;
     xm->t_start.tv_sec = xm->t_sent.tv_sec = xm->t_resp.tv_sec = 0;
@@ -667,6 +667,7 @@ static int xm_take(struct bth_http_session *s)
     xm->retry_copy = evbuffer_new();
     xm->scratch = NULL;
     xm->scratch_cap = 0;
+    xm->req_view = NULL;
     if (xm->pending == NULL || xm->retry_copy == NULL) {
         if (xm->pending != NULL)
             evbuffer_free(xm->pending);
@@ -687,11 +688,10 @@ static void xm_release(struct bth_http_session *s)
         evbuffer_free(s->xm->pending);
         evbuffer_free(s->xm->retry_copy);
         bth_free(s->xm->scratch);
+        bth_free(s->xm->req_view);
         bth_free(s->xm);
         s->xm = NULL;
     }
-    bth_free(s->req_view);
-    s->req_view = NULL;
 }
 
 /* Ends an exchange: the next request (already buffered when pipelined) starts afresh, and a
@@ -714,8 +714,6 @@ static void reset_exchange(struct bth_http_session *s)
     s->target_status = -1;
     if (s->xm != NULL && evbuffer_get_length(s->conn.in) > 0) {
         xm_reset(s);
-        bth_free(s->req_view);
-        s->req_view = NULL;
     } else {
         xm_release(s);
     }
@@ -870,7 +868,7 @@ struct route_info {
     bool rewrite_target; /* forward fwd_path and query, not the target as received */
     const char *host;    /* for rules: without port */
     size_t host_len;
-    const char *authority; /* absolute-form: replaces the Host header toward the target */
+    const char *authority; /* absolute-form without a Host field: the Host berth sends */
     size_t authority_len;
 };
 
@@ -908,7 +906,7 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
     }
     PUTS(" HTTP/1.1\r\n");
     if (ri->authority != NULL) {
-        PUTS("Host: "); /* the Host fields the client sent are dropped (forward_request) */
+        PUTS("Host: "); /* HTTP/1.0 without a Host field: the URL's authority is the one */
         PUT(ri->authority, ri->authority_len);
         PUTS("\r\n");
     }
@@ -1363,7 +1361,7 @@ static void reframe_chunked(struct bth_http_session *s)
 
 /* The head is complete: classify it, route it and start forwarding. <head_len> bytes of
  * the input are the head as received; <parsed_len>, the head as parsed (the same, or the
- * length of the mended head in req_view). */
+ * length of the mended head in xm->req_view). */
 static void start_request(struct bth_http_session *s, size_t head_len, size_t parsed_len)
 {
     struct bth_http_head *h = &s->xm->req;
@@ -1482,10 +1480,6 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
     if (s->group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
         s->group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
         s->sticky_pick = sticky_target(s);
-    if (ri->authority != NULL) {
-        for (unsigned i = 0; i < s->xm->req.nhdrs; i++)
-            s->xm->req.hdrs[i].drop |= s->xm->req.hdrs[i].kind == BTH_HDR_HOST;
-    }
     build_request_head(s, ri, s->xm->pending);
     evbuffer_drain(s->conn.in, head_len);
     set_state(s, SS_CONNECTING);
@@ -1649,7 +1643,7 @@ static int tolerate_head(struct bth_http_session *s, const char *buf, size_t ava
     bth_http_head_reset(&s->xm->req);
     init_request_parser(s);
     s->xm->req.base = view;
-    s->req_view = view;
+    s->xm->req_view = view;
     llhttp_errno_t err = llhttp_execute(&s->xm->req_parser, view, vlen);
     if (err != HPE_PAUSED || llhttp_get_error_pos(&s->xm->req_parser) != view + vlen)
         return -1; /* the view is freed with the exchange */
