@@ -15,6 +15,11 @@
 #include <openssl/err.h>
 
 #define READ_CHUNK 16384
+/* An empty input buffer is read through the stack first: a reservation in the evbuffer is a
+ * 32 KiB chain that a read finding nothing would leave behind, and an idle connection must
+ * hold no buffer (idle keep-alive connections cost what HAProxy's cost). A small request
+ * then also sits in a small chain. */
+#define PROBE_SIZE 4096
 #define FLUSH_IOV  16
 
 int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_callback_fn cb,
@@ -109,6 +114,21 @@ static size_t ssl_read(struct bth_conn *c, size_t limit)
             c->read_pending = true;
             break;
         }
+        if (have == 0) {
+            char probe[PROBE_SIZE];
+            int n = SSL_read(c->ssl, probe, (int)(limit < sizeof(probe) ? limit : sizeof(probe)));
+            if (n > 0) {
+                if (evbuffer_add(c->in, probe, (size_t)n) != 0) {
+                    c->error = ENOMEM;
+                    break;
+                }
+                total += (size_t)n;
+                continue;
+            }
+            if (ssl_would_block(c, n, true))
+                break;
+            continue;
+        }
         struct evbuffer_iovec vec[1];
         if (evbuffer_reserve_space(c->in, READ_CHUNK, vec, 1) != 1) {
             c->error = ENOMEM;
@@ -153,28 +173,9 @@ static int ssl_flush(struct bth_conn *c)
     return 0;
 }
 
-/* A read that found nothing leaves the chain it reserved (32 KiB with its header) in an
- * otherwise empty buffer, and libevent cannot drop an empty chain: the buffer is replaced,
- * so an idle connection holds none (idle keep-alive connections cost what HAProxy's cost).
- * Rare: edge-triggered plain reads stop at a short read, TLS reads at WANT_READ after data;
- * it is the speculative read at accept and events that brought no bytes. */
-static void release_empty_input(struct bth_conn *c)
-{
-    if (evbuffer_get_length(c->in) != 0)
-        return;
-    struct evbuffer *fresh = evbuffer_new();
-    if (fresh != NULL) {
-        evbuffer_free(c->in);
-        c->in = fresh;
-    }
-}
-
 size_t bth_conn_read(struct bth_conn *c, size_t limit)
 {
-    size_t n = c->ssl != NULL ? ssl_read(c, limit) : plain_read(c, limit);
-    if (n == 0)
-        release_empty_input(c);
-    return n;
+    return c->ssl != NULL ? ssl_read(c, limit) : plain_read(c, limit);
 }
 
 /* Notes what a recv() that returned <n> <= 0 means: EOF, an error, or nothing for now.
@@ -201,6 +202,24 @@ static size_t plain_read(struct bth_conn *c, size_t limit)
             break;
         }
         size_t want = limit - have < READ_CHUNK ? limit - have : READ_CHUNK;
+        if (have == 0) {
+            char probe[PROBE_SIZE];
+            size_t room = want < sizeof(probe) ? want : sizeof(probe);
+            ssize_t n = recv(c->fd, probe, room, 0);
+            if (n > 0) {
+                if (evbuffer_add(c->in, probe, (size_t)n) != 0) {
+                    c->error = ENOMEM;
+                    break;
+                }
+                total += (size_t)n;
+                if ((size_t)n < room && !c->rdhup)
+                    break; /* drained: the next edge brings more */
+                continue;
+            }
+            if (read_again(c, n))
+                continue;
+            break;
+        }
         struct evbuffer_iovec vec[2];
         int nvec = evbuffer_reserve_space(c->in, (ev_ssize_t)want, vec, 2);
         if (nvec <= 0) {
