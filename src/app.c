@@ -35,7 +35,6 @@
 #include "worker.h"
 
 static void sd_notify_send(const char *msg);
-static void save_state(struct bth_app *app);
 
 static struct bth_config *load_config(const char *path)
 {
@@ -370,7 +369,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
                 bth_snapshot_unref(snap);
         }
         bth_snapshot_unref(snap);
-        save_state(app);
+        bth_app_save_state(app);
         log_listener_changes(old_listeners, app->registry.config->cfg);
     } else {
         bth_app_commit(app);
@@ -493,23 +492,29 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     bth_app_stop(app);
 }
 
-static void save_state(struct bth_app *app)
+int bth_app_save_state(struct bth_app *app)
 {
     const struct bth_config *cfg = app->registry.config->cfg;
     if (cfg->state_file == NULL)
-        return;
+        return 0;
     int rc = bth_state_save(cfg->state_file, &app->registry,
                             app->cookie_key_in_state ? app->cookie_key : NULL);
     if (rc != 0)
         bth_log(BTH_LOG_ERR, "state file %s: write failed: %s", cfg->state_file, strerror(-rc));
+    return rc;
+}
+
+int bth_app_apply(struct bth_app *app)
+{
+    if (app->health != NULL)
+        bth_health_sync(app->health); /* new targets start in state initial */
+    return bth_app_publish(app);
 }
 
 int bth_app_commit(struct bth_app *app)
 {
-    if (app->health != NULL)
-        bth_health_sync(app->health); /* new targets start in state initial */
-    int rc = bth_app_publish(app);
-    save_state(app);
+    int rc = bth_app_apply(app);
+    bth_app_save_state(app);
     return rc;
 }
 
@@ -571,14 +576,16 @@ static void on_discovery_changed(void *arg)
 
 /* Dynamic registrations and, when no cookie_key_file is set, the cookie key come back from
  * the state file. */
-static void load_state(struct bth_app *app, const struct bth_config *cfg, bool *have_key)
+static int load_state(struct bth_app *app, const struct bth_config *cfg, bool *have_key)
 {
     *have_key = false;
     if (cfg->state_file == NULL)
-        return;
-    int rc = bth_state_load(cfg->state_file, &app->registry, app->cookie_key, have_key);
+        return 0;
+    int rc = bth_state_load(cfg->state_file, cfg->state_file_recovery == BTH_STATE_MOVE_ASIDE,
+                            &app->registry, app->cookie_key, have_key);
     if (rc == 0)
         bth_log(BTH_LOG_NOTICE, "state file %s loaded", cfg->state_file);
+    return rc < 0 ? -1 : 0;
 }
 
 /* The stickiness cookie key: from cookie_key_file (share it across a fleet), else the one
@@ -669,10 +676,12 @@ int bth_app_start(struct bth_app *app, const char *config_path)
         evsignal_add(app->signals[i], NULL);
     }
     bool state_key;
-    load_state(app, cfg, &state_key);
-    if (setup_sticky_key(app, cfg, state_key) != 0)
+    if (load_state(app, cfg, &state_key) != 0 || setup_sticky_key(app, cfg, state_key) != 0)
         return -1;
-    save_state(app); /* a fresh key, or a file set aside, is written back at once */
+    /* A fresh key, or a file set aside, is written back at once; a state file that cannot
+     * be written would fail every registration, so it fails the start instead. */
+    if (bth_app_save_state(app) != 0)
+        return -1;
     app->health =
         bth_health_create(app->base, &app->registry, app->nworkers, on_health_changed, app);
     if (app->health == NULL)

@@ -50,9 +50,18 @@ int bth_app_run(struct bth_app *app);
  * or -1 (out of memory; the workers keep the previous snapshot). */
 int bth_app_publish(struct bth_app *app);
 
-/* After a registry change: publishes a new snapshot and saves the state file. Returns 0,
- * or -1 when the snapshot could not be built (the workers keep the previous one). */
+/* After a registry change: publishes a new snapshot and saves the state file (a failed
+ * save is logged). Returns 0, or -1 when the snapshot could not be built (the workers keep
+ * the previous one). */
 int bth_app_commit(struct bth_app *app);
+
+/* Writes the state file (when one is configured) from the registry as it is now, durably
+ * (temporary file, fsync, rename, fsync of the directory). Returns 0 or -errno (logged).
+ * The control API calls it before answering, and undoes the change when it fails. */
+int bth_app_save_state(struct bth_app *app);
+
+/* bth_app_commit without the save, for a caller that saved first. */
+int bth_app_apply(struct bth_app *app);
 
 /* Reloads the config file: the new file is parsed and validated whole (certificates too)
  * before anything changes; on any error the running config stays and <err> holds

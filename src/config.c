@@ -1437,10 +1437,15 @@ static void on_control(struct ctx *c, yaml_node_t *v, void *dst)
         err_node(c, v, "control listen requires token_file");
 }
 
+/* In the order of enum bth_state_recovery. */
+static const char *const recovery_names[] = {"fail", "move_aside"};
+static const struct enumdef recovery_enum = {recovery_names, 2, "fail or move_aside"};
+
 static const struct field root_fields[] = {
     FN("workers", CF(workers), on_workers, 0),
     FN("control", 0, on_control, 0),
     F("state_file", F_STR, CF(state_file), 0, 0, 0),
+    FE("state_file_recovery", CF(state_file_recovery), &recovery_enum, 0),
     F("cookie_key_file", F_STR, CF(cookie_key_file), 0, 0, 0),
     F("access_log", F_STR, CF(access_log), 0, 0, 0),
     F("shutdown_timeout", F_DUR, CF(shutdown_timeout_ms), 0, HOUR_MS, 0),

@@ -207,6 +207,10 @@ struct bth_cfg_target_group {
     struct bth_cfg_mark mark;
 };
 
+/* What start does with a state file it cannot read: refuse to start (the default, so
+ * registrations are never silently lost) or move it aside and start empty. */
+enum bth_state_recovery { BTH_STATE_FAIL, BTH_STATE_MOVE_ASIDE };
+
 struct bth_config {
     char *path;                   /* owned; "<default>" for the embedded config */
     unsigned workers;             /* 0 = auto (CPU count) */
@@ -214,6 +218,7 @@ struct bth_config {
     char *control_listen;         /* owned, may be NULL */
     char *control_token_file;     /* owned, may be NULL */
     char *state_file;             /* owned, may be NULL */
+    int state_file_recovery;      /* enum bth_state_recovery: a corrupt state file at start */
     char *cookie_key_file;        /* owned, may be NULL */
     char *access_log;             /* owned: "stdout" (default), "off" or a path */
     uint64_t shutdown_timeout_ms; /* default 30s */

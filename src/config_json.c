@@ -299,6 +299,8 @@ json_t *bth_config_to_json(const struct bth_config *cfg)
     put(root, "workers", cfg->workers == 0 ? json_string("auto") : json_integer(cfg->workers), &ok);
     put(root, "control", control(cfg, &ok), &ok);
     put(root, "state_file", str(cfg->state_file), &ok);
+    put(root, "state_file_recovery",
+        json_string(cfg->state_file_recovery == BTH_STATE_MOVE_ASIDE ? "move_aside" : "fail"), &ok);
     put(root, "cookie_key_file", str(cfg->cookie_key_file), &ok);
     put(root, "access_log", str(cfg->access_log), &ok);
     put(root, "shutdown_timeout", dur(cfg->shutdown_timeout_ms), &ok);

@@ -277,6 +277,45 @@ static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
     on_drain_done(dw);
 }
 
+/* What a register or deregister call did to one target, so the call can be undone when its
+ * result cannot be persisted. */
+enum undo_op { UNDO_NOTHING, UNDO_REMOVE, UNDO_DRAIN, UNDO_CANCEL_DRAIN };
+
+static enum undo_op undo_for(struct bth_registry *reg, struct bth_reg_group *g,
+                             const struct bth_addr *addr, bool add)
+{
+    struct bth_target *t = bth_registry_find_target(g, addr);
+    bool draining = t != NULL && bth_registry_find_drain(reg, t) != NULL;
+    if (add)
+        return t == NULL ? UNDO_REMOVE : draining ? UNDO_DRAIN : UNDO_NOTHING;
+    return t != NULL && !draining ? UNDO_CANCEL_DRAIN : UNDO_NOTHING;
+}
+
+/* Puts the registry back as it was before the first <n> targets of the call. */
+static void undo_changes(struct bth_registry *reg, struct bth_reg_group *g,
+                         const struct bth_addr *addrs, const unsigned *weights,
+                         const unsigned char *undo, int n, uint64_t now)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        switch ((enum undo_op)undo[i]) {
+        case UNDO_REMOVE:
+            bth_registry_deregister(reg, g, &addrs[i]);
+            break;
+        case UNDO_DRAIN:
+            bth_registry_drain(reg, g, &addrs[i], now);
+            break;
+        case UNDO_CANCEL_DRAIN:
+            bth_registry_register(reg, g, &addrs[i], weights[i]); /* cancels the drain */
+            break;
+        case UNDO_NOTHING:
+            break;
+        }
+    }
+}
+
+/* Register or deregister: the change is made in the registry, persisted, and only then
+ * published and acknowledged. When the state file cannot be written the change is undone
+ * and the caller gets an error: an acknowledged change is never lost by a restart. */
 static void handle_register(struct bth_control *c, struct evhttp_request *req,
                             struct bth_reg_group *g, bool add)
 {
@@ -286,19 +325,35 @@ static void handle_register(struct bth_control *c, struct evhttp_request *req,
     int n = parse_targets(req, &addrs, &weights, &wait);
     if (n < 0)
         return;
+    struct bth_registry *reg = &c->app->registry;
+    unsigned char *undo = bth_malloc((size_t)n);
     uint64_t now = bth_worker_now_ms_monotonic();
+    if (undo == NULL) {
+        reply_error(req, 500, "InternalFailure", "out of memory");
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
-        int rc = add ? bth_registry_register(&c->app->registry, g, &addrs[i], weights[i])
-                     : bth_registry_drain(&c->app->registry, g, &addrs[i], now);
+        undo[i] = (unsigned char)undo_for(reg, g, &addrs[i], add);
+        int rc = add ? bth_registry_register(reg, g, &addrs[i], weights[i])
+                     : bth_registry_drain(reg, g, &addrs[i], now);
         if (rc < 0) {
-            reply_error(req, 500, "InternalFailure", "out of memory");
+            undo_changes(reg, g, addrs, weights, undo, i, now);
+            reply_error(req, 500, "InternalFailure", "out of memory; nothing changed");
             goto out;
         }
     }
+    int saved = bth_app_save_state(c->app);
+    if (saved != 0) {
+        undo_changes(reg, g, addrs, weights, undo, n, now);
+        reply_error(req, 500, "StateFileWriteFailed",
+                    "state file %s could not be written (%s); nothing changed",
+                    reg->config->cfg->state_file, strerror(-saved));
+        goto out;
+    }
     /* A drain with nothing in flight (or a zero delay) ends at once. */
     if (!add)
-        bth_registry_drain_tick(&c->app->registry, now);
-    if (bth_app_commit(c->app) != 0) {
+        bth_registry_drain_tick(reg, now);
+    if (bth_app_apply(c->app) != 0) {
         reply_error(req, 500, "InternalFailure", "out of memory");
         goto out;
     }
@@ -309,6 +364,7 @@ static void handle_register(struct bth_control *c, struct evhttp_request *req,
     else
         reply_json(req, 200, json_object());
 out:
+    bth_free(undo);
     bth_free(addrs);
     bth_free(weights);
 }

@@ -183,92 +183,73 @@ out:
     return rc;
 }
 
-static void set_aside(const char *path, const char *why)
+/* Moves a file that could not be used to "<path>.corrupt-<unix time>" so the next save does
+ * not overwrite what an operator may want to recover. Returns 0 or -1 (logged). */
+static int set_aside(const char *path, const char *why)
 {
     char aside[4096];
     snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
-    if (rename(path, aside) == 0)
-        bth_log(BTH_LOG_ERR,
-                "state file %s: %s; kept aside as %s, starting with the config's "
-                "targets only",
-                path, why, aside);
-    else
-        bth_log(BTH_LOG_ERR,
-                "state file %s: %s; rename() failed: %s; starting with the "
-                "config's targets only",
-                path, why, strerror(errno));
-}
-
-/* Checks the whole document first, so a half-valid file changes nothing. */
-static int validate(json_t *root, char *why, size_t whysz)
-{
-    json_t *groups = json_object_get(root, "target_groups");
-    if (!json_is_object(root) || json_integer_value(json_object_get(root, "version")) != 1 ||
-        !json_is_object(groups)) {
-        snprintf(why, whysz, "not a berth state file (version 1 with target_groups)");
+    if (rename(path, aside) != 0) {
+        bth_log(BTH_LOG_ERR, "%s; moving it aside failed: %s", why, strerror(errno));
         return -1;
     }
+    bth_log(BTH_LOG_ERR,
+            "%s; state_file_recovery is move_aside: kept as %s, starting with the "
+            "config's targets only",
+            why, aside);
+    return 0;
+}
+
+/* The parts every berth state file has; <why> gets "FILE: message" otherwise. */
+static int check_shape(const char *path, json_t *root, char *why, size_t whysz)
+{
     json_t *key = json_object_get(root, "cookie_key");
+    if (!json_is_object(root) || json_integer_value(json_object_get(root, "version")) != 1 ||
+        !json_is_object(json_object_get(root, "target_groups"))) {
+        snprintf(why, whysz,
+                 "%s: not a berth state file (an object with version 1 and "
+                 "target_groups)",
+                 path);
+        return -1;
+    }
     if (key != NULL && !json_is_string(key)) {
-        snprintf(why, whysz, "cookie_key is not a string");
+        snprintf(why, whysz, "%s: cookie_key is not a string", path);
         return -1;
     }
     const char *name;
     json_t *arr;
-    json_object_foreach(groups, name, arr)
+    json_object_foreach(json_object_get(root, "target_groups"), name, arr)
     {
         if (!json_is_array(arr)) {
-            snprintf(why, whysz, "target_groups.%s is not an array", name);
+            snprintf(why, whysz, "%s: target_groups.%s is not an array", path, name);
             return -1;
-        }
-        size_t i;
-        json_t *t;
-        json_array_foreach(arr, i, t)
-        {
-            struct bth_addr a;
-            json_t *port = json_object_get(t, "Port"), *w = json_object_get(t, "Weight");
-            if (!json_is_string(json_object_get(t, "Id")) || !json_is_integer(port) ||
-                json_integer_value(port) < 1 || json_integer_value(port) > 65535 ||
-                (w != NULL && (!json_is_integer(w) || json_integer_value(w) < 0 ||
-                               json_integer_value(w) > 999)) ||
-                bth_addr_from_ip_port(json_string_value(json_object_get(t, "Id")),
-                                      (unsigned)json_integer_value(port), &a) != 0) {
-                snprintf(why, whysz, "target_groups.%s[%zu] is not a valid target", name, i);
-                return -1;
-            }
         }
     }
     return 0;
 }
 
-int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_STICKY_KEY_BYTES],
-                   bool *have_key)
+/* One saved target; false when it is not a target berth would accept today. */
+static bool parse_entry(json_t *t, struct bth_addr *a, unsigned *weight)
 {
-    *have_key = false;
-    if (access(path, F_OK) != 0 && errno == ENOENT)
-        return 1;
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    char why[512] = "";
-    if (root == NULL) {
-        snprintf(why, sizeof(why), "%d:%d: %s", jerr.line, jerr.column, jerr.text);
-        set_aside(path, why);
-        return -1;
-    }
-    json_t *k = json_object_get(root, "cookie_key");
-    if (validate(root, why, sizeof(why)) != 0 ||
-        (k != NULL &&
-         bth_sticky_parse_hex_key(json_string_value(k), strlen(json_string_value(k)), key) != 0)) {
-        if (k != NULL && why[0] == '\0')
-            snprintf(why, sizeof(why), "cookie_key is not 64 hex characters");
-        json_decref(root);
-        set_aside(path, why);
-        return -1;
-    }
-    *have_key = k != NULL;
+    json_t *id = json_object_get(t, "Id"), *port = json_object_get(t, "Port");
+    json_t *w = json_object_get(t, "Weight");
+    if (!json_is_string(id) || !json_is_integer(port) || json_integer_value(port) < 1 ||
+        json_integer_value(port) > 65535)
+        return false;
+    if (w != NULL &&
+        (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 999))
+        return false;
+    *weight = w != NULL ? (unsigned)json_integer_value(w) : 1;
+    return bth_addr_from_ip_port(json_string_value(id), (unsigned)json_integer_value(port), a) == 0;
+}
+
+/* Registers the saved targets of the groups that still exist. An entry berth cannot use is
+ * skipped with a warning naming it: one bad entry never costs the others. */
+static void register_saved(const char *path, json_t *groups, struct bth_registry *reg)
+{
     const char *name;
     json_t *arr;
-    json_object_foreach(json_object_get(root, "target_groups"), name, arr)
+    json_object_foreach(groups, name, arr)
     {
         struct bth_reg_group *g = bth_registry_find_group(reg, name);
         if (g == NULL) {
@@ -284,12 +265,62 @@ int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_S
         json_array_foreach(arr, i, t)
         {
             struct bth_addr a;
-            json_t *w = json_object_get(t, "Weight");
-            bth_addr_from_ip_port(json_string_value(json_object_get(t, "Id")),
-                                  (unsigned)json_integer_value(json_object_get(t, "Port")), &a);
-            bth_registry_register(reg, g, &a, w ? (unsigned)json_integer_value(w) : 1);
+            unsigned weight;
+            if (!parse_entry(t, &a, &weight)) {
+                bth_log(BTH_LOG_WARN,
+                        "state file %s: target_groups.%s[%zu] is not a valid "
+                        "target; skipped",
+                        path, name, i);
+                continue;
+            }
+            if (bth_registry_register(reg, g, &a, weight) != 0)
+                bth_log(BTH_LOG_ERR, "state file %s: out of memory registering %s", path, a.text);
         }
     }
+}
+
+int bth_state_load(const char *path, bool move_aside, struct bth_registry *reg,
+                   uint8_t key[BTH_STICKY_KEY_BYTES], bool *have_key)
+{
+    *have_key = false;
+    char why[1024];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1 && errno == ENOENT)
+        return 1;
+    if (fd == -1) {
+        snprintf(why, sizeof(why), "%s: %s", path, strerror(errno));
+        goto bad;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadfd(fd, 0, &jerr);
+    close(fd);
+    if (root == NULL) {
+        /* An empty or torn file is a parse error at its end: say where. */
+        snprintf(why, sizeof(why), "%s:%d:%d: state file is not valid JSON: %s", path,
+                 jerr.line > 0 ? jerr.line : 1, jerr.column > 0 ? jerr.column : 1, jerr.text);
+        goto bad;
+    }
+    json_t *k = json_object_get(root, "cookie_key");
+    if (check_shape(path, root, why, sizeof(why)) != 0) {
+        json_decref(root);
+        goto bad;
+    }
+    if (k != NULL &&
+        bth_sticky_parse_hex_key(json_string_value(k), strlen(json_string_value(k)), key) != 0) {
+        snprintf(why, sizeof(why), "%s: cookie_key is not 64 hex characters", path);
+        json_decref(root);
+        goto bad;
+    }
+    *have_key = k != NULL;
+    register_saved(path, json_object_get(root, "target_groups"), reg);
     json_decref(root);
     return 0;
+bad:
+    if (move_aside)
+        return set_aside(path, why) == 0 ? 2 : -1;
+    bth_log(BTH_LOG_ERR,
+            "%s; refusing to start so no registration is lost (repair or remove the file, "
+            "or set state_file_recovery: move_aside)",
+            why);
+    return -1;
 }

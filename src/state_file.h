@@ -19,11 +19,12 @@ int bth_state_save(const char *path, const struct bth_registry *reg,
                    const uint8_t key[BTH_STICKY_KEY_BYTES]);
 
 /* Reads <path> into <reg> (registering its targets into groups that exist; targets of
- * groups no longer in the config are dropped with a warning) and <key> (*<have_key> says
- * whether the file had one). Returns 0 when loaded, 1 when there is no file, -1 when it was
- * unreadable or corrupt: then it is renamed to "<path>.corrupt-<unix time>" and logged, and
- * <reg> is unchanged. */
-int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_STICKY_KEY_BYTES],
-                   bool *have_key);
+ * groups no longer in the config, and entries that are not valid targets, are skipped with
+ * a warning) and <key> (*<have_key> says whether the file had one). Returns 0 when loaded,
+ * 1 when there is no file, 2 when it was unreadable or corrupt and <move_aside> moved it to
+ * "<path>.corrupt-<unix time>" (logged; <reg> unchanged), -1 when it was unreadable or
+ * corrupt otherwise (logged as "FILE:LINE:COL: message" where the position is known). */
+int bth_state_load(const char *path, bool move_aside, struct bth_registry *reg,
+                   uint8_t key[BTH_STICKY_KEY_BYTES], bool *have_key);
 
 #endif /* BERTH_STATE_FILE_H */
