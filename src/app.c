@@ -79,6 +79,66 @@ static int open_listener(const struct bth_cfg_listener *l, int type)
     return fd;
 }
 
+/* The old index of the listener of <old> with the same name, protocol and address as <l>,
+ * or SIZE_MAX: such a listener keeps its sockets across a reload. */
+static size_t find_kept(const struct bth_config *old, const struct bth_cfg_listener *l)
+{
+    for (size_t i = 0; i < old->nlisteners; i++) {
+        const struct bth_cfg_listener *o = &old->listeners[i];
+        if (strcmp(o->name, l->name) == 0 && o->protocol == l->protocol &&
+            strcmp(o->bind.text, l->bind.text) == 0)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+/* berth's own workers share each address through SO_REUSEPORT, which would also let a
+ * second berth (or anything else of the same user with SO_REUSEPORT) silently take half of
+ * the connections. Unless the listener says reuse_port, its address must be free: a bind
+ * without SO_REUSEPORT fails with EADDRINUSE exactly when some socket holds it. TCP sets
+ * SO_REUSEADDR so TIME_WAIT leftovers do not count; UDP must not (there it means sharing).
+ * Returns 0, or -1 with errno set. */
+static int probe_address_free(const struct bth_cfg_listener *l, int type)
+{
+    int fd = socket(l->bind.ss.ss_family, type | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    int one = 1;
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (l->bind.ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)&l->bind.ss, l->bind.len);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+/* Checks the listeners of <cfg> that are new (not in <old>, which is NULL at start) and not
+ * shared on purpose. Returns 0, or -1 with "FILE:LINE:COL: ..." in <msg>. */
+static int check_listeners_unshared(const struct bth_config *old, const struct bth_config *cfg,
+                                    char *msg, size_t msgsz)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct bth_cfg_listener *l = &cfg->listeners[i];
+        if (l->reuse_port || (old != NULL && find_kept(old, l) != SIZE_MAX))
+            continue;
+        bool tcp = l->protocol != BTH_PROTO_UDP,
+             udp = l->protocol == BTH_PROTO_UDP || l->protocol == BTH_PROTO_TCP_UDP;
+        if ((tcp && probe_address_free(l, SOCK_STREAM) != 0) ||
+            (udp && probe_address_free(l, SOCK_DGRAM) != 0)) {
+            snprintf(msg, msgsz, "%s:%d:%d: listener %s: bind() to %s failed: %s%s", cfg->path,
+                     l->mark.line, l->mark.col, l->name, l->bind.text, strerror(errno),
+                     errno == EADDRINUSE ? " (another process listens there; set reuse_port: "
+                                           "true to share the address on purpose)"
+                                         : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The sockets a listener needs: one stream socket, one datagram socket, or both. */
 static size_t listener_specs(const struct bth_cfg_listener *l, size_t index,
                              struct bth_listen_spec out[2])
@@ -158,6 +218,11 @@ static int start_workers(struct bth_app *app, const struct bth_config *cfg,
     app->workers = bth_calloc(app->nworkers, sizeof(*app->workers));
     if (specs == NULL || app->workers == NULL)
         goto fail;
+    char msg[1024];
+    if (check_listeners_unshared(NULL, cfg, msg, sizeof(msg)) != 0) {
+        bth_log(BTH_LOG_ERR, "%s", msg);
+        goto fail;
+    }
     for (unsigned w = 0; w < app->nworkers; w++) {
         ssize_t n = open_worker_sockets(cfg, specs);
         if (n < 0)
@@ -227,19 +292,6 @@ void bth_app_stop(struct bth_app *app)
 }
 
 static int load_tls(struct bth_app *app, const struct bth_config *cfg);
-
-/* The old index of the listener of <old> with the same name, protocol and address as <l>,
- * or SIZE_MAX: such a listener keeps its sockets across a reload. */
-static size_t find_kept(const struct bth_config *old, const struct bth_cfg_listener *l)
-{
-    for (size_t i = 0; i < old->nlisteners; i++) {
-        const struct bth_cfg_listener *o = &old->listeners[i];
-        if (strcmp(o->name, l->name) == 0 && o->protocol == l->protocol &&
-            strcmp(o->bind.text, l->bind.text) == 0)
-            return i;
-    }
-    return SIZE_MAX;
-}
 
 static bool listeners_changed(const struct bth_config *old, const struct bth_config *cfg)
 {
@@ -332,6 +384,11 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
             goto fail;
     }
     if (listeners_changed(old, cfg)) {
+        char msg[1024];
+        if (check_listeners_unshared(old, cfg, msg, sizeof(msg)) != 0) {
+            bth_err_add(err, "%s", msg);
+            goto fail;
+        }
         plans = bth_calloc(app->nworkers, sizeof(*plans));
         nplan = bth_calloc(app->nworkers, sizeof(*nplan));
         if (plans == NULL || nplan == NULL)
@@ -676,6 +733,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
         evsignal_add(app->signals[i], NULL);
     }
     bool state_key;
+    if (bth_control_check_socket(cfg->control_socket) != 0)
+        return -1; /* before the state file: a second berth must not write it */
     if (load_state(app, cfg, &state_key) != 0 || setup_sticky_key(app, cfg, state_key) != 0)
         return -1;
     /* A fresh key, or a file set aside, is written back at once; a state file that cannot

@@ -985,6 +985,7 @@ static const struct field listener_fields[] = {
     F("name", F_STR, LI(name), 0, 0, 0),
     FE("protocol", LI(protocol), &proto_enum, 0),
     F("bind", F_ADDR, LI(bind), 0, 0, REQ),
+    F("reuse_port", F_BOOL, LI(reuse_port), 0, 0, 0),
     F("idle_timeout", F_DUR, LI(idle_timeout_ms), SEC_MS, 7 * DAY_MS, 0),
     F("header_timeout", F_DUR, LI(header_timeout_ms), 100, HOUR_MS, 0),
     F("body_timeout", F_DUR, LI(body_timeout_ms), 100, HOUR_MS, 0),

@@ -111,7 +111,8 @@ struct bth_cfg_listener {
     char *name; /* owned; defaults to the bind text */
     enum bth_proto protocol;
     struct bth_addr bind;
-    uint64_t idle_timeout_ms;         /* HTTP(S) 60s, TCP/TLS 350s, UDP 120s */
+    int reuse_port;           /* share the address with other processes (SO_REUSEPORT); default 0 */
+    uint64_t idle_timeout_ms; /* HTTP(S) 60s, TCP/TLS 350s, UDP 120s */
     uint64_t header_timeout_ms;       /* HTTP(S): whole request head (408); default 10s */
     uint64_t body_timeout_ms;         /* HTTP(S): request body grace before min_body_rate; 20s */
     unsigned min_body_rate;           /* HTTP(S): bytes/s a request body must keep up; 0 = off */

@@ -176,6 +176,7 @@ static json_t *listener(const struct bth_cfg_listener *l, bool *ok)
     put(obj, "name", str(l->name), ok);
     put(obj, "protocol", json_string(bth_proto_name(l->protocol)), ok);
     put(obj, "bind", json_string(l->bind.text), ok);
+    put(obj, "reuse_port", json_boolean(l->reuse_port), ok);
     put(obj, "idle_timeout", dur(l->idle_timeout_ms), ok);
     put(obj, "header_timeout", dur(l->header_timeout_ms), ok);
     put(obj, "body_timeout", dur(l->body_timeout_ms), ok);

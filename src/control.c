@@ -42,7 +42,9 @@ struct bth_control {
     struct evhttp *tcp_http; /* owned: control.listen, NULL when not configured */
     char *token;             /* owned: Bearer token for tcp_http */
     size_t token_len;
-    char *path; /* owned */
+    char *path;     /* owned */
+    dev_t sock_dev; /* the socket file berth created: only that one is unlinked on exit */
+    ino_t sock_ino;
 };
 
 static const char *reason_phrase(int code)
@@ -544,6 +546,39 @@ static int start_tcp(struct bth_control *c, const char *listen_addr)
     return 0;
 }
 
+int bth_control_check_socket(const char *path)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        bth_log(BTH_LOG_ERR, "control socket %s: path too long", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        bth_log(BTH_LOG_ERR, "control socket %s exists and is not a socket; refusing to replace it",
+                path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return 0;
+    int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    close(fd);
+    if (rc == 0) {
+        bth_log(BTH_LOG_ERR,
+                "control socket %s answers: another berth runs on it; refusing to start "
+                "(give each berth its own control.socket)",
+                path);
+        return -1;
+    }
+    return 0; /* ECONNREFUSED: a stale socket left by a crash, replaced at bind */
+}
+
 static int bind_unix(const char *path)
 {
     struct sockaddr_un sun;
@@ -593,6 +628,11 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         close(fd);
         goto fail;
     }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        c->sock_dev = st.st_dev;
+        c->sock_ino = st.st_ino;
+    }
     evhttp_set_max_body_size(c->http, MAX_BODY_BYTES);
     evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_gencb(c->http, on_request, c);
@@ -626,7 +666,11 @@ void bth_control_stop(struct bth_control *c)
         OPENSSL_cleanse(c->token, c->token_len);
         bth_free(c->token);
     }
-    unlink(c->path);
+    /* Another process may have replaced the file since (a second berth, an operator):
+     * only the socket this berth bound is removed. */
+    struct stat st;
+    if (lstat(c->path, &st) == 0 && st.st_dev == c->sock_dev && st.st_ino == c->sock_ino)
+        unlink(c->path);
     bth_free(c->path);
     bth_free(c);
 }

@@ -99,12 +99,14 @@ def test_flow_hash_agrees_across_instances(berth, l4, tmp_path):
     ts = [l4.tcp("127.0.0.%d" % i) for i in (2, 3, 4, 5)]
     addrs = [t.addr for t in ts]
     cfg = nlb_config(addrs, protocol="TCP")
+    cfg["listeners"][0]["reuse_port"] = True  # shared on purpose
     a = berth(cfg)
     src = free_ports(60)
     alone = flow_targets(a.port, src)
     assert len(set(alone.values())) == 4, "60 flows did not reach all 4 targets: %r" % alone
     cfg2 = nlb_config(list(reversed(addrs)), protocol="TCP")
     cfg2["listeners"][0]["bind"] = cfg["listeners"][0]["bind"]  # the same address
+    cfg2["listeners"][0]["reuse_port"] = True
     cfg2["control"] = {"socket": str(tmp_path / "b.sock")}
     b = berth(cfg2)
     a0, b0 = new_connections(a), new_connections(b)
