@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
+#include "preflight.h"
 #include "state_file.h"
 #include "tls.h"
 #include "sticky.h"
@@ -373,7 +374,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
         goto fail;
     }
     cfg = bth_config_load_file(app->config_path, err);
-    if (cfg == NULL)
+    if (cfg == NULL || bth_preflight(cfg, true, err) != 0)
         goto fail;
     if (resolve_workers(cfg->workers) != app->nworkers) {
         bth_err_add(err, "%s: workers changed; restart berth to apply", cfg->path);
@@ -691,6 +692,18 @@ static void raise_nofile(void)
                 (unsigned long long)rl.rlim_cur);
 }
 
+/* The checks `berth -t` runs, so a start fails the same way, before anything is bound. */
+static int preflight(const struct bth_config *cfg)
+{
+    struct bth_err err;
+    bth_err_init(&err);
+    int rc = bth_preflight(cfg, true, &err);
+    for (size_t i = 0; i < err.n; i++)
+        bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
+    bth_err_fini(&err);
+    return rc;
+}
+
 int bth_app_start(struct bth_app *app, const char *config_path)
 {
     memset(app, 0, sizeof(*app));
@@ -705,6 +718,10 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     }
     if (cfg->log_level != NULL)
         bth_log_set_level(cfg->log_level);
+    if (preflight(cfg) != 0) {
+        bth_config_destroy(cfg);
+        return -1;
+    }
     struct bth_config_ref *ref = bth_config_ref_create(cfg);
     if (ref == NULL) {
         bth_config_destroy(cfg);

@@ -17,6 +17,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "mem.h"
+#include "preflight.h"
 #include "tls.h"
 
 static int usage(void)
@@ -41,7 +42,8 @@ static int print_version(void)
     return 0;
 }
 
-/* `berth -t`: prints every error as FILE:LINE:COL: message. */
+/* `berth -t`: prints every error as FILE:LINE:COL: message (FILE: message for the files
+ * and users the config names). */
 static int check_config(const char *path)
 {
     struct bth_err err;
@@ -51,6 +53,8 @@ static int check_config(const char *path)
                                                            strlen(bth_config_default_yaml), &err);
     for (size_t i = 0; cfg != NULL && i < cfg->nlisteners; i++)
         bth_tls_check_listener(&cfg->listeners[i], &err);
+    if (cfg != NULL)
+        bth_preflight(cfg, false, &err); /* what the start would trip on outside the file */
     for (size_t i = 0; i < err.n; i++)
         fprintf(stderr, "%s\n", err.msgs[i]);
     size_t nerr = err.n;

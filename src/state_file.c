@@ -279,48 +279,67 @@ static void register_saved(const char *path, json_t *groups, struct bth_registry
     }
 }
 
-int bth_state_load(const char *path, bool move_aside, struct bth_registry *reg,
-                   uint8_t key[BTH_STICKY_KEY_BYTES], bool *have_key)
+/* The parsed file when it is a whole berth state file; NULL with "FILE[:LINE:COL]: message"
+ * in <why> otherwise, or with <why> empty when there is no file. */
+static json_t *read_checked(const char *path, char *why, size_t whysz)
 {
-    *have_key = false;
-    char why[1024];
+    why[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1 && errno == ENOENT)
-        return 1;
     if (fd == -1) {
-        snprintf(why, sizeof(why), "%s: %s", path, strerror(errno));
-        goto bad;
+        if (errno != ENOENT)
+            snprintf(why, whysz, "%s: %s", path, strerror(errno));
+        return NULL;
     }
     json_error_t jerr;
     json_t *root = json_loadfd(fd, 0, &jerr);
     close(fd);
     if (root == NULL) {
         /* An empty or torn file is a parse error at its end: say where. */
-        snprintf(why, sizeof(why), "%s:%d:%d: state file is not valid JSON: %s", path,
+        snprintf(why, whysz, "%s:%d:%d: state file is not valid JSON: %s", path,
                  jerr.line > 0 ? jerr.line : 1, jerr.column > 0 ? jerr.column : 1, jerr.text);
-        goto bad;
+        return NULL;
     }
     json_t *k = json_object_get(root, "cookie_key");
-    if (check_shape(path, root, why, sizeof(why)) != 0) {
+    uint8_t key[BTH_STICKY_KEY_BYTES];
+    if (check_shape(path, root, why, whysz) == 0 && k != NULL &&
+        bth_sticky_parse_hex_key(json_string_value(k), strlen(json_string_value(k)), key) != 0)
+        snprintf(why, whysz, "%s: cookie_key is not 64 hex characters", path);
+    if (why[0] != '\0') {
         json_decref(root);
-        goto bad;
+        return NULL;
     }
-    if (k != NULL &&
-        bth_sticky_parse_hex_key(json_string_value(k), strlen(json_string_value(k)), key) != 0) {
-        snprintf(why, sizeof(why), "%s: cookie_key is not 64 hex characters", path);
-        json_decref(root);
-        goto bad;
+    return root;
+}
+
+int bth_state_check(const char *path, char *why, size_t whysz)
+{
+    json_t *root = read_checked(path, why, whysz);
+    json_decref(root);
+    return why[0] == '\0' ? 0 : -1;
+}
+
+int bth_state_load(const char *path, bool move_aside, struct bth_registry *reg,
+                   uint8_t key[BTH_STICKY_KEY_BYTES], bool *have_key)
+{
+    *have_key = false;
+    char why[1024];
+    json_t *root = read_checked(path, why, sizeof(why));
+    if (root == NULL && why[0] == '\0')
+        return 1;
+    if (root == NULL) {
+        if (move_aside)
+            return set_aside(path, why) == 0 ? 2 : -1;
+        bth_log(BTH_LOG_ERR,
+                "%s; refusing to start so no registration is lost (repair or remove the file, "
+                "or set state_file_recovery: move_aside)",
+                why);
+        return -1;
     }
+    json_t *k = json_object_get(root, "cookie_key");
+    if (k != NULL)
+        bth_sticky_parse_hex_key(json_string_value(k), strlen(json_string_value(k)), key);
     *have_key = k != NULL;
     register_saved(path, json_object_get(root, "target_groups"), reg);
     json_decref(root);
     return 0;
-bad:
-    if (move_aside)
-        return set_aside(path, why) == 0 ? 2 : -1;
-    bth_log(BTH_LOG_ERR,
-            "%s; refusing to start so no registration is lost (repair or remove the file, "
-            "or set state_file_recovery: move_aside)",
-            why);
-    return -1;
 }

@@ -27,4 +27,8 @@ int bth_state_save(const char *path, const struct bth_registry *reg,
 int bth_state_load(const char *path, bool move_aside, struct bth_registry *reg,
                    uint8_t key[BTH_STICKY_KEY_BYTES], bool *have_key);
 
+/* Whether <path> is absent or a whole state file start would load; -1 with
+ * "FILE[:LINE:COL]: message" in <why> otherwise (for `berth -t`). */
+int bth_state_check(const char *path, char *why, size_t whysz);
+
 #endif /* BERTH_STATE_FILE_H */

@@ -105,3 +105,97 @@ def test_example_config_is_valid(example):
     """Every example config shipped in conf/ passes `berth -t -c`."""
     rc, out = check(example)
     assert rc == 0, "%s:\n%s" % (example, out)
+
+
+# ---- start-time checks: `-t` sees what the start would ----
+
+def start_fails_too(path):
+    """The start on the same file exits 1 within 2 s (and never serves)."""
+    p = subprocess.run([berth_bin(), "-c", path], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=2)
+    assert p.returncode == 1, p.stderr.decode(errors="replace")
+    return p.stderr.decode(errors="replace")
+
+
+def with_keys(tmp_path, extra, control=None):
+    text = VALID.replace("control: {socket: /tmp/berth-check.sock}",
+                         "control: {socket: %s}" % (control or tmp_path / "c.sock"))
+    return write(tmp_path, extra + text)
+
+
+def start_time_cases(tmp_path):
+    """(top-level keys, control block or None, text the error names)."""
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    os.chmod(token, 0o644)                        # world-readable
+    empty = tmp_path / "empty-token"
+    empty.write_text("")
+    os.chmod(empty, 0o600)
+    bad_state = tmp_path / "state.json"
+    bad_state.write_text('{"version": 1, "target_gr')
+    ctl = "{socket: %s, listen: 127.0.0.1:19901, token_file: %s}"
+    return [
+        ("", ctl % (tmp_path / "c.sock", tmp_path / "missing-token"),
+         "control.token_file %s: No such file" % (tmp_path / "missing-token")),
+        ("", ctl % (tmp_path / "c.sock", token), "world-readable"),
+        ("", ctl % (tmp_path / "c.sock", empty), "is empty"),
+        ("state_file: %s/no-dir/state.json\n" % tmp_path, None,
+         "state_file %s/no-dir/state.json: directory" % tmp_path),
+        ("state_file: %s\n" % bad_state, None, "%s:1:25: state file is not valid JSON"
+         % bad_state),
+        ("user: no-such-user-berth\n", None, "user no-such-user-berth: no such user"),
+        ("group: no-such-group-berth\n", None, "group no-such-group-berth: no such group"),
+        ("pid_file: %s/no-dir/berth.pid\n" % tmp_path, None, "pid_file %s/no-dir/berth.pid"
+         % tmp_path),
+        ("cookie_key_file: %s/no-key\n" % tmp_path, None, "cookie_key_file %s/no-key"
+         % tmp_path),
+        ("", "{socket: %s/no-dir/c.sock}" % tmp_path, "control.socket"),
+    ]
+
+
+def test_start_time_problems_fail_check_and_start(tmp_path):
+    """Each start-time problem (token file missing, world-readable or empty; state-file directory missing; corrupt state file; unknown user or group; pid-file directory missing; unreadable cookie key; control socket directory missing) fails `berth -t` with a line naming it, and the start fails the same way."""
+    for extra, control, needle in start_time_cases(tmp_path):
+        path = with_keys(tmp_path, extra)
+        if control is not None:
+            text = open(path).read().replace("control: {socket: %s}" % (tmp_path / "c.sock"),
+                                             "control: " + control)
+            path = write(tmp_path, text)
+        rc, out = check(path)
+        assert rc == 1, (extra, control, out)
+        assert needle in out, (needle, out)
+        assert not out.rstrip().endswith(": ok"), out
+        err = start_fails_too(path)
+        assert needle.split(":")[0] in err, (needle, err)
+
+
+def test_check_passes_when_start_time_files_are_right(tmp_path):
+    """With every named file present and right (token 0600, writable state directory, a state file saved by berth's format, existing user), `berth -t` passes."""
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    os.chmod(token, 0o600)
+    state = tmp_path / "state.json"
+    state.write_text('{"version":1,"target_groups":{"app":[{"Id":"127.0.0.9","Port":80}]}}\n')
+    path = with_keys(tmp_path, "state_file: %s\npid_file: %s/berth.pid\nuser: root\n"
+                     % (state, tmp_path))
+    text = open(path).read().replace(
+        "control: {socket: %s}" % (tmp_path / "c.sock"),
+        "control: {socket: %s, listen: 127.0.0.1:19901, token_file: %s}"
+        % (tmp_path / "c.sock", token))
+    rc, out = check(write(tmp_path, text))
+    assert rc == 0, out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to name another user")
+def test_state_directory_must_be_writable_by_configured_user(tmp_path):
+    """berth saves the state file after dropping to `user`: a state directory only root may write fails `-t` and the start, naming the user."""
+    d = tmp_path / "lib"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    path = with_keys(tmp_path, "state_file: %s/state.json\nuser: nobody\n" % d)
+    rc, out = check(path)
+    assert rc == 1 and "directory %s is not writable by user nobody" % d in out, out
+    start_fails_too(path)
+    os.chown(d, 65534, -1)  # nobody
+    rc, out = check(path)
+    assert rc == 0, out

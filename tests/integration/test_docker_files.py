@@ -219,11 +219,31 @@ def test_ecs_task_definition():
 
 
 @pytest.mark.parametrize("name", ["berth.yaml", "sidecar.yaml"])
-def test_config_checks(name):
-    """docker/berth.yaml and docker/sidecar.yaml pass `berth -t -c` (which parses and does not read the token file)."""
-    r = subprocess.run([berth_bin(), "-t", "-c", os.path.join(DOCKER, name)],
-                       capture_output=True, text=True, timeout=10)
+def test_config_checks(name, tmp_path):
+    """docker/berth.yaml and docker/sidecar.yaml pass `berth -t -c` once the paths they name exist (in a temp dir here, as the image and its volumes provide them)."""
+    token = tmp_path / "berth_token"
+    token.write_text("s3cret-token\n")
+    os.chmod(token, 0o600)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "lib").mkdir()
+    text = (read(name).replace("/run/secrets/berth_token", str(token))
+            .replace("/run/berth/", str(tmp_path / "run") + "/")
+            .replace("/var/lib/berth/", str(tmp_path / "lib") + "/"))
+    conf = tmp_path / name
+    conf.write_text(text)
+    r = subprocess.run([berth_bin(), "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=10)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_config_check_sees_missing_secret(tmp_path):
+    """`berth -t` on docker/berth.yaml where its token secret is not mounted fails naming the token file, as the start would."""
+    if os.path.exists("/run/secrets/berth_token"):
+        pytest.skip("this machine has the secret")
+    r = subprocess.run([berth_bin(), "-t", "-c", os.path.join(DOCKER, "berth.yaml")],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "control.token_file /run/secrets/berth_token" in r.stderr, r.stderr
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):

@@ -257,6 +257,11 @@ def test_unwritable_state_file_refuses_start(berth, backend, http_config, tmp_pa
     cfg = http_config([b1.addr])
     cfg["state_file"] = str(tmp_path / "no-such-dir" / "state.json")
     err = start_fails(berth, cfg)
+    assert "state_file %s: directory" % cfg["state_file"] in err, err
+    # The directory is there, but the write itself fails (its temporary file is a directory).
+    cfg["state_file"] = str(tmp_path / "state.json")
+    os.mkdir(cfg["state_file"] + ".tmp")
+    err = start_fails(berth, cfg)
     assert "state file %s: write failed" % cfg["state_file"] in err, err
 
 
