@@ -124,12 +124,13 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
                         const struct bth_registry *reg)
 {
     int64_t active = 0;
-    uint64_t rejected = 0;
+    uint64_t rejected = 0, pauses = 0;
     for (unsigned i = 0; i < n; i++) {
         active +=
             atomic_load_explicit(&workers[i]->metrics.active_connections, memory_order_relaxed);
         rejected +=
             atomic_load_explicit(&workers[i]->metrics.rejected_connections, memory_order_relaxed);
+        pauses += atomic_load_explicit(&workers[i]->metrics.accept_pauses, memory_order_relaxed);
     }
     bth_metrics_family(out, "berth_reloads_total", "counter", "Config reloads by result.");
     evbuffer_add_printf(out,
@@ -140,11 +141,16 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     bth_metrics_family(out, "berth_active_connections", "gauge",
                        "Client connections open (ActiveConnectionCount).");
     evbuffer_add_printf(out, "berth_active_connections %lld\n", (long long)active);
-    bth_metrics_family(
-        out, "berth_rejected_connections_total", "counter",
-        "Client connections refused for lack of descriptors (RejectedConnectionCount).");
+    bth_metrics_family(out, "berth_rejected_connections_total", "counter",
+                       "Client connections closed at once: max_connections reached, or the "
+                       "open file limit nearly so (RejectedConnectionCount).");
     evbuffer_add_printf(out, "berth_rejected_connections_total %llu\n",
                         (unsigned long long)rejected);
+    bth_metrics_family(out, "berth_accept_pauses_total", "counter",
+                       "Times a worker stopped accepting because accept() failed for lack of "
+                       "descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM); it retries "
+                       "every 100 ms until accept() succeeds.");
+    evbuffer_add_printf(out, "berth_accept_pauses_total %llu\n", (unsigned long long)pauses);
 
     struct bth_stats *const *ls = reg->listener_stats;
     size_t nl = reg->nlisteners;
