@@ -32,6 +32,7 @@
 #include "state_file.h"
 #include "tls.h"
 #include "sticky.h"
+#include "udp_proxy.h"
 #include "worker.h"
 
 static void sd_notify_send(const char *msg);
@@ -353,6 +354,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
         bth_err_add(err, "reload failed: out of memory or certificates unreadable");
         goto fail;
     }
+    app->registry.udp_flow_cap = bth_udp_flow_budget(app->registry.config->cfg, app->nworkers);
     bth_config_ref_unref(ref);
     ref = NULL;
     if (app->discovery != NULL)
@@ -652,6 +654,7 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     bth_config_ref_unref(ref);
     if (rc != 0)
         return -1;
+    app->registry.udp_flow_cap = bth_udp_flow_budget(app->registry.config->cfg, app->nworkers);
     if (bth_tls_init() != 0 || load_tls(app, cfg) != 0)
         return -1;
     int e = bth_accesslog_open(&app->accesslog, cfg->access_log);

@@ -384,7 +384,7 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
         }
         struct bth_snapshot_input in = {reg->config,       targets, counts,
                                         reg->nworkers,     gstats,  reg->listener_stats,
-                                        reg->listener_tls, gtls};
+                                        reg->listener_tls, gtls,    reg->udp_flow_cap};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);

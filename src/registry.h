@@ -59,6 +59,8 @@ struct bth_registry {
     size_t nlistener_tls;                 /* entries in listener_tls */
     size_t nlisteners;
     unsigned nworkers;
+    unsigned udp_flow_cap; /* UDP flows per worker and socket the open file limit allows,
+                            * 0 = no cap; set by the app at start and reload */
     uint64_t generation;
     uint64_t reloads_ok, reloads_failed; /* main thread: counted for /metrics */
 };

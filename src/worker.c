@@ -287,6 +287,8 @@ static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs,
     }
     bool *kept = bth_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*kept));
     size_t m = 0;
+    /* A new listener reads its settings from the snapshot it comes with, by its index. */
+    adopt_snapshot(w, snap);
     for (size_t i = 0; i < n; i++) {
         struct bth_worker_listener *wl = NULL;
         if (specs[i].fd < 0) {
@@ -320,7 +322,6 @@ static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs,
     bth_free(w->listeners);
     w->listeners = next;
     w->nlisteners = m;
-    adopt_snapshot(w, snap);
 }
 
 static void check_stopped(struct bth_worker *w)

@@ -134,3 +134,60 @@ def test_accept_pauses_when_the_process_is_out_of_descriptors(berth, backend, ht
     assert healthz(lb) == (200, "ok\n")
     assert metric(lb, "berth_accept_pauses_total") >= 1
     assert "worker 0: accepting again after" in lb.stderr
+
+
+def test_udp_flood_cannot_take_every_descriptor(berth, backend, l4):
+    """udp_max_flows is lowered to half the open file limit (with a warning); a flood from many source ports fills only that, the rest is dropped and counted, and TCP, HTTP and the control socket keep working."""
+    nofile = 128
+    t = l4.udp("127.0.0.2")
+    b = backend(host="127.0.0.3")
+    cfg = {
+        "workers": 1,
+        "listeners": [
+            {"name": "l4", "protocol": "UDP",
+             "default_action": {"forward": {"target_groups": [{"name": "g"}]}}},
+            {"name": "web", "protocol": "HTTP",
+             "default_action": {"forward": {"target_groups": [{"name": "app"}]}}},
+        ],
+        "target_groups": [
+            {"name": "g", "protocol": "UDP", "health_check": {"enabled": False},
+             "targets": [t.addr]},
+            {"name": "app", "protocol": "HTTP", "health_check": {"enabled": False},
+             "targets": [b.addr]},
+        ],
+    }
+    lb = berth(cfg, nofile=nofile)
+    cap = nofile // 2  # one worker, one UDP listener
+    assert ("listener l4: udp_max_flows 65536 lowered to %d by the open file limit %d"
+            % (cap, nofile)) in lb.stderr, lb.stderr
+    udp = ("127.0.0.1", lb.ports["l4"])
+    first = udp_client()
+    assert udp_ask(first, udp, b"first")[0] is not None
+    flood = 5 * nofile
+    sources = []  # kept open: a closed socket's port could come back as a later source
+    for i in range(flood):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.sendto(b"flood %d" % i, udp)
+        sources.append(s)
+    deadline = time.monotonic() + 5
+    rejected = None
+    while time.monotonic() < deadline:
+        rejected = metric(lb, "berth_udp_flows_rejected_total", listener="l4")
+        if rejected is not None and rejected >= flood + 1 - cap:
+            break
+        time.sleep(0.05)
+    assert rejected == flood + 1 - cap, rejected
+    assert metric(lb, "berth_udp_flows", listener="l4") == cap
+    assert open_fds(lb.pid) < nofile - 16, open_fds(lb.pid)
+    assert "UDP flow table full (%d flows: udp_max_flows, lowered by the open file limit)" % cap \
+        in lb.stderr
+    # What a user sees: the old flow still answers, a new one does not, HTTP and control work.
+    assert udp_ask(first, udp, b"again")[0] is not None
+    late = udp_client()
+    assert udp_ask(late, udp, b"late", timeout=0.3)[0] is None
+    for i in range(3):
+        assert fetch(lb.ports["web"], "GET", "/tcp%d" % i, timeout=3).status == 200
+    assert healthz(lb) == (200, "ok\n")
+    for s in sources + [first, late]:
+        s.close()
