@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "app.h"
+#include "balancer.h"
 #include "config.h"
 #include "discovery.h"
 #include "health.h"
@@ -205,7 +206,8 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
                                              : t->dynamic  ? "api"
                                                            : "config"));
     }
-    json_t *body = json_pack("{s:o}", "TargetHealthDescriptions", arr);
+    json_t *body = json_pack("{s:o,s:b}", "TargetHealthDescriptions", arr, "FailOpen",
+                             bth_lb_targets_failing_open(g->targets, g->ntargets));
     struct bth_discovery_status ds;
     if (bth_discovery_status(c->app->discovery, g->name, &ds)) {
         json_t *dj =

@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 
+#include "balancer.h"
 #include "registry.h"
 #include "stats.h"
 #include "target.h"
@@ -91,13 +92,8 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         "them (fail open, as ELB does).");
     for (size_t i = 0; i < reg->ngroups; i++) {
         const struct bth_reg_group *g = &reg->groups[i];
-        unsigned healthy = 0, candidates = 0;
-        for (size_t j = 0; j < g->ntargets; j++) {
-            healthy += bth_target_takes_traffic(g->targets[j]);
-            candidates += atomic_load(&g->targets[j]->state) == BTH_TARGET_UNHEALTHY;
-        }
         evbuffer_add_printf(out, "berth_group_failing_open{target_group=\"%s\"} %d\n", g->name,
-                            healthy == 0 && candidates > 0);
+                            bth_lb_targets_failing_open(g->targets, g->ntargets));
     }
     bth_metrics_family(out, "berth_ejected_targets", "gauge",
                        "Targets out of rotation after passive health checks (outlier detection).");

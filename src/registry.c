@@ -126,6 +126,7 @@ static int build_group(struct bth_registry *reg, const struct bth_cfg_target_gro
     if (old != NULL) {
         bth_stats_ref(old->stats);
         g->stats = old->stats;
+        g->failing_open = old->failing_open;
     } else if ((g->stats = bth_stats_create(cfg->name, reg->nworkers)) == NULL) {
         return -1;
     }

@@ -26,6 +26,7 @@ struct bth_reg_group {
     size_t cap;
     struct bth_stats *stats;    /* one reference: counters kept across reloads by name */
     struct bth_tls_client *tls; /* one reference for HTTPS/TLS groups, else NULL */
+    bool failing_open;          /* the fail-open state last logged (health.c); kept on reload */
 };
 
 /* Called once when a drain ends (the target is gone from its group). */
