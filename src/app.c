@@ -48,6 +48,8 @@ static struct bth_config *load_config(const char *path)
     for (size_t i = 0; i < err.n; i++)
         bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
     bth_err_fini(&err);
+    if (cfg != NULL)
+        bth_config_log_warnings(cfg);
     return cfg;
 }
 
@@ -325,6 +327,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     cfg = bth_config_load_file(app->config_path, err);
     if (cfg == NULL)
         goto fail;
+    bth_config_log_warnings(cfg);
     if (resolve_workers(cfg->workers) != app->nworkers) {
         bth_err_add(err, "%s: workers changed; restart berth to apply", cfg->path);
         goto fail;

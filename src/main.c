@@ -41,7 +41,8 @@ static int print_version(void)
     return 0;
 }
 
-/* `berth -t`: prints every error as FILE:LINE:COL: message. */
+/* `berth -t`: prints every error as FILE:LINE:COL: message, then every warning as
+ * FILE:LINE:COL: warning: message (warnings alone still pass). */
 static int check_config(const char *path)
 {
     struct bth_err err;
@@ -53,6 +54,8 @@ static int check_config(const char *path)
         bth_tls_check_listener(&cfg->listeners[i], &err);
     for (size_t i = 0; i < err.n; i++)
         fprintf(stderr, "%s\n", err.msgs[i]);
+    for (size_t i = 0; cfg != NULL && i < cfg->warnings.n; i++)
+        fprintf(stderr, "%s\n", cfg->warnings.msgs[i]);
     size_t nerr = err.n;
     bth_err_fini(&err);
     if (cfg == NULL || nerr > 0) {
