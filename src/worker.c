@@ -151,7 +151,7 @@ static void pause_accepting(struct bth_worker *w, int err)
 static void end_shortage(struct bth_worker *w)
 {
     if (w->shortage_logged)
-        bth_log(BTH_LOG_NOTICE, "worker %u: accepting again after %llums short of descriptors",
+        bth_log(BTH_LOG_NOTICE, "worker %u: accept() succeeds again, %llums after it first failed",
                 w->id, (unsigned long long)(bth_worker_now_ms_monotonic() - w->shortage_since_ms));
     w->shortage_since_ms = 0;
     w->shortage_logged = false;
