@@ -33,6 +33,7 @@
 #include "state_file.h"
 #include "tls.h"
 #include "sticky.h"
+#include "udp_proxy.h"
 #include "worker.h"
 
 static void sd_notify_send(const char *msg);
@@ -47,6 +48,8 @@ static struct bth_config *load_config(const char *path)
     for (size_t i = 0; i < err.n; i++)
         bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
     bth_err_fini(&err);
+    if (cfg != NULL)
+        bth_config_log_warnings(cfg);
     return cfg;
 }
 
@@ -376,6 +379,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     cfg = bth_config_load_file(app->config_path, err);
     if (cfg == NULL || bth_preflight(cfg, true, err) != 0)
         goto fail;
+    bth_config_log_warnings(cfg);
     if (resolve_workers(cfg->workers) != app->nworkers) {
         bth_err_add(err, "%s: workers changed; restart berth to apply", cfg->path);
         goto fail;
@@ -410,6 +414,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
         bth_err_add(err, "reload failed: out of memory or certificates unreadable");
         goto fail;
     }
+    app->registry.udp_flow_cap = bth_udp_flow_budget(app->registry.config->cfg, app->nworkers);
     bth_config_ref_unref(ref);
     ref = NULL;
     if (app->discovery != NULL)
@@ -733,6 +738,7 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     bth_config_ref_unref(ref);
     if (rc != 0)
         return -1;
+    app->registry.udp_flow_cap = bth_udp_flow_budget(app->registry.config->cfg, app->nworkers);
     if (bth_tls_init() != 0 || load_tls(app, cfg) != 0)
         return -1;
     int e = bth_accesslog_open(&app->accesslog, cfg->access_log);

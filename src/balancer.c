@@ -157,12 +157,17 @@ void bth_lb_group_fini(struct bth_snap_group *g)
 
 bool bth_lb_group_failing_open(const struct bth_snap_group *g)
 {
+    return bth_lb_targets_failing_open(g->targets, g->ntargets);
+}
+
+bool bth_lb_targets_failing_open(struct bth_target *const *targets, size_t n)
+{
     bool unhealthy = false;
-    for (size_t i = 0; i < g->ntargets; i++) {
-        if (bth_target_takes_traffic(g->targets[i]))
+    for (size_t i = 0; i < n; i++) {
+        if (bth_target_takes_traffic(targets[i]))
             return false;
-        unhealthy |= atomic_load_explicit(&g->targets[i]->state, memory_order_relaxed) ==
-                     BTH_TARGET_UNHEALTHY;
+        unhealthy |=
+            atomic_load_explicit(&targets[i]->state, memory_order_relaxed) == BTH_TARGET_UNHEALTHY;
     }
     return unhealthy;
 }

@@ -41,6 +41,9 @@ int bth_lb_group_init(struct bth_snap_group *g, unsigned nworkers);
  * open and sends traffic to all of them. Any thread. */
 bool bth_lb_group_failing_open(const struct bth_snap_group *g);
 
+/* The same rule over the <n> targets in <targets> (a registry group's, say). Any thread. */
+bool bth_lb_targets_failing_open(struct bth_target *const *targets, size_t n);
+
 /* Frees g->lb (NULL is fine). Any thread, once no worker can pick from <g> any more. */
 void bth_lb_group_fini(struct bth_snap_group *g);
 

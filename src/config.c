@@ -18,6 +18,7 @@
 
 #include <yaml.h>
 
+#include "log.h"
 #include "mem.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -1176,6 +1177,7 @@ static void on_health_check(struct ctx *c, yaml_node_t *v, void *dst)
 {
     struct bth_cfg_health_check *hc = dst;
     unsigned before = c->nerrors;
+    hc->mark = mark_of(v);
     parse_map(c, v, &hc_sec, hc);
     /* A check still running when the next one is due would overlap it. */
     if (c->nerrors == before && hc->timeout_ms >= hc->interval_ms) {
@@ -1504,6 +1506,32 @@ static void validate(struct ctx *c, yaml_node_t *root, const struct bth_config *
     }
 }
 
+/* Valid settings that most likely do not do what was meant: warnings, not errors. */
+static void check_warnings(struct ctx *c, struct bth_config *cfg)
+{
+    for (size_t i = 0; i < cfg->ntarget_groups; i++) {
+        const struct bth_cfg_target_group *g = &cfg->target_groups[i];
+        const struct bth_cfg_health_check *hc = &g->health_check;
+        /* Every check protocol (TCP, HTTP, HTTPS) connects over TCP, so on the traffic port
+         * of a UDP-only target it fails, and the group fails open for good (ELB alike). */
+        if (g->protocol == BTH_PROTO_UDP && hc->enabled && hc->port == 0 && g->name != NULL) {
+            struct bth_cfg_mark m = hc->mark.line > 0 ? hc->mark : g->mark;
+            bth_err_add(&cfg->warnings,
+                        "%s:%d:%d: warning: target group %s is UDP; its health check probes TCP "
+                        "port traffic-port, which a UDP-only target does not answer (set "
+                        "health_check.port to a TCP port the target serves, or "
+                        "health_check.enabled: false)",
+                        c->file, m.line, m.col, g->name);
+        }
+    }
+}
+
+void bth_config_log_warnings(const struct bth_config *cfg)
+{
+    for (size_t i = 0; i < cfg->warnings.n; i++)
+        bth_log(BTH_LOG_WARN, "%s", cfg->warnings.msgs[i]);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Loading */
 
@@ -1563,6 +1591,8 @@ static struct bth_config *load_document(struct ctx *c, yaml_parser_t *p)
     parse_map(c, root, &root_sec, cfg);
     if (root->type == YAML_MAPPING_NODE)
         validate(c, root, cfg);
+    if (c->nerrors == 0)
+        check_warnings(c, cfg);
     /* A second document would be silently ignored: say so instead. */
     if (!yaml_parser_load(p, &extra)) {
         yaml_error(c, p);
@@ -1732,6 +1762,7 @@ void bth_config_destroy(struct bth_config *cfg)
     bth_free(cfg->cookie_key_file);
     bth_free(cfg->access_log);
     bth_free(cfg->log_level);
+    bth_err_fini(&cfg->warnings);
     bth_free(cfg);
 }
 

@@ -149,6 +149,7 @@ struct bth_cfg_health_check {
     unsigned unhealthy_threshold; /* 2..10, default 2 */
     char *matcher;                /* owned, "200" or "200-399" by group protocol */
     int tls_verify;               /* HTTPS checks: verify the target's certificate (default 0) */
+    struct bth_cfg_mark mark;     /* where health_check was written; line 0 when it was not */
 };
 
 /* Passive health checking (Envoy's outlier detection): a target whose traffic fails
@@ -212,6 +213,12 @@ struct bth_cfg_target_group {
  * registrations are never silently lost) or move it aside and start empty. */
 enum bth_state_recovery { BTH_STATE_FAIL, BTH_STATE_MOVE_ASIDE };
 
+/* Collected messages: each "FILE:LINE:COL: message" (errors, or warnings). */
+struct bth_err {
+    char **msgs; /* owned */
+    size_t n;
+};
+
 struct bth_config {
     char *path;                   /* owned; "<default>" for the embedded config */
     unsigned workers;             /* 0 = auto (CPU count) */
@@ -232,12 +239,9 @@ struct bth_config {
     size_t nlisteners;
     struct bth_cfg_target_group *target_groups; /* owned array */
     size_t ntarget_groups;
-};
-
-/* Collected errors: each "FILE:LINE:COL: message". */
-struct bth_err {
-    char **msgs; /* owned */
-    size_t n;
+    struct bth_err warnings; /* owned: "FILE:LINE:COL: warning: ..." for what is valid but
+                              * most likely not meant; `berth -t` prints them, start and
+                              * reload log them (bth_config_log_warnings) */
 };
 
 /* The embedded default: one HTTP listener on 0.0.0.0:8080 forwarding to an empty group
@@ -253,6 +257,9 @@ struct bth_config *bth_config_load_buffer(const char *name, const char *buf, siz
                                           struct bth_err *err);
 
 void bth_config_destroy(struct bth_config *cfg);
+
+/* Logs each of cfg->warnings at level warn. */
+void bth_config_log_warnings(const struct bth_config *cfg);
 
 /* Looks a group up by name; NULL when absent. */
 const struct bth_cfg_target_group *bth_config_find_group(const struct bth_config *cfg,

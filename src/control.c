@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "app.h"
+#include "balancer.h"
 #include "config.h"
 #include "discovery.h"
 #include "health.h"
@@ -34,7 +35,9 @@
 #include "target.h"
 #include "worker.h"
 
-#define MAX_BODY_BYTES (4 * 1024 * 1024)
+#define MAX_BODY_BYTES  (4 * 1024 * 1024)
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_WARN_MS  10000
 
 struct bth_control {
     struct bth_app *app;     /* borrowed */
@@ -45,7 +48,61 @@ struct bth_control {
     char *path;     /* owned */
     dev_t sock_dev; /* the socket file berth created: only that one is unlinked on exit */
     ino_t sock_ino;
+    struct evconnlistener *accepts[2]; /* borrowed from http and tcp_http */
+    struct event *accept_timer;        /* owned: ends a pause of accepting */
+    uint64_t accept_warn_ms;           /* when the last accept() failure was logged */
 };
+
+/* accept() on a control socket failed. libevent's listener would retry at once, and log,
+ * for as long as the error lasts (EMFILE: the process is out of descriptors), spinning the
+ * main thread: the control sockets pause for ACCEPT_PAUSE_MS instead, as the workers'
+ * listeners do, with one warning per ACCEPT_WARN_MS. libevent hands the callback the
+ * evhttp, not the server, hence this one static: there is one control server per process,
+ * and only the main thread touches it. */
+static struct bth_control *accepting_control;
+
+static void set_accepting(struct bth_control *c, bool on)
+{
+    for (size_t i = 0; i < 2; i++) {
+        if (c->accepts[i] != NULL && on)
+            evconnlistener_enable(c->accepts[i]);
+        else if (c->accepts[i] != NULL)
+            evconnlistener_disable(c->accepts[i]);
+    }
+}
+
+static void on_accept_timer(evutil_socket_t fd, short what, void *arg)
+{
+    set_accepting(arg, true);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct bth_control *c = accepting_control;
+    int e = EVUTIL_SOCKET_ERROR();
+    if (c == NULL)
+        return;
+    uint64_t now = bth_worker_now_ms_monotonic();
+    if (c->accept_warn_ms == 0 || now - c->accept_warn_ms >= ACCEPT_WARN_MS) {
+        c->accept_warn_ms = now;
+        bth_log(BTH_LOG_WARN, "control: accept() failed: %s; not accepting for %dms at a time",
+                strerror(e), ACCEPT_PAUSE_MS);
+    }
+    set_accepting(c, false);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(c->accept_timer, &tv);
+}
+
+/* Serves <fd> with <http>; its listener pauses on accept() failures. 0 or -1. */
+static int accept_on(struct bth_control *c, struct evhttp *http, int fd, size_t slot)
+{
+    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(http, fd);
+    if (bound == NULL)
+        return -1;
+    c->accepts[slot] = evhttp_bound_socket_get_listener(bound);
+    evconnlistener_set_error_cb(c->accepts[slot], on_accept_error);
+    return 0;
+}
 
 static const char *reason_phrase(int code)
 {
@@ -151,7 +208,8 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
                                              : t->dynamic  ? "api"
                                                            : "config"));
     }
-    json_t *body = json_pack("{s:o}", "TargetHealthDescriptions", arr);
+    json_t *body = json_pack("{s:o,s:b}", "TargetHealthDescriptions", arr, "FailOpen",
+                             bth_lb_targets_failing_open(g->targets, g->ntargets));
     struct bth_discovery_status ds;
     if (bth_discovery_status(c->app->discovery, g->name, &ds)) {
         json_t *dj =
@@ -533,7 +591,7 @@ static int start_tcp(struct bth_control *c, const char *listen_addr)
     if (fd != -1)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (fd == -1 || bind(fd, (struct sockaddr *)&a.ss, a.len) == -1 || listen(fd, 128) == -1 ||
-        evhttp_accept_socket(c->tcp_http, fd) != 0) {
+        accept_on(c, c->tcp_http, fd, 1) != 0) {
         bth_log(BTH_LOG_ERR, "control listen %s: bind() failed: %s", listen_addr, strerror(errno));
         if (fd != -1)
             close(fd);
@@ -614,6 +672,9 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         return NULL;
     c->app = app;
     c->path = bth_strdup(path);
+    c->accept_timer = evtimer_new(app->base, on_accept_timer, c);
+    if (c->accept_timer == NULL)
+        goto fail;
     const struct bth_config *cfg = app->registry.config->cfg;
     /* The token is checked before anything is bound, so a refused start leaves no socket. */
     if (cfg->control_listen != NULL && read_token(c, cfg->control_token_file) != 0)
@@ -624,7 +685,7 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         bth_log(BTH_LOG_ERR, "control socket %s: bind() failed: %s", path, strerror(errno));
         goto fail;
     }
-    if (c->http == NULL || evhttp_accept_socket(c->http, fd) != 0) {
+    if (c->http == NULL || accept_on(c, c->http, fd, 0) != 0) {
         close(fd);
         goto fail;
     }
@@ -640,6 +701,7 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         unlink(path);
         goto fail;
     }
+    accepting_control = c;
     return c;
 fail:
     if (c->tcp_http)
@@ -650,6 +712,8 @@ fail:
     }
     if (c->http)
         evhttp_free(c->http);
+    if (c->accept_timer)
+        event_free(c->accept_timer);
     bth_free(c->path);
     bth_free(c);
     return NULL;
@@ -659,6 +723,9 @@ void bth_control_stop(struct bth_control *c)
 {
     if (c == NULL)
         return;
+    if (accepting_control == c)
+        accepting_control = NULL;
+    event_free(c->accept_timer);
     evhttp_free(c->http);
     if (c->tcp_http)
         evhttp_free(c->tcp_http);

@@ -610,6 +610,16 @@ static void add_health_rows(struct cells *t, const char *group, const json_t *ro
     }
 }
 
+/* Under the table: a group that fails open sends traffic to unhealthy targets, which the
+ * rows alone do not say. */
+static void print_fail_open(const char *group, const json_t *root)
+{
+    if (json_is_true(json_object_get(root, "FailOpen")))
+        printf("target group %s is failing open: no target is healthy, so traffic goes to "
+               "all of them\n",
+               group);
+}
+
 static int fetch_health(const struct ctl *c, const char *group, struct bth_ctl_resp *resp,
                         json_t **out)
 {
@@ -633,6 +643,7 @@ static int health_one(const struct ctl *c, const char *group)
         struct cells t = {0};
         add_health_rows(&t, NULL, root);
         rc = cells_print(&t, health_head + 1, 5);
+        print_fail_open(group, root);
     }
     json_decref(root);
     bth_ctl_resp_fini(&resp);
@@ -668,6 +679,12 @@ static int health_all(const struct ctl *c)
     }
     if (rc == 0)
         rc = c->json ? print_json(all, JSON_COMPACT) : cells_print(&t, health_head, 6);
+    const char *name;
+    json_object_foreach(all, name, h)
+    {
+        if (rc == 0 && !c->json)
+            print_fail_open(name, h);
+    }
     cells_fini(&t);
     json_decref(all);
     json_decref(groups);

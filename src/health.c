@@ -29,6 +29,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "balancer.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
@@ -128,10 +129,51 @@ static uint64_t rnd(struct bth_health *h)
     return x;
 }
 
+/* ELB fails open: a group none of whose targets passes its checks, but some of which are
+ * merely unhealthy, takes traffic on all of them. The balancer decides that per request on
+ * its own; here, on the main thread after every change of target states (on_changed) or of
+ * the registry (bth_health_sync), each group's entry into and exit from that state is
+ * logged once, so an operator learns that unhealthy targets are being used. */
+static void note_fail_open(struct bth_health *h)
+{
+    for (size_t i = 0; i < h->reg->ngroups; i++) {
+        struct bth_reg_group *g = &h->reg->groups[i];
+        bool open = bth_lb_targets_failing_open(g->targets, g->ntargets);
+        if (open == g->failing_open)
+            continue;
+        g->failing_open = open;
+        unsigned healthy = 0, unhealthy = 0, routed = 0;
+        for (size_t j = 0; j < g->ntargets; j++) {
+            int st = atomic_load(&g->targets[j]->state);
+            healthy += bth_target_takes_traffic(g->targets[j]);
+            unhealthy += st == BTH_TARGET_UNHEALTHY;
+            routed += st != BTH_TARGET_DRAINING && st != BTH_TARGET_UNUSED;
+        }
+        if (open && unhealthy == 1 && routed == 1)
+            bth_log(BTH_LOG_WARN,
+                    "target group %s: its one target is unhealthy; failing open (routing to it)",
+                    g->name);
+        else if (open && unhealthy == routed)
+            bth_log(BTH_LOG_WARN,
+                    "target group %s: all %u targets unhealthy; failing open (routing to all)",
+                    g->name, unhealthy);
+        else if (open)
+            bth_log(BTH_LOG_WARN,
+                    "target group %s: no target healthy, %u of %u unhealthy; failing open "
+                    "(routing to all %u)",
+                    g->name, unhealthy, routed, routed);
+        else
+            bth_log(BTH_LOG_NOTICE,
+                    "target group %s: no longer failing open (%u of %u targets healthy)", g->name,
+                    healthy, routed);
+    }
+}
+
 static void on_changed(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_health *h = arg;
     h->changed_pending = false;
+    note_fail_open(h);
     h->cb(h->cb_arg);
 }
 
@@ -572,6 +614,7 @@ void bth_health_sync(struct bth_health *h)
         if (!hc->mark)
             hc_free(hc);
     }
+    note_fail_open(h);
 }
 
 void bth_health_describe(const struct bth_target *t, const char **reason, const char **desc)

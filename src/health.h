@@ -3,7 +3,8 @@
  * reason codes, and passive checks (outlier ejection from the counts workers keep on each
  * target). Checks run on the main event loop with fresh, non-blocking connections that are
  * closed afterwards; no data-plane connection is ever used. Workers see the results through
- * each target's atomic state and through the snapshots the app publishes on changes. */
+ * each target's atomic state and through the snapshots the app publishes on changes. A
+ * group entering or leaving fail open (balancer.h) is logged here, once per transition. */
 #ifndef BERTH_HEALTH_H
 #define BERTH_HEALTH_H
 

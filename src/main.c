@@ -43,7 +43,8 @@ static int print_version(void)
 }
 
 /* `berth -t`: prints every error as FILE:LINE:COL: message (FILE: message for the files
- * and users the config names). */
+ * and users the config names), then every warning as FILE:LINE:COL: warning: message
+ * (warnings alone still pass). */
 static int check_config(const char *path)
 {
     struct bth_err err;
@@ -57,6 +58,8 @@ static int check_config(const char *path)
         bth_preflight(cfg, false, &err); /* what the start would trip on outside the file */
     for (size_t i = 0; i < err.n; i++)
         fprintf(stderr, "%s\n", err.msgs[i]);
+    for (size_t i = 0; cfg != NULL && i < cfg->warnings.n; i++)
+        fprintf(stderr, "%s\n", cfg->warnings.msgs[i]);
     size_t nerr = err.n;
     bth_err_fini(&err);
     if (cfg == NULL || nerr > 0) {

@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 
+#include "balancer.h"
 #include "registry.h"
 #include "stats.h"
 #include "target.h"
@@ -91,13 +92,8 @@ static void target_gauges(struct evbuffer *out, const struct bth_registry *reg)
         "them (fail open, as ELB does).");
     for (size_t i = 0; i < reg->ngroups; i++) {
         const struct bth_reg_group *g = &reg->groups[i];
-        unsigned healthy = 0, candidates = 0;
-        for (size_t j = 0; j < g->ntargets; j++) {
-            healthy += bth_target_takes_traffic(g->targets[j]);
-            candidates += atomic_load(&g->targets[j]->state) == BTH_TARGET_UNHEALTHY;
-        }
         evbuffer_add_printf(out, "berth_group_failing_open{target_group=\"%s\"} %d\n", g->name,
-                            healthy == 0 && candidates > 0);
+                            bth_lb_targets_failing_open(g->targets, g->ntargets));
     }
     bth_metrics_family(out, "berth_ejected_targets", "gauge",
                        "Targets out of rotation after passive health checks (outlier detection).");
@@ -124,12 +120,13 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
                         const struct bth_registry *reg)
 {
     int64_t active = 0;
-    uint64_t rejected = 0;
+    uint64_t rejected = 0, pauses = 0;
     for (unsigned i = 0; i < n; i++) {
         active +=
             atomic_load_explicit(&workers[i]->metrics.active_connections, memory_order_relaxed);
         rejected +=
             atomic_load_explicit(&workers[i]->metrics.rejected_connections, memory_order_relaxed);
+        pauses += atomic_load_explicit(&workers[i]->metrics.accept_pauses, memory_order_relaxed);
     }
     bth_metrics_family(out, "berth_reloads_total", "counter", "Config reloads by result.");
     evbuffer_add_printf(out,
@@ -140,11 +137,16 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     bth_metrics_family(out, "berth_active_connections", "gauge",
                        "Client connections open (ActiveConnectionCount).");
     evbuffer_add_printf(out, "berth_active_connections %lld\n", (long long)active);
-    bth_metrics_family(
-        out, "berth_rejected_connections_total", "counter",
-        "Client connections refused for lack of descriptors (RejectedConnectionCount).");
+    bth_metrics_family(out, "berth_rejected_connections_total", "counter",
+                       "Client connections closed at once: max_connections reached, or the "
+                       "open file limit nearly so (RejectedConnectionCount).");
     evbuffer_add_printf(out, "berth_rejected_connections_total %llu\n",
                         (unsigned long long)rejected);
+    bth_metrics_family(out, "berth_accept_pauses_total", "counter",
+                       "Times a worker stopped accepting because accept() failed for lack of "
+                       "descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM); it retries "
+                       "every 100 ms until accept() succeeds.");
+    evbuffer_add_printf(out, "berth_accept_pauses_total %llu\n", (unsigned long long)pauses);
 
     struct bth_stats *const *ls = reg->listener_stats;
     size_t nl = reg->nlisteners;

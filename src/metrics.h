@@ -15,7 +15,9 @@ struct bth_registry;
 
 struct bth_metrics {
     atomic_int_fast64_t active_connections;
-    atomic_uint_fast64_t rejected_connections;
+    atomic_uint_fast64_t rejected_connections; /* closed at once: max_connections, fd reserve */
+    atomic_uint_fast64_t accept_pauses;        /* episodes of accept() failing for lack of
+                                                * descriptors or memory */
 };
 
 /* Single-writer increment: a plain load and store, safe because only the owning worker

@@ -126,6 +126,7 @@ static int build_group(struct bth_registry *reg, const struct bth_cfg_target_gro
     if (old != NULL) {
         bth_stats_ref(old->stats);
         g->stats = old->stats;
+        g->failing_open = old->failing_open;
     } else if ((g->stats = bth_stats_create(cfg->name, reg->nworkers)) == NULL) {
         return -1;
     }
@@ -384,7 +385,7 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
         }
         struct bth_snapshot_input in = {reg->config,       targets, counts,
                                         reg->nworkers,     gstats,  reg->listener_stats,
-                                        reg->listener_tls, gtls};
+                                        reg->listener_tls, gtls,    reg->udp_flow_cap};
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);

@@ -26,6 +26,7 @@ struct bth_reg_group {
     size_t cap;
     struct bth_stats *stats;    /* one reference: counters kept across reloads by name */
     struct bth_tls_client *tls; /* one reference for HTTPS/TLS groups, else NULL */
+    bool failing_open;          /* the fail-open state last logged (health.c); kept on reload */
 };
 
 /* Called once when a drain ends (the target is gone from its group). */
@@ -59,6 +60,8 @@ struct bth_registry {
     size_t nlistener_tls;                 /* entries in listener_tls */
     size_t nlisteners;
     unsigned nworkers;
+    unsigned udp_flow_cap; /* UDP flows per worker and socket the open file limit allows,
+                            * 0 = no cap; set by the app at start and reload */
     uint64_t generation;
     uint64_t reloads_ok, reloads_failed; /* main thread: counted for /metrics */
 };

@@ -142,6 +142,9 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
         }
         if (build_listener(s, &cfg->listeners[i], &s->listeners[i]) != 0)
             goto fail;
+        unsigned max = cfg->listeners[i].udp_max_flows;
+        s->listeners[i].udp_max_flows =
+            in->udp_flow_cap != 0 && in->udp_flow_cap < max ? in->udp_flow_cap : max;
         s->nlisteners++;
     }
     return s;

@@ -51,6 +51,7 @@ struct bth_snap_listener {
     struct bth_router *router;            /* owned: compiled rules, NULL when none */
     struct bth_snap_action *rule_actions; /* owned: one per cfg->rules entry, same index */
     struct bth_snap_action default_action;
+    unsigned udp_max_flows; /* UDP: cfg->udp_max_flows, lowered to the open file budget */
 };
 
 /* A reference-counted owner of one loaded config, shared by consecutive snapshots. */
@@ -84,6 +85,8 @@ struct bth_snapshot_input {
     struct bth_stats **listener_stats;    /* per listener, config order */
     struct bth_tls_server **listener_tls; /* per listener (NULL entries: plain), may be NULL */
     struct bth_tls_client **group_tls;    /* per group (NULL entries: plain), may be NULL */
+    unsigned udp_flow_cap; /* flows per worker and UDP socket the open file limit allows;
+                            * 0: no cap */
 };
 
 /* Builds a snapshot with one reference for the caller, taking its own references to the

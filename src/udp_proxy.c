@@ -14,9 +14,12 @@
 #include "udp_proxy.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -51,6 +54,8 @@ struct flow {
     struct event ev;
     struct bth_target *target;    /* one reference; counted in target->outstanding */
     struct bth_snap_group *group; /* borrowed from snap */
+    struct bth_stats *stats;      /* borrowed from snap: the listener's counters (a reload
+                                   * may move the listener to another index) */
     struct bth_snapshot *snap;    /* one reference */
     uint64_t last_ms;
     struct flow *hnext;       /* hash chain */
@@ -117,7 +122,7 @@ static void flow_free(struct flow *f)
     close(f->fd);
     atomic_fetch_sub_explicit(&f->target->outstanding, 1, memory_order_relaxed);
     bth_target_unref(f->target);
-    bth_stats_add(f->snap->listeners[u->wl->index].stats, u->w->id, BTH_ST_UDP_FLOWS_CLOSED, 1);
+    bth_stats_add(f->stats, u->w->id, BTH_ST_UDP_FLOWS_CLOSED, 1);
     bth_snapshot_unref(f->snap);
     bth_free(f);
 }
@@ -135,21 +140,31 @@ static struct bth_target *pick_target(struct bth_udp_listener *u, struct bth_sna
     return bth_lb_pick_target(u->w, g, NULL, 0);
 }
 
+/* A datagram that would start a flow is dropped for lack of room: counted, and logged at
+ * most every 10 s per listener and worker. */
+static void reject_flow(struct bth_udp_listener *u, uint64_t now, const char *why)
+{
+    const struct bth_snap_listener *l = snap_listener(u);
+    bth_stats_add(l->stats, u->w->id, BTH_ST_UDP_FLOWS_REJECTED, 1);
+    if (u->last_full_log_ms != 0 && now - u->last_full_log_ms <= 10000)
+        return;
+    u->last_full_log_ms = now;
+    bth_log(BTH_LOG_WARN, "listener %s: %s; new flows are dropped", l->cfg->name, why);
+}
+
 /* A new flow for <client>, or NULL (no target, table full, out of descriptors). */
 static struct flow *flow_create(struct bth_udp_listener *u, const struct sockaddr_storage *client,
                                 socklen_t clen, const struct sockaddr_storage *local, uint64_t h,
                                 uint64_t now)
 {
     const struct bth_snap_listener *l = snap_listener(u);
-    if (u->nflows >= l->cfg->udp_max_flows) {
-        bth_stats_add(l->stats, u->w->id, BTH_ST_UDP_FLOWS_REJECTED, 1);
-        if (now - u->last_full_log_ms > 10000) {
-            u->last_full_log_ms = now;
-            bth_log(BTH_LOG_WARN,
-                    "listener %s: UDP flow table full (%u flows); new flows are "
-                    "dropped (udp_max_flows)",
-                    l->cfg->name, l->cfg->udp_max_flows);
-        }
+    if (u->nflows >= l->udp_max_flows) {
+        char why[160];
+        snprintf(why, sizeof(why), "UDP flow table full (%u flows%s)", l->udp_max_flows,
+                 l->udp_max_flows < l->cfg->udp_max_flows
+                     ? ": udp_max_flows, lowered by the open file limit"
+                     : ": udp_max_flows");
+        reject_flow(u, now, why);
         return NULL;
     }
     const struct bth_snap_action *act = &l->default_action;
@@ -158,8 +173,12 @@ static struct flow *flow_create(struct bth_udp_listener *u, const struct sockadd
     if (t == NULL)
         return NULL;
     int fd = socket(t->addr.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
+    if (fd == -1) {
+        char why[160];
+        snprintf(why, sizeof(why), "socket() for a UDP flow failed: %s", strerror(errno));
+        reject_flow(u, now, why);
         return NULL;
+    }
     int buf = 4 * 1024 * 1024;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
     if (connect(fd, (const struct sockaddr *)&t->addr.ss, t->addr.len) == -1) {
@@ -178,6 +197,7 @@ static struct flow *flow_create(struct bth_udp_listener *u, const struct sockadd
     f->hash = h;
     f->fd = fd;
     f->group = g;
+    f->stats = l->stats;
     bth_snapshot_ref(u->w->snap);
     f->snap = u->w->snap;
     bth_target_ref(t);
@@ -478,7 +498,7 @@ struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
         return NULL;
     u->w = w;
     u->wl = wl;
-    size_t want = w->snap->listeners[wl->index].cfg->udp_max_flows, nb = 1024;
+    size_t want = w->snap->listeners[wl->index].udp_max_flows, nb = 1024;
     while (nb < want && nb < (1u << 20))
         nb <<= 1;
     u->buckets = bth_calloc(nb, sizeof(*u->buckets));
@@ -528,4 +548,32 @@ void bth_udp_listener_destroy(struct bth_udp_listener *u)
     bth_free(u->buckets);
     bth_free(u->data);
     bth_free(u);
+}
+
+static bool is_udp(const struct bth_cfg_listener *l)
+{
+    return l->protocol == BTH_PROTO_UDP || l->protocol == BTH_PROTO_TCP_UDP;
+}
+
+unsigned bth_udp_flow_budget(const struct bth_config *cfg, unsigned nworkers)
+{
+    unsigned nudp = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        nudp += is_udp(&cfg->listeners[i]);
+    struct rlimit rl;
+    if (nudp == 0 || nworkers == 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    unsigned long long per = (unsigned long long)rl.rlim_cur / 2 / nudp / nworkers;
+    unsigned cap = per == 0 ? 1 : per > UINT_MAX ? UINT_MAX : (unsigned)per;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct bth_cfg_listener *l = &cfg->listeners[i];
+        if (is_udp(l) && l->udp_max_flows > cap)
+            bth_log(BTH_LOG_WARN,
+                    "listener %s: udp_max_flows %u lowered to %u by the open file limit %llu "
+                    "(half of it for UDP flows, shared by %u worker(s) x %u UDP listener(s))",
+                    l->name, l->udp_max_flows, cap, (unsigned long long)rl.rlim_cur, nworkers,
+                    nudp);
+    }
+    return cap;
 }

@@ -4,10 +4,12 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +26,10 @@
 
 #define ACCEPT_BATCH  64
 #define ALOG_FLUSH_MS 200
+/* A pause after accept() found no descriptor: long enough not to spin, short enough that
+ * a client waiting in the backlog hardly notices (nginx waits 500 ms, HAProxy 100 ms). */
+#define ACCEPT_PAUSE_MS 100
+#define SHORTAGE_LOG_MS 10000 /* at most one warning per worker this often */
 
 const struct timeval *bth_worker_timeout(struct bth_worker *w, uint64_t ms)
 {
@@ -74,6 +80,101 @@ void bth_worker_conn_closed(struct bth_stats *listener_stats)
     atomic_fetch_sub_explicit(&bth_active_connections, 1, memory_order_relaxed);
 }
 
+unsigned long bth_worker_fd_reserve(unsigned long limit)
+{
+    unsigned long r = limit / 16;
+    return r < 16 ? 16 : r > 1024 ? 1024 : r;
+}
+
+/* Sets w->fd_ceiling, the first descriptor number a client may not get: the open file
+ * limit less the reserve. berth raised the soft limit to the hard one before the workers
+ * start; a limit changed later from outside (prlimit) is not followed. */
+static void set_fd_ceiling(struct bth_worker *w)
+{
+    struct rlimit rl;
+    w->fd_ceiling = INT_MAX;
+    w->fd_limit = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX)
+        return;
+    unsigned long limit = (unsigned long)rl.rlim_cur, reserve = bth_worker_fd_reserve(limit);
+    w->fd_limit = limit;
+    w->fd_ceiling = limit > reserve ? (int)(limit - reserve) : 0;
+}
+
+/* Parks or unparks the stream listeners' events (UDP listeners read with their own). */
+static void set_accepting(struct bth_worker *w, bool on)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        struct bth_worker_listener *wl = w->listeners[i];
+        if (wl->kind == BTH_WL_UDP || wl->fd < 0)
+            continue;
+        if (on)
+            event_add(&wl->ev, NULL);
+        else
+            event_del(&wl->ev);
+    }
+    w->accept_paused = !on;
+}
+
+static void on_accept_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bth_worker *w = arg;
+    if (!w->stopping)
+        set_accepting(w, true); /* a connection still waiting fires the listener at once */
+}
+
+/* accept() failed with <err> for lack of descriptors or memory: pause, and count and log
+ * the episode once, not every retry. */
+static void pause_accepting(struct bth_worker *w, int err)
+{
+    uint64_t now = bth_worker_now_ms_monotonic();
+    if (w->shortage_since_ms == 0) {
+        w->shortage_since_ms = now;
+        BTH_STAT_ADD(w->metrics.accept_pauses, 1);
+        w->shortage_logged = w->shortage_log_ms == 0 || now - w->shortage_log_ms >= SHORTAGE_LOG_MS;
+        if (w->shortage_logged) {
+            w->shortage_log_ms = now;
+            bth_log(BTH_LOG_WARN,
+                    "worker %u: accept() failed: %s; not accepting for %dms at a time until it "
+                    "succeeds",
+                    w->id, strerror(err), ACCEPT_PAUSE_MS);
+        }
+    }
+    if (!w->accept_paused) {
+        set_accepting(w, false);
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(&w->accept_timer, &tv);
+    }
+}
+
+/* An accept() succeeded: the shortage episode, if any, is over. */
+static void end_shortage(struct bth_worker *w)
+{
+    if (w->shortage_logged)
+        bth_log(BTH_LOG_NOTICE, "worker %u: accept() succeeds again, %llums after it first failed",
+                w->id, (unsigned long long)(bth_worker_now_ms_monotonic() - w->shortage_since_ms));
+    w->shortage_since_ms = 0;
+    w->shortage_logged = false;
+}
+
+/* <cfd> lies in the reserve: the client is closed at once, counted like a max_connections
+ * rejection (ELB's RejectedConnectionCount), and logged at most once per 10 s. */
+static void reject_in_reserve(struct bth_worker *w, struct bth_worker_listener *wl, int cfd)
+{
+    close(cfd);
+    BTH_STAT_ADD(w->metrics.rejected_connections, 1);
+    bth_stats_add(w->snap->listeners[wl->index].stats, w->id, BTH_ST_REJECTED_CONNECTIONS, 1);
+    uint64_t now = bth_worker_now_ms_monotonic();
+    if (w->reserve_log_ms == 0 || now - w->reserve_log_ms >= SHORTAGE_LOG_MS) {
+        w->reserve_log_ms = now;
+        bth_log(BTH_LOG_WARN,
+                "worker %u: near the open file limit (%lu): new connections are closed at "
+                "once; the last %lu descriptors are kept for target connections, health "
+                "checks and the control socket",
+                w->id, w->fd_limit, w->fd_limit - (unsigned long)w->fd_ceiling);
+    }
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_worker_listener *wl = arg;
@@ -83,11 +184,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         if (cfd == -1) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE) {
-                BTH_STAT_ADD(w->metrics.rejected_connections, 1);
-                bth_log(BTH_LOG_WARN, "accept() failed: %s", strerror(errno));
-            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(w, errno);
             return;
+        }
+        if (w->shortage_since_ms != 0)
+            end_shortage(w);
+        if (cfd >= w->fd_ceiling) {
+            reject_in_reserve(w, wl, cfd);
+            continue;
         }
         if (!admit(w, wl)) {
             close(cfd);
@@ -182,6 +287,8 @@ static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs,
     }
     bool *kept = bth_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*kept));
     size_t m = 0;
+    /* A new listener reads its settings from the snapshot it comes with, by its index. */
+    adopt_snapshot(w, snap);
     for (size_t i = 0; i < n; i++) {
         struct bth_worker_listener *wl = NULL;
         if (specs[i].fd < 0) {
@@ -215,7 +322,6 @@ static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs,
     bth_free(w->listeners);
     w->listeners = next;
     w->nlisteners = m;
-    adopt_snapshot(w, snap);
 }
 
 static void check_stopped(struct bth_worker *w)
@@ -246,6 +352,7 @@ static void begin_stop(struct bth_worker *w, uint64_t grace_ms)
         return;
     w->stopping = true;
     w->stop_deadline_ms = bth_worker_now_ms_monotonic() + grace_ms;
+    evtimer_del(&w->accept_timer);
     stop_listeners(w);
     event_assign(&w->stop_timer, w->base, -1, EV_PERSIST, on_stop_timer, w);
     struct timeval tv = {0, 100 * 1000};
@@ -335,6 +442,8 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
         }
         w->listeners[w->nlisteners++] = wl;
     }
+    set_fd_ceiling(w);
+    evtimer_assign(&w->accept_timer, w->base, on_accept_timer, w);
     event_assign(&w->sweep_timer, w->base, -1, EV_PERSIST, on_sweep_timer, w);
     struct timeval sweep = {1, 0};
     event_add(&w->sweep_timer, &sweep);
@@ -391,6 +500,7 @@ void bth_worker_join_destroy(struct bth_worker *w)
     event_del(&w->mq_ev);
     event_del(&w->flush_timer);
     event_del(&w->sweep_timer);
+    event_del(&w->accept_timer);
     if (w->stopping)
         event_del(&w->stop_timer);
     close(w->mq_fd);

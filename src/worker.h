@@ -85,6 +85,19 @@ struct bth_worker {
     struct bth_upstream *upstreams;       /* borrowed list of all target connections */
     struct bth_tcp_session *tcp_sessions; /* borrowed list of NLB-mode TCP sessions */
     struct event sweep_timer;             /* once a second: L4 flow sweeps */
+    /* Out of descriptors (accept() fails with EMFILE, ENFILE, ENOBUFS or ENOMEM): retrying
+     * at once would spin, since the connection stays in the backlog. The stream listeners'
+     * events are parked for a moment instead, as nginx and HAProxy do. */
+    struct event accept_timer;  /* ends a pause */
+    bool accept_paused;         /* the stream listeners' events are parked */
+    uint64_t shortage_since_ms; /* first failed accept() of this episode; 0: none */
+    uint64_t shortage_log_ms;   /* when the last episode was logged (one per 10 s) */
+    bool shortage_logged;       /* this episode was logged: its end is logged too */
+    unsigned long fd_limit;     /* RLIMIT_NOFILE when the worker was created; 0: none */
+    int fd_ceiling;             /* an accepted descriptor at or above it is closed at once: the
+                                 * ones above are left to target connections, health checks
+                                 * and the control socket (bth_worker_fd_reserve) */
+    uint64_t reserve_log_ms;    /* when a connection closed for the reserve was last logged */
     uint64_t next_conn_id;
     bool stopping;
     uint64_t stop_deadline_ms;
@@ -129,6 +142,12 @@ void bth_worker_conn_closed(struct bth_stats *listener_stats);
 
 /* Counts a worker whose loop has ended (defined in app.c, which waits for all). */
 void bth_worker_mark_done(void);
+
+/* How many descriptors at the top of an open file limit of <limit> workers leave alone
+ * when they accept: a client needs a second descriptor toward its target, and the main
+ * thread needs some for the control socket, health checks, DNS and the state file. 1/16 of
+ * the limit, at least 16 and at most 1024. Any thread. */
+unsigned long bth_worker_fd_reserve(unsigned long limit);
 
 /* Milliseconds on the monotonic clock. Any thread. */
 uint64_t bth_worker_now_ms_monotonic(void);

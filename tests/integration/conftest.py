@@ -7,6 +7,7 @@ stderr and a 200 from GET /healthz on the control socket, and on teardown stops 
 SIGTERM (SIGKILL after 5 s), failing the test if berth died from a signal or a sanitizer
 reported an error. The env vars BERTH_START_TIMEOUT and BERTH_STOP_TIMEOUT (seconds) change
 the ready wait (10 s) and the wait before SIGKILL (5 s), e.g. under valgrind.
+`berth(config, nofile=N)` starts berth with RLIMIT_NOFILE N (soft and hard), for the fd limits.
 `backend(mode)` starts a target server on the next loopback address 127.0.0.2, 127.0.0.3, ...
 `http_config(targets)` builds the minimal HTTP config.
 """
@@ -15,6 +16,7 @@ import copy
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -305,7 +307,7 @@ def berth(tmp_path, backend):
     text has none."""
     procs = []
 
-    def start(config, wait_ready=True):
+    def start(config, wait_ready=True, nofile=None):
         tmpdir = str(tmp_path)
         if isinstance(config, dict):
             cfg, ports, sock, log = _fill_config(config, tmpdir)
@@ -334,9 +336,13 @@ def berth(tmp_path, backend):
         stderr_path = os.path.join(tmpdir, "berth.stderr")
         b = Berth(tmpdir, config_path, ports, sock, log, stderr_path)
         stdout_path = os.path.join(tmpdir, "berth.stdout")
+        preexec = None
+        if nofile is not None:
+            def preexec():  # in the child, before exec: berth cannot raise a hard limit
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         with open(stderr_path, "wb") as errf, open(stdout_path, "wb") as outf:
             b.proc = subprocess.Popen([berth_bin(), "-c", config_path], stdin=subprocess.DEVNULL,
-                                      stdout=outf, stderr=errf, cwd=tmpdir)
+                                      stdout=outf, stderr=errf, cwd=tmpdir, preexec_fn=preexec)
         procs.append(b)
         if wait_ready:
             _wait_ready(b, text)

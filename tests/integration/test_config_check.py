@@ -100,6 +100,39 @@ def test_bad_values_reported(tmp_path, bad, needle):
         "expected %s:%d:COL: ... in:\n%s" % (path, line, out)
 
 
+UDP_GROUP = """\
+workers: 1
+control: {socket: /tmp/berth-check.sock}
+access_log: off
+listeners:
+  - name: dns
+    protocol: UDP
+    bind: 127.0.0.1:15353
+    default_action: {forward: {target_groups: [{name: dns}]}}
+target_groups:
+  - name: dns
+    protocol: UDP
+    targets: ["127.0.0.2:53"]
+%s"""
+
+
+def test_udp_group_checked_over_tcp_traffic_port_warns(tmp_path, berth):
+    """Issue 15, item 6: a UDP group whose health check would connect over TCP to the traffic port passes `berth -t` with a FILE:LINE:COL warning, which berth logs at start too; a check port silences it."""
+    path = write(tmp_path, UDP_GROUP % "")
+    rc, out = check(path)
+    want = ("%s:10:5: warning: target group dns is UDP; its health check probes TCP port "
+            "traffic-port, which a UDP-only target does not answer" % path)
+    assert rc == 0, out
+    assert want in out, out
+    assert "ok" in out
+    lb = berth(UDP_GROUP.replace("127.0.0.1:15353", "127.0.0.1:@PORT@")
+               .replace("/tmp/berth-check.sock", "@TMP@/berth.sock") % "")
+    assert " warn: " + want.replace(path, lb.config_path) in lb.stderr, lb.stderr
+    path = write(tmp_path, UDP_GROUP % "    health_check: {port: 8053}\n")
+    rc, out = check(path)
+    assert rc == 0 and "warning" not in out, out
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[os.path.basename(e) for e in EXAMPLES])
 def test_example_config_is_valid(example):
     """Every example config shipped in conf/ passes `berth -t -c`."""

@@ -9,13 +9,14 @@ the check path just before sending it, and the health view is polled every few m
 count read right after the poll that first sees the new state is the number of checks the
 flip took (the next check is a whole interval away)."""
 
+import subprocess
 import time
 
 import pytest
 
 from backends import refused_addr
 from httpwire import Client, fetch
-from conftest import metric
+from conftest import berth_bin, metric
 
 HC_UA = "berth-health-checker/1.0"
 POLL = 0.01
@@ -387,6 +388,58 @@ def test_traffic_only_to_healthy_then_fail_open(berth, backend, http_config):
     for i in range(4):
         assert fetch(lb.port, path="/back%d" % i).status == 200
     assert [r.target for r in b.requests if r.target.startswith("/back")] == []
+
+
+def test_fail_open_is_logged_once_and_shown(berth, backend, http_config):
+    """Issue 15, item 6: a group entering fail open is logged once as a warning and leaving it once as a notice; the health view ("FailOpen"), `berth ctl health` and berth_group_failing_open say it while it lasts."""
+    a = backend("switch")
+    b = backend("switch")
+    a.set_answer("/hc", 200)
+    b.set_answer("/hc", 200)
+    lb = berth(hc_config(http_config, [a.addr, b.addr]))
+    wait_state(lb, a.addr, "healthy", 2.0)
+    wait_state(lb, b.addr, "healthy", 2.0)
+    status, body = lb.ctl("GET", "/v1/target-groups/app/health")
+    assert body["FailOpen"] is False, body
+    entered = "target group app: all 2 targets unhealthy; failing open (routing to all)"
+    left = "target group app: no longer failing open (1 of 2 targets healthy)"
+
+    a.set_answer("/hc", 500)
+    wait_state(lb, a.addr, "unhealthy", 3.0)
+    assert log_lines(lb, "failing open") == []  # b still healthy
+    b.set_answer("/hc", 500)
+    wait_state(lb, b.addr, "unhealthy", 3.0)
+    status, body = lb.ctl("GET", "/v1/target-groups/app/health")
+    assert body["FailOpen"] is True, body
+    assert metric(lb, "berth_group_failing_open", target_group="app") == 1
+    out = subprocess.run([berth_bin(), "ctl", "-s", lb.sock_path, "health", "app"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    assert out.returncode == 0, out
+    assert b"target group app is failing open" in out.stdout, out.stdout
+    time.sleep(2.2)  # two more failing checks per target: still one warning
+    lines = log_lines(lb, "failing open")
+    assert len(lines) == 1 and " warn: " + entered in lines[0], lines
+
+    a.set_answer("/hc", 200)
+    wait_state(lb, a.addr, "healthy", 4.0)
+    time.sleep(0.1)
+    lines = log_lines(lb, "failing open")
+    assert len(lines) == 2 and " notice: " + left in lines[1], lines
+    status, body = lb.ctl("GET", "/v1/target-groups/app/health")
+    assert body["FailOpen"] is False, body
+    assert metric(lb, "berth_group_failing_open", target_group="app") == 0
+    out = subprocess.run([berth_bin(), "ctl", "-s", lb.sock_path, "health", "app"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    assert b"failing open" not in out.stdout, out.stdout
+
+    # A registry change can start it too: the healthy target leaves (draining).
+    status, resp = lb.ctl("POST", "/v1/target-groups/app/deregister",
+                          {"Targets": [{"Id": a.host, "Port": a.port}]})
+    assert status == 200, resp
+    lines = log_lines(lb, "failing open")
+    assert len(lines) == 3, lines
+    assert "target group app: its one target is unhealthy; failing open" in lines[2], lines
+    assert lb.ctl("GET", "/v1/target-groups/app/health")[1]["FailOpen"] is True
 
 
 def test_health_checks_never_use_pooled_connections(berth, backend, http_config):

@@ -121,6 +121,30 @@ def test_udp_flow_table_full(berth, l4):
         c.close()
 
 
+def test_udp_listener_added_by_reload_uses_its_own_settings(berth, l4):
+    """A UDP listener that a reload adds after the existing ones starts with its own settings (here udp_max_flows 2), read from the snapshot it comes with."""
+    t = l4.udp("127.0.0.2")
+    cfg = nlb_config([t.addr], protocol="TCP", group_protocol="TCP_UDP")
+    lb = berth(cfg)
+    port = free_port()
+    text = open(lb.config_path).read()
+    added = ("  - name: udp\n    protocol: UDP\n    bind: 127.0.0.1:%d\n    udp_max_flows: 2\n"
+             "    default_action:\n      forward:\n        target_groups:\n          - name: g\n"
+             % port)
+    assert "\ntarget_groups:" in text
+    with open(lb.config_path, "w") as f:
+        f.write(text.replace("\ntarget_groups:", "\n" + added + "target_groups:"))
+    status, body = lb.ctl("POST", "/v1/reload")
+    assert status == 200, body
+    cs = [udp_client() for _ in range(3)]
+    assert udp_ask(cs[0], ("127.0.0.1", port), b"a")[0] is not None
+    assert udp_ask(cs[1], ("127.0.0.1", port), b"b")[0] is not None
+    assert udp_ask(cs[2], ("127.0.0.1", port), b"c", timeout=0.3)[0] is None
+    assert metric(lb, "berth_udp_flows_rejected_total", {"listener": "udp"}) == 1
+    for c in cs:
+        c.close()
+
+
 def test_udp_datagram_boundaries_and_sizes(berth, l4):
     """A burst of equal-sized datagrams and single large ones reach the target and come back one for one, intact."""
     t = l4.udp("127.0.0.2", tag=False)

@@ -845,6 +845,34 @@ static void test_body_rate(void **state)
     bth_config_destroy(cfg);
 }
 
+/* A UDP group whose health check would connect over TCP to the traffic port loads, with one
+ * warning naming where; a check port, checks off or a TCP_UDP group need none. */
+static void test_udp_health_check_warning(void **state)
+{
+    struct bth_config *cfg =
+        load_ok("listeners:\n"
+                "  - {bind: 0.0.0.0:53, protocol: UDP, default_action: "
+                "{forward: {target_group: dns}}}\n"
+                "target_groups:\n"
+                "  - name: dns\n"
+                "    protocol: UDP\n"
+                "  - name: dns2\n"
+                "    protocol: UDP\n"
+                "    health_check: {protocol: HTTP, path: /}\n"
+                "  - {name: ok1, protocol: UDP, health_check: {port: 8080}}\n"
+                "  - {name: ok2, protocol: UDP, health_check: {enabled: false}}\n"
+                "  - {name: ok3, protocol: TCP_UDP}\n");
+    assert_int_equal(cfg->warnings.n, 2);
+    assert_string_equal(cfg->warnings.msgs[0],
+                        "t.yaml:4:5: warning: target group dns is UDP; its health check probes "
+                        "TCP port traffic-port, which a UDP-only target does not answer (set "
+                        "health_check.port to a TCP port the target serves, or "
+                        "health_check.enabled: false)");
+    assert_non_null(
+        strstr(cfg->warnings.msgs[1], "t.yaml:8:19: warning: target group dns2 is UDP"));
+    bth_config_destroy(cfg);
+}
+
 /* Anchors and aliases share nodes; the loader reads them like written-out copies. */
 static void test_aliases(void **state)
 {
@@ -918,6 +946,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_udp_health_check_warning),
         cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_load_file),
