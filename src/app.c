@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "config.h"
 #include "cpu_count.h"
 #include "control.h"
@@ -623,7 +624,7 @@ static void on_health_changed(void *arg)
 static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_app *app = arg;
-    if (bth_registry_drain_tick(&app->registry, bth_worker_now_ms_monotonic()) > 0)
+    if (bth_registry_drain_tick(&app->registry, bth_clock_mono_ms()) > 0)
         bth_app_commit(app);
 }
 

@@ -3,10 +3,10 @@
  * algorithms live in lb_round_robin.c, lb_least_outstanding.c and lb_random.c. */
 #include "balancer.h"
 
+#include "clock.h"
 #include "mem.h"
 #include "snapshot.h"
 #include "target.h"
-#include "worker.h"
 
 /* Indexed by enum bth_algorithm. */
 static const struct bth_lb_ops *const lb_ops[] = {
@@ -25,13 +25,13 @@ static const struct bth_lb_ops *ops_for(enum bth_algorithm alg)
     return &bth_lb_round_robin_ops;
 }
 
-struct bth_snap_group *bth_lb_pick_group(struct bth_worker *w, const struct bth_snap_action *a)
+struct bth_snap_group *bth_lb_pick_group(struct bth_rand *rand, const struct bth_snap_action *a)
 {
     if (a->nforwards == 1)
         return a->forwards[0].weight > 0 || a->total_weight == 0 ? a->forwards[0].group : NULL;
     if (a->total_weight == 0)
         return NULL;
-    unsigned r = (unsigned)(bth_worker_random(w) % a->total_weight);
+    unsigned r = (unsigned)(bth_rand_next(rand) % a->total_weight);
     for (size_t i = 0; i < a->nforwards; i++) {
         if (r < a->forwards[i].weight)
             return a->forwards[i].group;
@@ -53,31 +53,32 @@ static bool any_takes_traffic(const struct bth_snap_group *g)
     return false;
 }
 
-struct bth_target *bth_lb_pick_target(struct bth_worker *w, struct bth_snap_group *g,
+struct bth_target *bth_lb_pick_target(unsigned row, struct bth_rand *rand, struct bth_snap_group *g,
                                       struct bth_target *const *tried, size_t ntried)
 {
     if (g->ntargets == 0)
         return NULL;
     struct bth_lb_ctx c = {
+        .row = row,
+        .rand = rand,
         .tried = tried,
         .ntried = ntried,
         .slow_start_ms = g->cfg->slow_start_ms,
     };
     if (c.slow_start_ms > 0)
-        c.now_ms = bth_worker_now_ms_monotonic();
-    struct bth_target *(*pick)(struct bth_worker *, const struct bth_snap_group *,
-                               const struct bth_lb_ctx *) =
+        c.now_ms = bth_clock_mono_ms();
+    struct bth_target *(*pick)(const struct bth_snap_group *, const struct bth_lb_ctx *) =
         g->lb != NULL ? g->lb->ops->pick : bth_lb_pick_weighted_scan;
-    struct bth_target *t = pick(w, g, &c);
+    struct bth_target *t = pick(g, &c);
     /* The second pass costs a scan, but only on the path that would otherwise answer 503. */
     if (t == NULL && !any_takes_traffic(g)) {
         c.fail_open = true;
-        t = pick(w, g, &c);
+        t = pick(g, &c);
     }
     return t;
 }
 
-struct bth_target *bth_lb_pick_weighted_scan(struct bth_worker *w, const struct bth_snap_group *g,
+struct bth_target *bth_lb_pick_weighted_scan(const struct bth_snap_group *g,
                                              const struct bth_lb_ctx *c)
 {
     uint64_t total = 0;
@@ -87,7 +88,7 @@ struct bth_target *bth_lb_pick_weighted_scan(struct bth_worker *w, const struct 
     }
     if (total == 0)
         return NULL;
-    uint64_t r = bth_worker_random(w) % total;
+    uint64_t r = bth_rand_next(c->rand) % total;
     struct bth_target *last = NULL;
     for (size_t i = 0; i < g->ntargets; i++) {
         struct bth_target *t = g->targets[i];
@@ -115,7 +116,7 @@ void bth_lb_slow_start_settle(struct bth_target *const *targets, size_t n, uint6
 {
     if (slow_start_ms == 0)
         return;
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     for (size_t i = 0; i < n; i++) {
         const struct bth_target *t = targets[i];
         if (t->weight > 0 && bth_target_takes_traffic(t) &&

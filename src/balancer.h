@@ -12,23 +12,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rand.h"
 #include "target.h"
 
-struct bth_worker;
 struct bth_snap_action;
 struct bth_snap_group;
 
-/* The group a forward action sends this request to (weighted), or NULL when the action
- * has none with a non-zero weight. Worker thread. */
-struct bth_snap_group *bth_lb_pick_group(struct bth_worker *w, const struct bth_snap_action *a);
+/* The group a forward action sends this request to (weighted, drawn from <rand>), or NULL
+ * when the action has none with a non-zero weight. Worker thread. */
+struct bth_snap_group *bth_lb_pick_group(struct bth_rand *rand, const struct bth_snap_action *a);
 
-/* A target of <g> for a new request of worker <w>, chosen by g->cfg->algorithm, that is not
+/* A target of <g> for a new request, chosen by g->cfg->algorithm, that is not
  * among the <ntried> in <tried> (the targets this request already failed on); NULL when
  * none is left. Only targets that take traffic qualify, unless none of the group does while
  * some are merely unhealthy: then every target that is not draining or removed qualifies
- * (ELB fails open). The caller takes its own reference. Worker thread; no lock, no
- * allocation. */
-struct bth_target *bth_lb_pick_target(struct bth_worker *w, struct bth_snap_group *g,
+ * (ELB fails open). <row> is the caller's row in per-thread algorithm state (a worker's id,
+ * below the nworkers given to bth_lb_group_init; another row falls back to a stateless
+ * choice) and <rand> its random generator. The caller takes its own reference. Worker
+ * thread; no lock, no allocation. */
+struct bth_target *bth_lb_pick_target(unsigned row, struct bth_rand *rand, struct bth_snap_group *g,
                                       struct bth_target *const *tried, size_t ntried);
 
 /* Allocates g->lb for <g>, whose cfg and targets are set, for workers 0..<nworkers>-1,
@@ -69,6 +71,8 @@ void bth_lb_slow_start_settle(struct bth_target *const *targets, size_t n, uint6
 
 /* What one pick needs besides the group: computed once per pick by bth_lb_pick_target. */
 struct bth_lb_ctx {
+    unsigned row;                    /* the picking thread's row of per-thread state */
+    struct bth_rand *rand;           /* borrowed: the picking thread's generator */
     struct bth_target *const *tried; /* borrowed: the request's failed targets */
     size_t ntried;
     uint64_t slow_start_ms; /* the group's ramp; 0 = off */
@@ -86,8 +90,7 @@ struct bth_lb_ops {
      * freeing what it allocated). NULL when the algorithm keeps no state. */
     int (*init)(struct bth_lb_state *st, const struct bth_snap_group *g, unsigned nworkers);
     /* Worker thread: an eligible target (bth_lb_eligible) or NULL when there is none. */
-    struct bth_target *(*pick)(struct bth_worker *w, const struct bth_snap_group *g,
-                               const struct bth_lb_ctx *c);
+    struct bth_target *(*pick)(const struct bth_snap_group *g, const struct bth_lb_ctx *c);
     /* Any thread: frees what init allocated. NULL when there is nothing to free. */
     void (*destroy)(struct bth_lb_state *st);
 };
@@ -106,7 +109,7 @@ struct bth_lb_state {
     int64_t *rr_rows;  /* borrowed: rr_mem aligned to a cache line */
     void *rr_mem;      /* owned */
     size_t rr_stride;  /* counters per row, a whole number of cache lines */
-    unsigned rr_nrows; /* nworkers; a worker id past it falls back to weighted random */
+    unsigned rr_nrows; /* nworkers; a row past it falls back to weighted random */
     bool rr_cursor;    /* equal weights, no slow start: each row's first entry is a cursor */
     struct bth_edf_entry *rr_heap; /* borrowed (rr_mem): large weighted groups, one
                                     * earliest-deadline-first heap of rr_stride per worker */
@@ -167,7 +170,7 @@ static inline uint64_t bth_lb_weight(const struct bth_target *t, const struct bt
 
 /* A weighted choice among the eligible targets of <g> by two scans with one random number;
  * NULL when none is eligible. The fallback of the stateful algorithms. Worker thread. */
-struct bth_target *bth_lb_pick_weighted_scan(struct bth_worker *w, const struct bth_snap_group *g,
+struct bth_target *bth_lb_pick_weighted_scan(const struct bth_snap_group *g,
                                              const struct bth_lb_ctx *c);
 
 #endif /* BERTH_BALANCER_H */

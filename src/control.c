@@ -23,6 +23,7 @@
 
 #include "app.h"
 #include "balancer.h"
+#include "clock.h"
 #include "config.h"
 #include "discovery.h"
 #include "health.h"
@@ -82,7 +83,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     int e = EVUTIL_SOCKET_ERROR();
     if (c == NULL)
         return;
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     if (c->accept_warn_ms == 0 || now - c->accept_warn_ms >= ACCEPT_WARN_MS) {
         c->accept_warn_ms = now;
         bth_log(BTH_LOG_WARN, "control: accept() failed: %s; not accepting for %dms at a time",
@@ -387,7 +388,7 @@ static void handle_register(struct bth_control *c, struct evhttp_request *req,
         return;
     struct bth_registry *reg = &c->app->registry;
     unsigned char *undo = bth_malloc((size_t)n);
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     if (undo == NULL) {
         reply_error(req, 500, "InternalFailure", "out of memory");
         goto out;

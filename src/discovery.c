@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "clock.h"
 #include "config.h"
 #include "dns.h"
 #include "log.h"
@@ -173,7 +174,7 @@ static bool apply_found(struct dgroup *g)
             t->discovered = true;
         changed = true;
     }
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     for (size_t i = 0; i < g->known.n; i++) {
         const struct bth_addr *a = &g->known.v[i].addr;
         if (!found_has(&g->found, a) && bth_registry_drain(reg, rg, a, now) == 1) {
@@ -234,7 +235,7 @@ static void lookup_done(struct dgroup *g)
         bth_log(BTH_LOG_NOTICE, "target group %s: DNS lookup of %s works again", g->group, g->name);
     g->failing = false;
     g->last_error[0] = '\0';
-    g->last_ok_ms = bth_worker_now_ms_monotonic();
+    g->last_ok_ms = bth_clock_mono_ms();
     g->ntargets = g->found.n;
     uint64_t ttl_ms = (uint64_t)g->min_ttl * 1000;
     if (apply_found(g) && g->d->cb != NULL)
@@ -615,8 +616,7 @@ bool bth_discovery_status(const struct bth_discovery *d, const char *group,
     out->last_error = g->last_error;
     out->failures = g->failures;
     out->targets = g->ntargets;
-    out->last_ok_age_ms =
-        g->last_ok_ms ? (int64_t)(bth_worker_now_ms_monotonic() - g->last_ok_ms) : -1;
+    out->last_ok_age_ms = g->last_ok_ms ? (int64_t)(bth_clock_mono_ms() - g->last_ok_ms) : -1;
     return true;
 }
 

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -30,8 +29,10 @@
 #include <openssl/ssl.h>
 
 #include "balancer.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "rand.h"
 #include "mem.h"
 #include "registry.h"
 #include "stats.h"
@@ -111,23 +112,8 @@ struct bth_health {
     struct event *outlier_timer;
     SSL_CTX *ssl_noverify, *ssl_verify;
     struct bth_hc *all;
-    uint64_t rng;
+    struct bth_rand rand; /* check jitter */
 };
-
-static uint64_t now_ms(void)
-{
-    return bth_worker_now_ms_monotonic();
-}
-
-static uint64_t rnd(struct bth_health *h)
-{
-    uint64_t x = h->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    h->rng = x;
-    return x;
-}
 
 /* ELB fails open: a group none of whose targets passes its checks, but some of which are
  * merely unhealthy, takes traffic on all of them. The balancer decides that per request on
@@ -276,9 +262,10 @@ static void schedule(struct bth_hc *hc, uint64_t delay_ms)
  * together drift apart instead of being probed in one burst forever. */
 static void schedule_next(struct bth_hc *hc)
 {
-    uint64_t spent = now_ms() - hc->started_ms;
+    uint64_t spent = bth_clock_mono_ms() - hc->started_ms;
     uint64_t jitter = hc->interval_ms / 20;
-    uint64_t next = hc->interval_ms - jitter + (jitter ? rnd(hc->h) % (2 * jitter + 1) : 0);
+    uint64_t next =
+        hc->interval_ms - jitter + (jitter ? bth_rand_next(&hc->h->rand) % (2 * jitter + 1) : 0);
     schedule(hc, spent < next ? next - spent : 0);
 }
 
@@ -393,7 +380,7 @@ static struct bufferevent *new_check_bev(struct bth_hc *hc)
 
 static void start_check(struct bth_hc *hc)
 {
-    hc->started_ms = now_ms();
+    hc->started_ms = bth_clock_mono_ms();
     if (atomic_load(&hc->t->state) == BTH_TARGET_DRAINING) {
         schedule(hc, hc->interval_ms);
         return;
@@ -494,7 +481,7 @@ static void outlier_group(struct bth_health *h, struct bth_reg_group *g, uint64_
 static void on_outlier_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_health *h = arg;
-    uint64_t now = now_ms();
+    uint64_t now = bth_clock_mono_ms();
     for (size_t i = 0; i < h->reg->ngroups; i++)
         outlier_group(h, &h->reg->groups[i], now);
 }
@@ -605,7 +592,7 @@ void bth_health_sync(struct bth_health *h)
                     set_target_state(hc, BTH_TARGET_INITIAL, R_INITIAL);
                 uint64_t spread = hc->interval_ms < FIRST_CHECK_SPREAD_MS ? hc->interval_ms
                                                                           : FIRST_CHECK_SPREAD_MS;
-                schedule(hc, rnd(h) % (spread / 10 + 1));
+                schedule(hc, bth_rand_next(&h->rand) % (spread / 10 + 1));
             }
         }
     }
@@ -680,8 +667,7 @@ struct bth_health *bth_health_create(struct event_base *base, struct bth_registr
     h->row = stats_row;
     h->cb = cb;
     h->cb_arg = arg;
-    if (getrandom(&h->rng, sizeof(h->rng), 0) != sizeof(h->rng) || h->rng == 0)
-        h->rng = 0x243F6A8885A308D3ULL;
+    bth_rand_seed(&h->rand, (uint64_t)(uintptr_t)h);
     h->changed_ev = event_new(base, -1, 0, on_changed, h);
     h->outlier_timer = event_new(base, -1, EV_PERSIST, on_outlier_tick, h);
     h->ssl_noverify = client_ctx(false);

@@ -25,6 +25,7 @@
 
 #include "accesslog.h"
 #include "balancer.h"
+#include "clock.h"
 #include "conn.h"
 #include "desync.h"
 #include "http_head.h"
@@ -212,7 +213,7 @@ static bool body_rate_applies(const struct bth_http_session *s)
 static uint64_t body_ms_left(const struct bth_http_session *s)
 {
     const struct bth_cfg_listener *lc = s->listener->cfg;
-    uint64_t t = s->xm->body_held_ms != 0 ? s->xm->body_held_ms : bth_worker_now_ms_monotonic();
+    uint64_t t = s->xm->body_held_ms != 0 ? s->xm->body_held_ms : bth_clock_mono_ms();
     uint64_t allowed =
         lc->body_timeout_ms + (s->xm->rx_bytes - s->xm->body_rx0) * 1000 / lc->min_body_rate;
     uint64_t spent = t > s->xm->body_t0_ms ? t - s->xm->body_t0_ms : 0;
@@ -243,7 +244,7 @@ static void note_body_hold(struct bth_http_session *s, bool held)
 {
     if (!body_rate_applies(s) || held == (s->xm->body_held_ms != 0))
         return;
-    uint64_t t = bth_worker_now_ms_monotonic();
+    uint64_t t = bth_clock_mono_ms();
     if (held) {
         s->xm->body_held_ms = t != 0 ? t : 1;
     } else {
@@ -254,16 +255,12 @@ static void note_body_hold(struct bth_http_session *s, bool held)
     }
 }
 
+/* -1 when either end was never reached (ELB logs -1 for a phase that did not happen). */
 static double seconds_between(const struct timespec *a, const struct timespec *b)
 {
     if (a->tv_sec == 0 || b->tv_sec == 0)
         return -1;
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-static void now(struct timespec *ts)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
+    return bth_clock_seconds_between(a, b);
 }
 
 /* ---- teardown ----------------------------------------------------------------------- */
@@ -418,7 +415,7 @@ static void log_exchange(struct bth_http_session *s)
     struct bth_worker *w = s->w;
     count_exchange(s);
     struct timespec t_end;
-    now(&t_end);
+    bth_clock_mono(&t_end);
     if (w->alog.sink == NULL || w->alog.sink->fd < 0)
         return;
     const char *tgt = s->target != NULL ? s->target->addr.text : NULL;
@@ -428,7 +425,7 @@ static void log_exchange(struct bth_http_session *s)
     if (s->rule >= 0)
         snprintf(rule_name, sizeof(rule_name), "%u", s->listener->cfg->rules[s->rule].priority);
     struct timeval tv;
-    gettimeofday(&tv, NULL);
+    bth_clock_wall(&tv);
     struct bth_accesslog_entry e = {
         .type = "http",
         .time_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec,
@@ -841,7 +838,7 @@ static void forward_request_body(struct bth_http_session *s)
 static void make_request_id(struct bth_http_session *s)
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t a = bth_worker_random(s->w), b = bth_worker_random(s->w);
+    uint64_t a = bth_rand_next(&s->w->rand), b = bth_rand_next(&s->w->rand);
     for (int i = 0; i < 16; i++) {
         s->xm->request_id[i] = hex[(a >> (i * 4)) & 15];
         s->xm->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
@@ -1273,7 +1270,7 @@ static struct bth_snap_group *pick_group(struct bth_http_session *s,
         const char *v = cookie_value(&s->xm->req, "BERTHTG", &vlen);
         char name[160];
         if (v != NULL &&
-            bth_sticky_verify("tg", v, vlen, (int64_t)time(NULL), name, sizeof(name)) > 0) {
+            bth_sticky_verify("tg", v, vlen, bth_clock_unix_s(), name, sizeof(name)) > 0) {
             for (size_t i = 0; i < act->nforwards; i++) {
                 if (act->forwards[i].weight > 0 &&
                     strcmp(act->forwards[i].group->cfg->name, name) == 0)
@@ -1283,7 +1280,7 @@ static struct bth_snap_group *pick_group(struct bth_http_session *s,
         s->set_tg_cookie = true;
         s->tg_cookie_ms = act->cfg->stickiness_ms;
     }
-    return bth_lb_pick_group(s->w, act);
+    return bth_lb_pick_group(&s->w->rand, act);
 }
 
 /* The target a stickiness cookie names, if it is still in the group and takes traffic. */
@@ -1302,7 +1299,7 @@ static struct bth_target *sticky_target(struct bth_http_session *s)
     if (gc->stickiness == BTH_STICKY_APP_COOKIE &&
         cookie_value(&s->xm->req, gc->stickiness_cookie, &alen) == NULL)
         return NULL; /* the application's session ended: no longer sticky */
-    if (bth_sticky_verify(scope, v, vlen, (int64_t)time(NULL), name, sizeof(name)) <= 0)
+    if (bth_sticky_verify(scope, v, vlen, bth_clock_unix_s(), name, sizeof(name)) <= 0)
         return NULL;
     for (size_t i = 0; i < s->group->ntargets; i++) {
         struct bth_target *t = s->group->targets[i];
@@ -1316,7 +1313,7 @@ static struct bth_target *sticky_target(struct bth_http_session *s)
 static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
 {
     char value[BTH_STICKY_VALUE_MAX];
-    int64_t now_s = (int64_t)time(NULL);
+    int64_t now_s = bth_clock_unix_s();
     if (s->set_tg_cookie && s->group != NULL) {
         uint64_t ttl = s->tg_cookie_ms / 1000;
         size_t n = bth_sticky_sign("tg", s->group->cfg->name, strlen(s->group->cfg->name),
@@ -1366,7 +1363,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
 {
     struct bth_http_head *h = &s->xm->req;
     bth_http_head_finish(h);
-    now(&s->xm->t_start);
+    bth_clock_mono(&s->xm->t_start);
     if (s->snap != s->w->snap && !s->wl->retired) {
         /* Each request routes on the newest snapshot; the connection's limits and
          * timeouts come from the listener it was accepted on, found at the same index. */
@@ -1504,7 +1501,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
         struct bth_target *t = sticky;
         sticky = NULL;
         if (t == NULL)
-            t = bth_lb_pick_target(s->w, s->group, s->xm->tried, s->ntried);
+            t = bth_lb_pick_target(s->w->id, &s->w->rand, s->group, s->xm->tried, s->ntried);
         if (t == NULL) {
             if (s->ntried == 0)
                 send_error(s, 503, "no healthy target");
@@ -1538,7 +1535,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
             evbuffer_add(s->xm->retry_copy, evbuffer_pullup(s->xm->pending, (ev_ssize_t)n), n);
         }
         evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
-        now(&s->xm->t_sent);
+        bth_clock_mono(&s->xm->t_sent);
         set_state(s, SS_PROXYING);
         flush_upstream(s);
     }
@@ -1843,7 +1840,7 @@ static void body_timed_out(struct bth_http_session *s)
             "min_body_rate %u)",
             (unsigned long long)s->id, s->client_text,
             (unsigned long long)(s->xm->rx_bytes - s->xm->body_rx0),
-            (unsigned long long)(bth_worker_now_ms_monotonic() - s->xm->body_t0_ms),
+            (unsigned long long)(bth_clock_mono_ms() - s->xm->body_t0_ms),
             (unsigned long long)lc->body_timeout_ms, lc->min_body_rate);
     s->close_after = true;
     send_error(s, 408, "request body timeout");
@@ -1935,7 +1932,7 @@ static void upstream_connect_done(struct bth_http_session *s)
         return;
     }
     evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
-    now(&s->xm->t_sent);
+    bth_clock_mono(&s->xm->t_sent);
     set_state(s, SS_PROXYING);
     flush_upstream(s);
     if (!s->req_done) {
@@ -2024,7 +2021,7 @@ static int parse_response_head(struct bth_http_session *s)
             /* Interim response (100 Continue, 103): pass it on, then expect the final one. A
              * client that waited for 100 Continue starts its body now: so does its clock. */
             if (code == 100 && body_rate_applies(s) && s->xm->rx_bytes == s->xm->body_rx0)
-                s->xm->body_t0_ms = bth_worker_now_ms_monotonic();
+                s->xm->body_t0_ms = bth_clock_mono_ms();
             evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d ", code);
             evbuffer_add(s->conn.out, base + s->xm->resp.reason.off, s->xm->resp.reason.len);
             evbuffer_add(s->conn.out, "\r\n\r\n", 4);
@@ -2036,7 +2033,7 @@ static int parse_response_head(struct bth_http_session *s)
             continue;
         }
         bth_http_head_finish(&s->xm->resp);
-        now(&s->xm->t_resp);
+        bth_clock_mono(&s->xm->t_resp);
         s->status = s->target_status = code;
         bth_target_note_result(s->target, code >= 500); /* passive health checking */
         uint8_t flags = s->xm->resp_parser.flags;

@@ -7,7 +7,6 @@
 
 #include "snapshot.h"
 #include "target.h"
-#include "worker.h"
 
 /* Draws for one P2C candidate before giving up on sampling and scanning instead: with half
  * the targets ineligible, sixteen misses in a row happen once in 65536 picks. */
@@ -33,8 +32,7 @@ static int compare(struct load a, struct load b)
     return x < y ? -1 : x > y;
 }
 
-static struct bth_target *scan(struct bth_worker *w, const struct bth_snap_group *g,
-                               const struct bth_lb_ctx *c)
+static struct bth_target *scan(const struct bth_snap_group *g, const struct bth_lb_ctx *c)
 {
     struct bth_target *best = NULL;
     struct load best_load = {0, 0};
@@ -46,7 +44,7 @@ static struct bth_target *scan(struct bth_worker *w, const struct bth_snap_group
         struct load l = load_of(t, c);
         int cmp = best == NULL ? -1 : compare(l, best_load);
         /* Reservoir sampling over the tied: each of k ties wins with probability 1/k. */
-        if (cmp < 0 || (cmp == 0 && bth_worker_random(w) % ++ties == 0)) {
+        if (cmp < 0 || (cmp == 0 && bth_rand_next(c->rand) % ++ties == 0)) {
             if (cmp < 0)
                 ties = 1;
             best = t;
@@ -58,12 +56,11 @@ static struct bth_target *scan(struct bth_worker *w, const struct bth_snap_group
 
 /* An eligible target index other than <other> (-1: any), by rejection sampling; -1 when
  * P2C_DRAWS draws found none. */
-static ptrdiff_t draw(struct bth_worker *w, const struct bth_snap_group *g,
-                      const struct bth_lb_ctx *c, ptrdiff_t other)
+static ptrdiff_t draw(const struct bth_snap_group *g, const struct bth_lb_ctx *c, ptrdiff_t other)
 {
     size_t n = g->ntargets - (other >= 0);
     for (int k = 0; k < P2C_DRAWS; k++) {
-        size_t i = (size_t)(bth_worker_random(w) % n);
+        size_t i = (size_t)(bth_rand_next(c->rand) % n);
         if (other >= 0 && i >= (size_t)other)
             i++; /* uniform over the n - 1 indexes that are not <other> */
         if (bth_lb_eligible(g->targets[i], c))
@@ -72,17 +69,16 @@ static ptrdiff_t draw(struct bth_worker *w, const struct bth_snap_group *g,
     return -1;
 }
 
-static struct bth_target *lor_pick(struct bth_worker *w, const struct bth_snap_group *g,
-                                   const struct bth_lb_ctx *c)
+static struct bth_target *lor_pick(const struct bth_snap_group *g, const struct bth_lb_ctx *c)
 {
     if (g->ntargets <= BTH_LB_LOR_SCAN_MAX)
-        return scan(w, g, c);
+        return scan(g, c);
     /* Sampling finds two candidates when most targets are eligible; a group that is mostly
      * unhealthy, tried or failing open over a few survivors is scanned instead. */
-    ptrdiff_t a = draw(w, g, c, -1);
-    ptrdiff_t b = a >= 0 ? draw(w, g, c, a) : -1;
+    ptrdiff_t a = draw(g, c, -1);
+    ptrdiff_t b = a >= 0 ? draw(g, c, a) : -1;
     if (b < 0)
-        return scan(w, g, c);
+        return scan(g, c);
     /* The draw order is random, so keeping a on a tie breaks ties at random. */
     struct bth_target *ta = g->targets[a], *tb = g->targets[b];
     return compare(load_of(tb, c), load_of(ta, c)) < 0 ? tb : ta;

@@ -9,7 +9,6 @@
 #include "mem.h"
 #include "snapshot.h"
 #include "target.h"
-#include "worker.h"
 
 /* With half the configured weight ineligible, one pick in sixteen ends in the scan. */
 #define WR_DRAWS 4
@@ -44,24 +43,23 @@ static size_t find(const uint64_t *prefix, size_t n, uint64_t r)
     return lo;
 }
 
-static struct bth_target *wr_pick(struct bth_worker *w, const struct bth_snap_group *g,
-                                  const struct bth_lb_ctx *c)
+static struct bth_target *wr_pick(const struct bth_snap_group *g, const struct bth_lb_ctx *c)
 {
     const struct bth_lb_state *st = g->lb;
     for (int k = 0; st->wr_total > 0 && k < WR_DRAWS; k++) {
         struct bth_target *t =
-            g->targets[find(st->wr_prefix, g->ntargets, bth_worker_random(w) % st->wr_total)];
+            g->targets[find(st->wr_prefix, g->ntargets, bth_rand_next(c->rand) % st->wr_total)];
         if (!bth_lb_eligible(t, c))
             continue;
         if (c->slow_start_ms > 0) {
             uint64_t full = (uint64_t)t->weight * BTH_LB_WEIGHT_SCALE;
             uint64_t now = bth_lb_weight(t, c);
-            if (now < full && bth_worker_random(w) % full >= now)
+            if (now < full && bth_rand_next(c->rand) % full >= now)
                 continue;
         }
         return t;
     }
-    return bth_lb_pick_weighted_scan(w, g, c);
+    return bth_lb_pick_weighted_scan(g, c);
 }
 
 static void wr_destroy(struct bth_lb_state *st)

@@ -15,7 +15,6 @@
 #include "mem.h"
 #include "snapshot.h"
 #include "target.h"
-#include "worker.h"
 
 #define CACHE_LINE      64u
 #define EDF_MIN_TARGETS 64 /* smaller weighted groups keep nginx's exact smooth sequence */
@@ -206,16 +205,15 @@ static int rr_init(struct bth_lb_state *st, const struct bth_snap_group *g, unsi
     return 0;
 }
 
-static struct bth_target *rr_pick(struct bth_worker *w, const struct bth_snap_group *g,
-                                  const struct bth_lb_ctx *c)
+static struct bth_target *rr_pick(const struct bth_snap_group *g, const struct bth_lb_ctx *c)
 {
     const struct bth_lb_state *st = g->lb;
     /* A worker the snapshot was not sized for must not share another worker's row. */
-    if (w->id >= st->rr_nrows)
-        return bth_lb_pick_weighted_scan(w, g, c);
+    if (c->row >= st->rr_nrows)
+        return bth_lb_pick_weighted_scan(g, c);
     if (st->rr_heap != NULL)
-        return edf_pick(st->rr_heap + (size_t)w->id * st->rr_stride, g, c);
-    int64_t *cur = st->rr_rows + (size_t)w->id * st->rr_stride;
+        return edf_pick(st->rr_heap + (size_t)c->row * st->rr_stride, g, c);
+    int64_t *cur = st->rr_rows + (size_t)c->row * st->rr_stride;
     if (st->rr_cursor)
         return cursor_pick(cur, g, c);
     ptrdiff_t i = step(cur, g, c);

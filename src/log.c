@@ -11,6 +11,8 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
+
 enum bth_log_level bth_log_threshold = BTH_LOG_INFO;
 
 static const char *const level_names[] = {"err", "warn", "notice", "info", "debug"};
@@ -20,7 +22,7 @@ void bth_log_write(enum bth_log_level level, const char *fmt, ...)
     char line[2048];
     struct timeval tv;
     struct tm tm;
-    gettimeofday(&tv, NULL);
+    bth_clock_wall(&tv);
     gmtime_r(&tv.tv_sec, &tm);
     int n =
         snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s: ", tm.tm_year + 1900,

@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
@@ -188,7 +189,7 @@ out:
 static int set_aside(const char *path, const char *why)
 {
     char aside[4096];
-    snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)time(NULL));
+    snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path, (long long)bth_clock_unix_s());
     if (rename(path, aside) != 0) {
         bth_log(BTH_LOG_ERR, "%s; moving it aside failed: %s", why, strerror(errno));
         return -1;

@@ -7,8 +7,8 @@
 
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "mem.h"
-#include "worker.h"
 
 struct bth_target *bth_target_create(const struct bth_addr *addr, unsigned weight,
                                      unsigned nworkers, bool dynamic)
@@ -24,7 +24,7 @@ struct bth_target *bth_target_create(const struct bth_addr *addr, unsigned weigh
     atomic_init(&t->state, BTH_TARGET_UNAVAILABLE);
     atomic_init(&t->removed, false);
     /* Created able to take traffic (BTH_TARGET_UNAVAILABLE): slow start begins now. */
-    atomic_init(&t->ready_since_ms, bth_worker_now_ms_monotonic());
+    atomic_init(&t->ready_since_ms, bth_clock_mono_ms());
     t->addr = *addr;
     t->weight = weight;
     t->dynamic = dynamic;
@@ -59,8 +59,7 @@ void bth_target_set_state(struct bth_target *t, enum bth_target_state st)
     /* Stamp before publishing the state; a worker that still reads the old stamp with the
      * new state gives the target its full weight for that one pick, which is harmless. */
     if (!state_takes_traffic(old) && state_takes_traffic((int)st))
-        atomic_store_explicit(&t->ready_since_ms, bth_worker_now_ms_monotonic(),
-                              memory_order_relaxed);
+        atomic_store_explicit(&t->ready_since_ms, bth_clock_mono_ms(), memory_order_relaxed);
     atomic_store_explicit(&t->state, (int)st, memory_order_release);
 }
 

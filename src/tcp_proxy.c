@@ -281,7 +281,7 @@ static struct bth_target *pick(struct bth_tcp_session *s)
         if (t != NULL)
             return t;
     }
-    return bth_lb_pick_target(s->w, g, s->tried, s->ntried);
+    return bth_lb_pick_target(s->w->id, &s->w->rand, g, s->tried, s->ntried);
 }
 
 /* Connects to the next target; ends the session when none is left. Returns 0 when a

@@ -28,6 +28,7 @@
 #include <event2/event_struct.h>
 
 #include "balancer.h"
+#include "clock.h"
 #include "config.h"
 #include "flow_hash.h"
 #include "log.h"
@@ -137,7 +138,7 @@ static struct bth_target *pick_target(struct bth_udp_listener *u, struct bth_sna
         if (t != NULL)
             return t;
     }
-    return bth_lb_pick_target(u->w, g, NULL, 0);
+    return bth_lb_pick_target(u->w->id, &u->w->rand, g, NULL, 0);
 }
 
 /* A datagram that would start a flow is dropped for lack of room: counted, and logged at
@@ -367,7 +368,7 @@ static int drain_listener(struct bth_udp_listener *u, evutil_socket_t fd)
         if (n <= 0)
             return total;
         total += n;
-        uint64_t now = bth_worker_now_ms_monotonic(), bytes = 0;
+        uint64_t now = bth_clock_mono_ms(), bytes = 0;
         int start = 0;
         struct flow *run = NULL;
         for (int i = 0; i < n; i++) {
@@ -466,7 +467,7 @@ static void on_flow_readable(evutil_socket_t fd, short what, void *arg)
                 break;
             off += r;
         }
-        f->last_ms = bth_worker_now_ms_monotonic();
+        f->last_ms = bth_clock_mono_ms();
         bth_stats_add(snap_listener(u)->stats, u->w->id, BTH_ST_PROCESSED_BYTES, bytes);
         if (n < BATCH)
             return;
@@ -475,7 +476,7 @@ static void on_flow_readable(evutil_socket_t fd, short what, void *arg)
 
 void bth_udp_sweep(struct bth_udp_listener *u)
 {
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     uint64_t idle = snap_listener(u)->cfg->idle_timeout_ms;
     for (struct flow *f = u->all, *next; f != NULL; f = next) {
         next = f->next;

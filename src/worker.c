@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "http_session.h"
 #include "http_upstream.h"
 #include "tcp_proxy.h"
@@ -127,7 +127,7 @@ static void on_accept_timer(evutil_socket_t fd, short what, void *arg)
  * the episode once, not every retry. */
 static void pause_accepting(struct bth_worker *w, int err)
 {
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     if (w->shortage_since_ms == 0) {
         w->shortage_since_ms = now;
         BTH_STAT_ADD(w->metrics.accept_pauses, 1);
@@ -152,7 +152,7 @@ static void end_shortage(struct bth_worker *w)
 {
     if (w->shortage_logged)
         bth_log(BTH_LOG_NOTICE, "worker %u: accept() succeeds again, %llums after it first failed",
-                w->id, (unsigned long long)(bth_worker_now_ms_monotonic() - w->shortage_since_ms));
+                w->id, (unsigned long long)(bth_clock_mono_ms() - w->shortage_since_ms));
     w->shortage_since_ms = 0;
     w->shortage_logged = false;
 }
@@ -164,7 +164,7 @@ static void reject_in_reserve(struct bth_worker *w, struct bth_worker_listener *
     close(cfd);
     BTH_STAT_ADD(w->metrics.rejected_connections, 1);
     bth_stats_add(w->snap->listeners[wl->index].stats, w->id, BTH_ST_REJECTED_CONNECTIONS, 1);
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     if (w->reserve_log_ms == 0 || now - w->reserve_log_ms >= SHORTAGE_LOG_MS) {
         w->reserve_log_ms = now;
         bth_log(BTH_LOG_WARN,
@@ -333,7 +333,7 @@ static void check_stopped(struct bth_worker *w)
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_worker *w = arg;
-    if (bth_worker_now_ms_monotonic() >= w->stop_deadline_ms) {
+    if (bth_clock_mono_ms() >= w->stop_deadline_ms) {
         event_base_loopbreak(w->base);
         return;
     }
@@ -351,7 +351,7 @@ static void begin_stop(struct bth_worker *w, uint64_t grace_ms)
     if (w->stopping)
         return;
     w->stopping = true;
-    w->stop_deadline_ms = bth_worker_now_ms_monotonic() + grace_ms;
+    w->stop_deadline_ms = bth_clock_mono_ms() + grace_ms;
     evtimer_del(&w->accept_timer);
     stop_listeners(w);
     event_assign(&w->stop_timer, w->base, -1, EV_PERSIST, on_stop_timer, w);
@@ -413,8 +413,7 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
     w->id = id;
     w->mq_fd = -1;
     pthread_mutex_init(&w->mq_lock, NULL);
-    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
-        w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)w;
+    bth_rand_seed(&w->rand, (uint64_t)(uintptr_t)w);
     struct event_config *ec = event_config_new();
     if (ec == NULL)
         goto fail;
@@ -577,11 +576,4 @@ int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_sna
     ssize_t r = write(w->mq_fd, &one, sizeof(one));
     (void)r;
     return 0;
-}
-
-uint64_t bth_worker_now_ms_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

@@ -16,6 +16,7 @@
 
 #include "accesslog.h"
 #include "metrics.h"
+#include "rand.h"
 
 struct bth_snapshot;
 struct bth_worker;
@@ -103,7 +104,7 @@ struct bth_worker {
     uint64_t stop_deadline_ms;
     struct event stop_timer;
 
-    uint64_t rng; /* xorshift state */
+    struct bth_rand rand; /* request ids, balancing choices */
     struct {
         uint64_t ms;
         const struct timeval *tv; /* libevent common timeout: O(1) add and delete */
@@ -149,23 +150,9 @@ void bth_worker_mark_done(void);
  * the limit, at least 16 and at most 1024. Any thread. */
 unsigned long bth_worker_fd_reserve(unsigned long limit);
 
-/* Milliseconds on the monotonic clock. Any thread. */
-uint64_t bth_worker_now_ms_monotonic(void);
-
 /* A timeval for event_add() of <ms> milliseconds. Durations used often (the listeners'
  * timeouts) become libevent common timeouts, whose queues make add and delete O(1) instead
  * of a heap operation per request. Worker thread. */
 const struct timeval *bth_worker_timeout(struct bth_worker *w, uint64_t ms);
-
-/* A fast non-cryptographic random number (request ids, weighted choices). Worker thread. */
-static inline uint64_t bth_worker_random(struct bth_worker *w)
-{
-    uint64_t x = w->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    w->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
 
 #endif /* BERTH_WORKER_H */

@@ -15,23 +15,29 @@
 #include <string.h>
 
 #include "balancer.h"
+#include "clock.h"
 #include "config.h"
 #include "mem.h"
 #include "registry.h"
 #include "snapshot.h"
 #include "target.h"
-#include "worker.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_TARGETS   256
 
-/* A group as a snapshot would hold it, with its own config and one fake worker per row. */
+/* What a worker hands the balancer: its row of per-worker state and its generator. */
+struct picker {
+    unsigned id;
+    struct bth_rand rand;
+};
+
+/* A group as a snapshot would hold it, with its own config and one picker per row. */
 struct fixture {
     struct bth_cfg_target_group cfg;
     struct bth_snap_group g;
     struct bth_target *t[MAX_TARGETS];
     size_t n;
-    struct bth_worker *w[4]; /* calloc'ed: only id and rng are used */
+    struct picker *w[4];
     unsigned nworkers;
     size_t count[MAX_TARGETS]; /* picks per target, filled by pick_many */
 };
@@ -64,7 +70,7 @@ static struct fixture *fixture_new(enum bth_algorithm alg, const unsigned *weigh
         f->w[k] = calloc(1, sizeof(*f->w[k]));
         assert_non_null(f->w[k]);
         f->w[k]->id = k;
-        f->w[k]->rng = 0x9E3779B97F4A7C15ULL + k; /* xorshift: any non-zero seed */
+        f->w[k]->rand.s = 0x9E3779B97F4A7C15ULL + k; /* xorshift: any non-zero seed */
     }
     assert_int_equal(bth_lb_group_init(&f->g, nworkers), 0);
     assert_non_null(f->g.lb);
@@ -102,7 +108,7 @@ static ptrdiff_t index_of(const struct fixture *f, const struct bth_target *t)
 /* Index of the target worker <k> picks; fails the test on NULL. */
 static size_t pick_idx(struct fixture *f, unsigned k)
 {
-    struct bth_target *t = bth_lb_pick_target(f->w[k], &f->g, NULL, 0);
+    struct bth_target *t = bth_lb_pick_target(f->w[k]->id, &f->w[k]->rand, &f->g, NULL, 0);
     assert_non_null(t);
     ptrdiff_t i = index_of(f, t);
     assert_true(i >= 0);
@@ -429,7 +435,7 @@ static double slow_start_share(enum bth_algorithm alg, uint64_t ready_ago_ms, si
     static const unsigned weights[] = {1, 1};
     const uint64_t window = 60000;
     struct fixture *f = fixture_new(alg, weights, 2, 1, window);
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     atomic_store(&f->t[1]->ready_since_ms, now - ready_ago_ms);
     pick_many(f, n);
     double share = (double)f->count[1] / (double)n;
@@ -439,7 +445,7 @@ static double slow_start_share(enum bth_algorithm alg, uint64_t ready_ago_ms, si
 
 static void test_slow_start_ramp(void **state)
 {
-    if (bth_worker_now_ms_monotonic() <= 60000)
+    if (bth_clock_mono_ms() <= 60000)
         skip(); /* ready_since_ms = now - 60 s must not wrap */
     static const enum bth_algorithm algs[] = {BTH_ALG_ROUND_ROBIN, BTH_ALG_WEIGHTED_RANDOM};
     for (size_t a = 0; a < ARRAY_SIZE(algs); a++) {
@@ -494,7 +500,7 @@ static void test_slow_start_weight(void **state)
     atomic_store(&f->t[0]->ready_since_ms, 0);
     bth_target_set_state(f->t[0], BTH_TARGET_HEALTHY);
     uint64_t since = atomic_load(&f->t[0]->ready_since_ms);
-    assert_true(since > 0 && since <= bth_worker_now_ms_monotonic());
+    assert_true(since > 0 && since <= bth_clock_mono_ms());
     atomic_store(&f->t[0]->ready_since_ms, 1);
     bth_target_set_state(f->t[0], BTH_TARGET_HEALTHY);
     assert_true(atomic_load(&f->t[0]->ready_since_ms) == 1);
@@ -509,7 +515,7 @@ static void test_slow_start_entry(void **state)
 {
     static const unsigned weights[] = {1, 1, 1};
     struct fixture *f = fixture_new(BTH_ALG_ROUND_ROBIN, weights, 3, 1, 30000);
-    uint64_t now = bth_worker_now_ms_monotonic();
+    uint64_t now = bth_clock_mono_ms();
     struct bth_target **t = f->t;
 
     /* All fresh: nobody ramps. */
@@ -568,12 +574,12 @@ static void test_fail_open(void **state)
         pick_many(f, 100);
         assert_int_equal(f->count[7], 100);
         struct bth_target *tried[] = {f->t[7]};
-        assert_null(bth_lb_pick_target(f->w[0], &f->g, tried, 1));
+        assert_null(bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, 1));
         /* Only draining and removed targets left: nothing at all. */
         for (size_t i = 0; i < 12; i++)
             set_state(f, i, BTH_TARGET_DRAINING);
         set_state(f, 4, BTH_TARGET_HEALTHY);
-        assert_null(bth_lb_pick_target(f->w[0], &f->g, NULL, 0));
+        assert_null(bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, NULL, 0));
         fixture_free(f);
     }
 }
@@ -608,18 +614,18 @@ static void test_tried_skipped(void **state)
             size_t ntried = 0;
             /* Retry after retry: each pick is new until the group is used up. */
             for (size_t k = 0; k < n; k++) {
-                struct bth_target *t = bth_lb_pick_target(f->w[0], &f->g, tried, ntried);
+                struct bth_target *t = bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, ntried);
                 assert_non_null(t);
                 for (size_t j = 0; j < ntried; j++)
                     assert_ptr_not_equal(t, tried[j]);
                 tried[ntried++] = t;
             }
-            assert_null(bth_lb_pick_target(f->w[0], &f->g, tried, ntried));
+            assert_null(bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, ntried));
             /* Tried targets are skipped while failing open too. */
             for (size_t i = 0; i < n; i++)
                 set_state(f, i, BTH_TARGET_UNHEALTHY);
             for (size_t k = 0; k < 200; k++) {
-                struct bth_target *t = bth_lb_pick_target(f->w[0], &f->g, tried, n - 1);
+                struct bth_target *t = bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, n - 1);
                 assert_ptr_equal(t, tried[n - 1]);
             }
             fixture_free(f);
@@ -630,7 +636,7 @@ static void test_tried_skipped(void **state)
 static void test_empty_and_stateless(void **state)
 {
     struct fixture *f = fixture_equal(BTH_ALG_WEIGHTED_RANDOM, 0);
-    assert_null(bth_lb_pick_target(f->w[0], &f->g, NULL, 0));
+    assert_null(bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, NULL, 0));
     fixture_free(f);
     /* A group without state (never initialised) still balances. */
     f = fixture_equal(BTH_ALG_ROUND_ROBIN, 3);
@@ -682,14 +688,14 @@ static void test_snapshot_state(void **state)
     assert_non_null(web->lb);
     assert_ptr_equal(web->lb->ops, &bth_lb_round_robin_ops);
     assert_true(web->lb->rr_nrows == 2);
-    struct bth_worker *w = calloc(1, sizeof(*w));
+    struct picker *w = calloc(1, sizeof(*w));
     assert_non_null(w);
-    w->rng = 42;
+    w->rand.s = 42;
     size_t n1 = 0;
     for (unsigned id = 0; id < 2; id++) {
         w->id = id;
         for (size_t i = 0; i < 400; i++)
-            n1 += bth_lb_pick_target(w, web, NULL, 0) == web->targets[1];
+            n1 += bth_lb_pick_target(w->id, &w->rand, web, NULL, 0) == web->targets[1];
     }
     assert_int_equal(n1, 600);
     struct bth_snap_group *api = bth_snapshot_find_group(s, "api");
@@ -697,7 +703,7 @@ static void test_snapshot_state(void **state)
     assert_true(api->lb->wr_total == 2);
     struct bth_snap_group *empty = bth_snapshot_find_group(s, "empty");
     assert_non_null(empty->lb);
-    assert_null(bth_lb_pick_target(w, empty, NULL, 0));
+    assert_null(bth_lb_pick_target(w->id, &w->rand, empty, NULL, 0));
 
     /* Slow start: the targets of the first snapshot are exempt; one registered later ramps
      * from its floor (1/32 of its weight: 1 pick in 33 under round robin). */
@@ -717,7 +723,7 @@ static void test_snapshot_state(void **state)
     w->id = 0;
     size_t fresh = 0;
     for (size_t i = 0; i < 6600; i++)
-        fresh += bth_lb_pick_target(w, slow, NULL, 0) == slow->targets[2];
+        fresh += bth_lb_pick_target(w->id, &w->rand, slow, NULL, 0) == slow->targets[2];
     assert_true(fresh >= 90 && fresh <= 110);
     bth_snapshot_unref(s2);
 
