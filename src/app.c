@@ -27,6 +27,7 @@
 #include "control.h"
 #include "discovery.h"
 #include "health.h"
+#include "http_session.h"
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
@@ -34,6 +35,7 @@
 #include "state_file.h"
 #include "tls.h"
 #include "sticky.h"
+#include "tcp_proxy.h"
 #include "udp_proxy.h"
 #include "worker.h"
 
@@ -151,18 +153,18 @@ static size_t listener_specs(const struct bth_cfg_listener *l, size_t index,
     switch (l->protocol) {
     case BTH_PROTO_HTTP:
     case BTH_PROTO_HTTPS:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_HTTP, index, SIZE_MAX};
+        out[0] = (struct bth_listen_spec){-1, &bth_http_listener_ops, index, SIZE_MAX};
         return 1;
     case BTH_PROTO_TCP:
     case BTH_PROTO_TLS:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index, SIZE_MAX};
+        out[0] = (struct bth_listen_spec){-1, &bth_tcp_listener_ops, index, SIZE_MAX};
         return 1;
     case BTH_PROTO_UDP:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_UDP, index, SIZE_MAX};
+        out[0] = (struct bth_listen_spec){-1, &bth_udp_listener_ops, index, SIZE_MAX};
         return 1;
     case BTH_PROTO_TCP_UDP:
-        out[0] = (struct bth_listen_spec){-1, BTH_WL_TCP, index, SIZE_MAX};
-        out[1] = (struct bth_listen_spec){-1, BTH_WL_UDP, index, SIZE_MAX};
+        out[0] = (struct bth_listen_spec){-1, &bth_tcp_listener_ops, index, SIZE_MAX};
+        out[1] = (struct bth_listen_spec){-1, &bth_udp_listener_ops, index, SIZE_MAX};
         return 2;
     default:
         return 0;
@@ -202,10 +204,10 @@ static ssize_t open_worker_sockets(const struct bth_config *cfg, struct bth_list
         }
         for (size_t j = 0; j < k; j++) {
             struct bth_listen_spec *sp = &specs[n + j];
-            sp->fd = open_listener(l, sp->kind == BTH_WL_UDP ? SOCK_DGRAM : SOCK_STREAM);
+            sp->fd = open_listener(l, sp->ops->accept == NULL ? SOCK_DGRAM : SOCK_STREAM);
             if (sp->fd == -1) {
                 bth_log(BTH_LOG_ERR, "listener %s: bind() to %s%s failed: %s", l->name,
-                        l->bind.text, sp->kind == BTH_WL_UDP ? " (UDP)" : "", strerror(errno));
+                        l->bind.text, sp->ops->accept == NULL ? " (UDP)" : "", strerror(errno));
                 close_specs(specs, n + j);
                 return -1;
             }
@@ -213,6 +215,13 @@ static ssize_t open_worker_sockets(const struct bth_config *cfg, struct bth_list
         n += k;
     }
     return (ssize_t)n;
+}
+
+/* A worker's loop has ended (on that worker's thread); the main loop polls the count. */
+static void on_worker_exited(void *arg)
+{
+    struct bth_app *app = arg;
+    atomic_fetch_add(&app->workers_done, 1);
 }
 
 static int start_workers(struct bth_app *app, const struct bth_config *cfg,
@@ -233,7 +242,8 @@ static int start_workers(struct bth_app *app, const struct bth_config *cfg,
         if (n < 0)
             goto fail;
         bth_snapshot_ref(snap);
-        app->workers[w] = bth_worker_create(w, specs, (size_t)n, snap, &app->accesslog);
+        app->workers[w] =
+            bth_worker_create(w, specs, (size_t)n, snap, &app->accesslog, on_worker_exited, app);
         if (app->workers[w] == NULL) {
             bth_snapshot_unref(snap);
             close_specs(specs, (size_t)n);
@@ -268,13 +278,11 @@ int bth_app_publish(struct bth_app *app)
     return 0;
 }
 
-static atomic_uint workers_done;
-
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_app *app = arg;
     (void)app;
-    if (atomic_load(&workers_done) == app->nworkers)
+    if (atomic_load(&app->workers_done) == app->nworkers)
         event_base_loopbreak(app->base);
 }
 
@@ -324,7 +332,7 @@ static ssize_t plan_worker_sockets(const struct bth_config *old, const struct bt
             sp->old_index = keep;
             if (keep != SIZE_MAX)
                 continue;
-            sp->fd = open_listener(l, sp->kind == BTH_WL_UDP ? SOCK_DGRAM : SOCK_STREAM);
+            sp->fd = open_listener(l, sp->ops->accept == NULL ? SOCK_DGRAM : SOCK_STREAM);
             if (sp->fd == -1) {
                 bth_err_add(err, "%s:%d:%d: listener %s: bind() to %s failed: %s", cfg->path,
                             l->mark.line, l->mark.col, l->name, l->bind.text, strerror(errno));
@@ -807,11 +815,6 @@ int bth_app_run(struct bth_app *app)
 {
     event_base_dispatch(app->base);
     return app->exit_code;
-}
-
-void bth_worker_mark_done(void)
-{
-    atomic_fetch_add(&workers_done, 1);
 }
 
 void bth_app_fini(struct bth_app *app)

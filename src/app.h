@@ -4,6 +4,7 @@
 #ifndef BERTH_APP_H
 #define BERTH_APP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@ struct bth_app {
     struct bth_registry registry;
     struct bth_worker **workers; /* owned */
     unsigned nworkers;
+    atomic_uint workers_done; /* workers whose loop has ended (written by their threads) */
     struct bth_accesslog accesslog;
     struct bth_control *control;     /* owned */
     struct bth_health *health;       /* owned */

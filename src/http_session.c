@@ -110,7 +110,7 @@ struct bth_http_session {
     struct bth_worker_listener *wl;           /* borrowed */
     struct bth_snapshot *snap;                /* one reference held */
     const struct bth_snap_listener *listener; /* borrowed from snap */
-    struct bth_http_session *prev, *next;     /* worker's session list */
+    struct bth_worker_conn wc;                /* on the worker's client list */
     struct event timer;
     enum session_state state;
     uint64_t id;
@@ -164,6 +164,9 @@ struct bth_http_session {
 };
 
 static void on_client_io(evutil_socket_t fd, short what, void *arg);
+static void session_stop(struct bth_worker_conn *c);
+static void session_abort(struct bth_worker_conn *c);
+static const struct bth_conn_ops session_conn_ops = {.stop = session_stop, .abort = session_abort};
 static void on_session_timer(evutil_socket_t fd, short what, void *arg);
 static void on_upstream_event(struct bth_upstream *up, short what, void *arg);
 static void process_client(struct bth_http_session *s);
@@ -300,14 +303,8 @@ static void session_free(struct bth_http_session *s)
     event_del(&s->timer);
     bth_conn_fini(&s->conn);
     xm_release(s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    bth_worker_untrack(w, &s->wc);
     bth_snapshot_unref(s->snap);
-    BTH_STAT_ADD(w->metrics.active_connections, -1);
     bth_free(s);
 }
 
@@ -2222,7 +2219,7 @@ static void describe_peer(struct bth_http_session *s, const struct sockaddr_stor
     }
 }
 
-void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd)
+static void session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -2267,20 +2264,18 @@ void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl
     memcpy(&s->peer, &ss, sl < sizeof(s->peer) ? sl : sizeof(s->peer));
     describe_peer(s, &ss);
     evtimer_assign(&s->timer, w->base, on_session_timer, s);
-    s->next = w->sessions;
-    if (w->sessions)
-        w->sessions->prev = s;
-    w->sessions = s;
+    bth_worker_track(w, &s->wc, &session_conn_ops, true);
     bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
-    BTH_STAT_ADD(w->metrics.active_connections, 1);
     reset_exchange(s);
     /* The connection may already carry the request (accept after data arrived). */
     client_readable(s);
     session_settle(s);
 }
 
-void bth_http_session_stop(struct bth_http_session *s)
+/* A graceful stop: an idle keep-alive connection closes now, a busy one after its answer. */
+static void session_stop(struct bth_worker_conn *c)
 {
+    struct bth_http_session *s = bth_list_entry(c, struct bth_http_session, wc);
     s->close_after = true;
     if (s->state == SS_IDLE && evbuffer_get_length(s->conn.in) == 0) {
         session_close(s);
@@ -2288,13 +2283,14 @@ void bth_http_session_stop(struct bth_http_session *s)
     }
 }
 
-void bth_http_session_abort(struct bth_http_session *s)
+static void session_abort(struct bth_worker_conn *c)
 {
+    struct bth_http_session *s = bth_list_entry(c, struct bth_http_session, wc);
     session_close(s);
     session_free(s);
 }
 
-struct bth_http_session *bth_http_session_next(struct bth_http_session *s)
-{
-    return s->next;
-}
+const struct bth_listener_ops bth_http_listener_ops = {
+    .name = "HTTP",
+    .accept = session_start,
+};

@@ -6,21 +6,10 @@
 #ifndef BERTH_HTTP_SESSION_H
 #define BERTH_HTTP_SESSION_H
 
-struct bth_worker;
-struct bth_worker_listener;
-struct bth_http_session;
+struct bth_listener_ops;
 
-/* Takes ownership of the accepted, non-blocking <fd>. On failure the fd is closed. */
-void bth_http_session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd);
-
-/* Makes an idle session close now and a busy one close after its current exchange; used
- * when the worker stops. */
-void bth_http_session_stop(struct bth_http_session *s);
-
-/* Closes and frees <s> at once (worker exit after the stop deadline). */
-void bth_http_session_abort(struct bth_http_session *s);
-
-/* The next session in the worker's list (for iteration that may free the current one). */
-struct bth_http_session *bth_http_session_next(struct bth_http_session *s);
+/* The worker's handler for HTTP and HTTPS listeners: each accepted connection becomes a
+ * session on the worker's client list, which closes once idle when the worker stops. */
+extern const struct bth_listener_ops bth_http_listener_ops;
 
 #endif /* BERTH_HTTP_SESSION_H */

@@ -42,16 +42,19 @@ void bth_upstream_destroy(struct bth_upstream *up)
         pool_remove(up);
     evtimer_del(&up->timer);
     bth_conn_fini(&up->conn);
-    if (up->prev)
-        up->prev->next = up->next;
-    else
-        up->w->upstreams = up->next;
-    if (up->next)
-        up->next->prev = up->prev;
+    bth_worker_untrack(up->w, &up->wc);
     atomic_fetch_sub_explicit(&up->target->active_conns, 1, memory_order_relaxed);
     bth_target_unref(up->target);
     bth_free(up);
 }
+
+/* The worker cuts the connections left in pools when it exits. */
+static void upstream_abort(struct bth_worker_conn *c)
+{
+    bth_upstream_destroy(bth_list_entry(c, struct bth_upstream, wc));
+}
+
+static const struct bth_conn_ops upstream_conn_ops = {.abort = upstream_abort};
 
 static void on_upstream_io(evutil_socket_t fd, short what, void *arg)
 {
@@ -135,10 +138,7 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
         bth_conn_set_ssl(&up->conn, ssl);
     }
     up->w = w;
-    up->next = w->upstreams;
-    if (w->upstreams)
-        w->upstreams->prev = up;
-    w->upstreams = up;
+    bth_worker_track(w, &up->wc, &upstream_conn_ops, false);
     bth_target_ref(t);
     up->target = t;
     atomic_fetch_add_explicit(&t->active_conns, 1, memory_order_relaxed);
@@ -190,10 +190,4 @@ void bth_upstream_release(struct bth_upstream *up, bool reusable)
     pool->idle_head = up;
     pool->nidle++;
     evtimer_add(&up->timer, bth_worker_timeout(up->w, BTH_UPSTREAM_POOL_IDLE_MS));
-}
-
-void bth_upstream_close_all(struct bth_worker *w)
-{
-    while (w->upstreams != NULL)
-        bth_upstream_destroy(w->upstreams);
 }

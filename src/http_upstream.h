@@ -11,6 +11,7 @@
 #include <event2/event_struct.h>
 
 #include "conn.h"
+#include "worker.h"
 
 struct bth_worker;
 struct bth_target;
@@ -32,10 +33,10 @@ struct bth_upstream {
     struct bth_worker *w;      /* borrowed: owner */
     struct bth_target *target; /* one reference held */
     enum bth_upstream_state state;
-    struct bth_upstream *next_idle;   /* pool list link */
-    struct bth_upstream *prev, *next; /* the worker's list of all its upstream connections */
-    struct event timer;               /* connect deadline, then pool idle timeout */
-    unsigned requests;                /* requests completed on this connection */
+    struct bth_upstream *next_idle; /* pool list link */
+    struct bth_worker_conn wc;      /* on the worker's list of target connections */
+    struct event timer;             /* connect deadline, then pool idle timeout */
+    unsigned requests;              /* requests completed on this connection */
     bth_upstream_event_cb cb;
     void *cb_arg;
 };
@@ -61,8 +62,5 @@ void bth_upstream_release(struct bth_upstream *up, bool reusable);
 
 /* Closes and frees <up>. */
 void bth_upstream_destroy(struct bth_upstream *up);
-
-/* Closes every connection of <w> (worker exit). */
-void bth_upstream_close_all(struct bth_worker *w);
 
 #endif /* BERTH_HTTP_UPSTREAM_H */

@@ -123,10 +123,10 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     uint64_t rejected = 0, pauses = 0;
     for (unsigned i = 0; i < n; i++) {
         active +=
-            atomic_load_explicit(&workers[i]->metrics.active_connections, memory_order_relaxed);
+            atomic_load_explicit(&workers[i]->counters.active_connections, memory_order_relaxed);
         rejected +=
-            atomic_load_explicit(&workers[i]->metrics.rejected_connections, memory_order_relaxed);
-        pauses += atomic_load_explicit(&workers[i]->metrics.accept_pauses, memory_order_relaxed);
+            atomic_load_explicit(&workers[i]->counters.rejected_connections, memory_order_relaxed);
+        pauses += atomic_load_explicit(&workers[i]->counters.accept_pauses, memory_order_relaxed);
     }
     bth_metrics_family(out, "berth_reloads_total", "counter", "Config reloads by result.");
     evbuffer_add_printf(out,

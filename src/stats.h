@@ -44,6 +44,21 @@ enum bth_stat {
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };
 
+/* Process-wide connection counters, one block per worker: each worker the only writer of
+ * its own (BTH_STAT_ADD); the main thread sums them for /metrics. */
+struct bth_counters {
+    atomic_int_fast64_t active_connections;
+    atomic_uint_fast64_t rejected_connections; /* closed at once: max_connections, fd reserve */
+    atomic_uint_fast64_t accept_pauses;        /* episodes of accept() failing for lack of
+                                                * descriptors or memory */
+};
+
+/* Single-writer increment: a plain load and store, safe because only the owning thread
+ * writes; readers see a value that is at most slightly stale. */
+#define BTH_STAT_ADD(field, n)                                                                     \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \
+                          memory_order_relaxed)
+
 struct bth_stats_row {
     atomic_uint_fast64_t v[BTH_ST_COUNT];
 } __attribute__((aligned(64)));

@@ -72,21 +72,17 @@ struct bth_tcp_session {
     bool buffered;
     struct bth_conn cc, uc;
     bool uc_ready;
-    struct bth_tcp_session *prev, *next;
+    struct bth_worker_conn wc; /* on the worker's client list */
 };
 
 static void on_client_event(evutil_socket_t fd, short what, void *arg);
+static void session_sweep(struct bth_worker_conn *c, uint64_t now_ms);
+static void session_abort(struct bth_worker_conn *c);
+/* No stop: a TCP connection carries no request boundary to stop at, so it runs on until it
+ * ends or the shutdown deadline cuts it. */
+static const struct bth_conn_ops session_conn_ops = {.abort = session_abort,
+                                                     .sweep = session_sweep};
 static void on_target_event(evutil_socket_t fd, short what, void *arg);
-
-static void list_unlink(struct bth_tcp_session *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        s->w->tcp_sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-}
 
 static void close_pipe(struct dir *d)
 {
@@ -137,8 +133,7 @@ release:
         atomic_fetch_sub_explicit(&s->target->outstanding, 1, memory_order_relaxed);
         bth_target_unref(s->target);
     }
-    list_unlink(s);
-    BTH_STAT_ADD(s->w->metrics.active_connections, -1);
+    bth_worker_untrack(s->w, &s->wc);
     bth_snapshot_unref(s->snap);
     bth_free(s);
 }
@@ -428,7 +423,7 @@ static int open_pipe(struct dir *d)
     return 0;
 }
 
-void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd)
+static void session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd)
 {
     struct bth_tcp_session *s = bth_calloc(1, sizeof(*s));
     socklen_t pl = sizeof(s->peer), ll = sizeof(s->local);
@@ -450,11 +445,7 @@ void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl,
     bth_snapshot_ref(w->snap);
     s->snap = w->snap;
     s->listener = &s->snap->listeners[wl->index];
-    s->next = w->tcp_sessions;
-    if (w->tcp_sessions)
-        w->tcp_sessions->prev = s;
-    w->tcp_sessions = s;
-    BTH_STAT_ADD(w->metrics.active_connections, 1);
+    bth_worker_track(w, &s->wc, &session_conn_ops, true);
     bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -472,8 +463,7 @@ void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl,
             s->cc.fd = -1;
             s->buffered = false; /* nothing to free but the session */
             s->cfd = -1;
-            list_unlink(s);
-            BTH_STAT_ADD(w->metrics.active_connections, -1);
+            bth_worker_untrack(w, &s->wc);
             bth_worker_conn_closed(s->listener->stats);
             bth_snapshot_unref(s->snap);
             bth_free(s);
@@ -498,27 +488,30 @@ void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl,
     connect_next(s);
 }
 
-void bth_tcp_sweep(struct bth_worker *w)
+/* Once a second: ends the connections whose target was deregistered (after its delay) or
+ * turned unhealthy, as NLB does when the group asks for it. */
+static void session_sweep(struct bth_worker_conn *c, uint64_t now_ms)
 {
-    struct bth_tcp_session *s = w->tcp_sessions, *next;
-    for (; s != NULL; s = next) {
-        next = s->next;
-        struct bth_target *t = s->target;
-        if (t == NULL || s->state != TS_FORWARDING)
-            continue;
-        const struct bth_cfg_target_group *gc = s->group->cfg;
-        if (atomic_load(&t->removed) && gc->connection_termination) {
-            session_end(s, false); /* the deregistration delay is over */
-            continue;
-        }
-        if (atomic_load(&t->state) == BTH_TARGET_UNHEALTHY &&
-            gc->unhealthy_connection_termination && !bth_lb_group_failing_open(s->group))
-            session_end(s, true); /* as NLB: connections to an unhealthy target are reset */
+    struct bth_tcp_session *s = bth_list_entry(c, struct bth_tcp_session, wc);
+    struct bth_target *t = s->target;
+    if (t == NULL || s->state != TS_FORWARDING)
+        return;
+    const struct bth_cfg_target_group *gc = s->group->cfg;
+    if (atomic_load(&t->removed) && gc->connection_termination) {
+        session_end(s, false); /* the deregistration delay is over */
+        return;
     }
+    if (atomic_load(&t->state) == BTH_TARGET_UNHEALTHY && gc->unhealthy_connection_termination &&
+        !bth_lb_group_failing_open(s->group))
+        session_end(s, true); /* as NLB: connections to an unhealthy target are reset */
 }
 
-void bth_tcp_close_all(struct bth_worker *w)
+static void session_abort(struct bth_worker_conn *c)
 {
-    while (w->tcp_sessions != NULL)
-        session_end(w->tcp_sessions, false);
+    session_end(bth_list_entry(c, struct bth_tcp_session, wc), false);
 }
+
+const struct bth_listener_ops bth_tcp_listener_ops = {
+    .name = "TCP",
+    .accept = session_start,
+};

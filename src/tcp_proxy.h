@@ -6,19 +6,9 @@
 #ifndef BERTH_TCP_PROXY_H
 #define BERTH_TCP_PROXY_H
 
-struct bth_worker;
-struct bth_worker_listener;
-struct bth_tcp_session;
+struct bth_listener_ops;
 
-/* Takes ownership of the accepted, non-blocking <fd>. */
-void bth_tcp_session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd);
-
-/* Periodic sweep (once a second per worker): resets connections whose target turned
- * unhealthy (unless the group fails open or keeps them), and closes those whose target's
- * drain ended when the group asks for connection termination. */
-void bth_tcp_sweep(struct bth_worker *w);
-
-/* Worker stop: close every TCP session now. */
-void bth_tcp_close_all(struct bth_worker *w);
+/* The worker's handler for TCP and TLS listeners (and the stream half of TCP_UDP). */
+extern const struct bth_listener_ops bth_tcp_listener_ops;
 
 #endif /* BERTH_TCP_PROXY_H */

@@ -59,8 +59,8 @@ struct flow {
                                    * may move the listener to another index) */
     struct bth_snapshot *snap;    /* one reference */
     uint64_t last_ms;
-    struct flow *hnext;       /* hash chain */
-    struct flow *prev, *next; /* all flows */
+    struct flow *hnext;   /* hash chain */
+    struct bth_list link; /* on the listener's list of all flows */
 };
 
 struct bth_udp_listener {
@@ -73,7 +73,7 @@ struct bth_udp_listener {
     struct flow **buckets; /* owned */
     size_t mask;
     size_t nflows;
-    struct flow *all;
+    struct bth_list all; /* every flow, struct flow.link */
     uint64_t last_full_log_ms;
     bool gso_ok;   /* the kernel takes UDP_SEGMENT */
     bool wildcard; /* bound to 0.0.0.0 or [::]: replies must name the dialled address */
@@ -112,12 +112,7 @@ static void flow_free(struct flow *f)
             break;
         }
     }
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        u->all = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
+    bth_list_remove(&f->link);
     u->nflows--;
     event_del(&f->ev);
     close(f->fd);
@@ -209,10 +204,7 @@ static struct flow *flow_create(struct bth_udp_listener *u, const struct sockadd
     event_add(&f->ev, NULL);
     f->hnext = u->buckets[h & u->mask];
     u->buckets[h & u->mask] = f;
-    f->next = u->all;
-    if (u->all)
-        u->all->prev = f;
-    u->all = f;
+    bth_list_push(&u->all, &f->link);
     u->nflows++;
     bth_stats_add(l->stats, u->w->id, BTH_ST_UDP_FLOWS_CREATED, 1);
     return f;
@@ -474,12 +466,16 @@ static void on_flow_readable(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void bth_udp_sweep(struct bth_udp_listener *u)
+/* Once a second: expires idle flows and ends flows whose target was removed (with
+ * connection termination) or turned unhealthy. */
+static void listener_sweep(struct bth_worker_listener *wl, uint64_t now)
 {
-    uint64_t now = bth_clock_mono_ms();
+    struct bth_udp_listener *u = wl->proto;
     uint64_t idle = snap_listener(u)->cfg->idle_timeout_ms;
-    for (struct flow *f = u->all, *next; f != NULL; f = next) {
-        next = f->next;
+    struct bth_list *it, *tmp;
+    bth_list_foreach_safe(it, tmp, &u->all)
+    {
+        struct flow *f = bth_list_entry(it, struct flow, link);
         const struct bth_cfg_target_group *gc = f->group->cfg;
         struct bth_target *t = f->target;
         bool unhealthy = atomic_load(&t->state) == BTH_TARGET_UNHEALTHY &&
@@ -491,12 +487,13 @@ void bth_udp_sweep(struct bth_udp_listener *u)
     }
 }
 
-struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
-                                                 struct bth_worker_listener *wl)
+/* Starts serving <wl>'s UDP socket (the socket stays owned by <wl>); 0 or -1 on OOM. */
+static int listener_open(struct bth_worker *w, struct bth_worker_listener *wl)
 {
     struct bth_udp_listener *u = bth_calloc(1, sizeof(*u));
     if (u == NULL)
-        return NULL;
+        return -1;
+    bth_list_init(&u->all);
     u->w = w;
     u->wl = wl;
     size_t want = w->snap->listeners[wl->index].udp_max_flows, nb = 1024;
@@ -508,7 +505,7 @@ struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
         bth_free(u->buckets);
         bth_free(u->data);
         bth_free(u);
-        return NULL;
+        return -1;
     }
     u->mask = nb - 1;
     u->gso_ok = true;
@@ -532,11 +529,14 @@ struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
         event_assign(&u->tick_ev, w->base, u->tick_fd, EV_READ | EV_PERSIST, on_tick, u);
         event_add(&u->tick_ev, NULL);
     }
-    return u;
+    wl->proto = u;
+    return 0;
 }
 
-void bth_udp_listener_destroy(struct bth_udp_listener *u)
+/* Ends every flow and frees the table. */
+static void listener_close(struct bth_worker_listener *wl)
 {
+    struct bth_udp_listener *u = wl->proto;
     if (u == NULL)
         return;
     event_del(&u->ev);
@@ -544,8 +544,8 @@ void bth_udp_listener_destroy(struct bth_udp_listener *u)
         event_del(&u->tick_ev);
         close(u->tick_fd);
     }
-    while (u->all != NULL)
-        flow_free(u->all);
+    while (!bth_list_empty(&u->all))
+        flow_free(bth_list_entry(u->all.next, struct flow, link));
     bth_free(u->buckets);
     bth_free(u->data);
     bth_free(u);
@@ -578,3 +578,10 @@ unsigned bth_udp_flow_budget(const struct bth_config *cfg, unsigned nworkers)
     }
     return cap;
 }
+
+const struct bth_listener_ops bth_udp_listener_ops = {
+    .name = "UDP",
+    .open = listener_open,
+    .close = listener_close,
+    .sweep = listener_sweep,
+};

@@ -7,9 +7,7 @@
 #define BERTH_UDP_PROXY_H
 
 struct bth_config;
-struct bth_worker;
-struct bth_worker_listener;
-struct bth_udp_listener;
+struct bth_listener_ops;
 
 /* Each flow holds a connected socket for up to idle_timeout, so a flood of datagrams from
  * many source ports could take every descriptor and starve TCP clients, health checks and
@@ -19,13 +17,7 @@ struct bth_udp_listener;
  * higher. Main thread, at start and reload: the registry hands the cap to the snapshots. */
 unsigned bth_udp_flow_budget(const struct bth_config *cfg, unsigned nworkers);
 
-/* Starts serving <wl>'s UDP socket (the socket stays owned by <wl>). NULL on OOM. */
-struct bth_udp_listener *bth_udp_listener_create(struct bth_worker *w,
-                                                 struct bth_worker_listener *wl);
-/* Ends every flow and frees the table. */
-void bth_udp_listener_destroy(struct bth_udp_listener *u);
-/* Once a second: expires idle flows and ends flows whose target was removed (with
- * connection termination) or turned unhealthy. */
-void bth_udp_sweep(struct bth_udp_listener *u);
+/* The worker's handler for UDP listeners (and the datagram half of TCP_UDP). */
+extern const struct bth_listener_ops bth_udp_listener_ops;
 
 #endif /* BERTH_UDP_PROXY_H */

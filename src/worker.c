@@ -15,10 +15,6 @@
 #include <event2/event.h>
 
 #include "clock.h"
-#include "http_session.h"
-#include "http_upstream.h"
-#include "tcp_proxy.h"
-#include "udp_proxy.h"
 #include "log.h"
 #include "mem.h"
 #include "snapshot.h"
@@ -69,7 +65,7 @@ static bool admit(struct bth_worker *w, struct bth_worker_listener *wl)
         return true;
     atomic_fetch_sub_explicit(&l->stats->active, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&bth_active_connections, 1, memory_order_relaxed);
-    BTH_STAT_ADD(w->metrics.rejected_connections, 1);
+    BTH_STAT_ADD(w->counters.rejected_connections, 1);
     bth_stats_add(l->stats, w->id, BTH_ST_REJECTED_CONNECTIONS, 1);
     return false;
 }
@@ -78,6 +74,31 @@ void bth_worker_conn_closed(struct bth_stats *listener_stats)
 {
     atomic_fetch_sub_explicit(&listener_stats->active, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&bth_active_connections, 1, memory_order_relaxed);
+}
+
+void bth_worker_track(struct bth_worker *w, struct bth_worker_conn *c,
+                      const struct bth_conn_ops *ops, bool client)
+{
+    c->ops = ops;
+    c->client = client;
+    bth_list_push(client ? &w->clients : &w->targets, &c->link);
+    if (client) {
+        w->nclients++;
+        BTH_STAT_ADD(w->counters.active_connections, 1);
+    }
+}
+
+static void check_stopped(struct bth_worker *w);
+
+void bth_worker_untrack(struct bth_worker *w, struct bth_worker_conn *c)
+{
+    bth_list_remove(&c->link);
+    if (c->client) {
+        w->nclients--;
+        BTH_STAT_ADD(w->counters.active_connections, -1);
+        if (w->stopping && w->nclients == 0)
+            check_stopped(w);
+    }
 }
 
 unsigned long bth_worker_fd_reserve(unsigned long limit)
@@ -106,7 +127,7 @@ static void set_accepting(struct bth_worker *w, bool on)
 {
     for (size_t i = 0; i < w->nlisteners; i++) {
         struct bth_worker_listener *wl = w->listeners[i];
-        if (wl->kind == BTH_WL_UDP || wl->fd < 0)
+        if (wl->ops->accept == NULL || wl->fd < 0)
             continue;
         if (on)
             event_add(&wl->ev, NULL);
@@ -130,7 +151,7 @@ static void pause_accepting(struct bth_worker *w, int err)
     uint64_t now = bth_clock_mono_ms();
     if (w->shortage_since_ms == 0) {
         w->shortage_since_ms = now;
-        BTH_STAT_ADD(w->metrics.accept_pauses, 1);
+        BTH_STAT_ADD(w->counters.accept_pauses, 1);
         w->shortage_logged = w->shortage_log_ms == 0 || now - w->shortage_log_ms >= SHORTAGE_LOG_MS;
         if (w->shortage_logged) {
             w->shortage_log_ms = now;
@@ -162,7 +183,7 @@ static void end_shortage(struct bth_worker *w)
 static void reject_in_reserve(struct bth_worker *w, struct bth_worker_listener *wl, int cfd)
 {
     close(cfd);
-    BTH_STAT_ADD(w->metrics.rejected_connections, 1);
+    BTH_STAT_ADD(w->counters.rejected_connections, 1);
     bth_stats_add(w->snap->listeners[wl->index].stats, w->id, BTH_ST_REJECTED_CONNECTIONS, 1);
     uint64_t now = bth_clock_mono_ms();
     if (w->reserve_log_ms == 0 || now - w->reserve_log_ms >= SHORTAGE_LOG_MS) {
@@ -198,20 +219,25 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             close(cfd);
             continue;
         }
-        if (wl->kind == BTH_WL_TCP)
-            bth_tcp_session_start(w, wl, cfd);
-        else
-            bth_http_session_start(w, wl, cfd);
+        wl->ops->accept(w, wl, cfd);
     }
 }
 
 static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_worker *w = arg;
-    bth_tcp_sweep(w);
+    uint64_t now = bth_clock_mono_ms();
+    struct bth_list *it, *tmp;
+    bth_list_foreach_safe(it, tmp, &w->clients)
+    {
+        struct bth_worker_conn *c = bth_list_entry(it, struct bth_worker_conn, link);
+        if (c->ops->sweep != NULL)
+            c->ops->sweep(c, now); /* may free c */
+    }
     for (size_t i = 0; i < w->nlisteners; i++) {
-        if (w->listeners[i]->udp != NULL)
-            bth_udp_sweep(w->listeners[i]->udp);
+        struct bth_worker_listener *wl = w->listeners[i];
+        if (wl->ops->sweep != NULL && wl->fd >= 0)
+            wl->ops->sweep(wl, now);
     }
 }
 
@@ -225,10 +251,10 @@ static void adopt_snapshot(struct bth_worker *w, struct bth_snapshot *snap)
 /* Stops accepting on <wl> and closes its socket (UDP: its flows end too). Idempotent. */
 static void listener_close(struct bth_worker_listener *wl)
 {
-    if (wl->udp != NULL) {
-        bth_udp_listener_destroy(wl->udp); /* ends its flows; the socket stays ours */
-        wl->udp = NULL;
-    } else if (wl->fd >= 0) {
+    if (wl->ops->accept == NULL && wl->proto != NULL) {
+        wl->ops->close(wl); /* ends its flows; the socket stays ours */
+        wl->proto = NULL;
+    } else if (wl->ops->accept != NULL && wl->fd >= 0) {
         event_del(&wl->ev);
     }
     if (wl->fd >= 0) {
@@ -254,11 +280,10 @@ static struct bth_worker_listener *listener_open(struct bth_worker *w,
     }
     wl->w = w;
     wl->fd = spec->fd;
-    wl->kind = spec->kind;
+    wl->ops = spec->ops;
     wl->index = spec->index;
-    if (wl->kind == BTH_WL_UDP) {
-        wl->udp = bth_udp_listener_create(w, wl);
-        if (wl->udp == NULL) {
+    if (wl->ops->accept == NULL) {
+        if (wl->ops->open(w, wl) != 0) {
             close(wl->fd);
             bth_free(wl);
             return NULL;
@@ -295,7 +320,7 @@ static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs,
             for (size_t j = 0; j < w->nlisteners && wl == NULL; j++) {
                 struct bth_worker_listener *c = w->listeners[j];
                 if (!(kept && kept[j]) && c->index == specs[i].old_index &&
-                    c->kind == specs[i].kind) {
+                    c->ops == specs[i].ops) {
                     wl = c;
                     if (kept)
                         kept[j] = true;
@@ -326,8 +351,22 @@ static void adopt_listeners(struct bth_worker *w, struct bth_listen_spec *specs,
 
 static void check_stopped(struct bth_worker *w)
 {
-    if (w->stopping && w->sessions == NULL && w->tcp_sessions == NULL)
+    if (w->stopping && w->nclients == 0)
         event_base_loopbreak(w->base);
+}
+
+/* Asks every client connection to close once idle (<abort>: at once). */
+static void close_clients(struct bth_worker *w, bool abort)
+{
+    struct bth_list *it, *tmp;
+    bth_list_foreach_safe(it, tmp, &w->clients)
+    {
+        struct bth_worker_conn *c = bth_list_entry(it, struct bth_worker_conn, link);
+        if (abort)
+            c->ops->abort(c);
+        else if (c->ops->stop != NULL)
+            c->ops->stop(c); /* may free c */
+    }
 }
 
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
@@ -338,11 +377,7 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     /* Idle keep-alive connections close as soon as they are idle. */
-    struct bth_http_session *s = w->sessions, *next;
-    for (; s != NULL; s = next) {
-        next = bth_http_session_next(s);
-        bth_http_session_stop(s);
-    }
+    close_clients(w, false);
     check_stopped(w);
 }
 
@@ -405,12 +440,17 @@ static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
 
 struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *specs,
                                      size_t nlisteners, struct bth_snapshot *snap,
-                                     struct bth_accesslog *alog)
+                                     struct bth_accesslog *alog, void (*exited)(void *arg),
+                                     void *exited_arg)
 {
     struct bth_worker *w = bth_calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
     w->id = id;
+    w->exited = exited;
+    w->exited_arg = exited_arg;
+    bth_list_init(&w->clients);
+    bth_list_init(&w->targets);
     w->mq_fd = -1;
     pthread_mutex_init(&w->mq_lock, NULL);
     bth_rand_seed(&w->rand, (uint64_t)(uintptr_t)w);
@@ -471,17 +511,19 @@ static void *worker_main(void *arg)
 {
     struct bth_worker *w = arg;
     event_base_dispatch(w->base);
-    /* Past the deadline: whatever is left is cut. */
-    struct bth_http_session *s = w->sessions, *next;
-    for (; s != NULL; s = next) {
-        next = bth_http_session_next(s);
-        bth_http_session_abort(s);
+    /* Past the deadline: whatever is left is cut, clients first (they hand their target
+     * connections back), then the target connections left in pools. */
+    close_clients(w, true);
+    struct bth_list *it, *tmp;
+    bth_list_foreach_safe(it, tmp, &w->targets)
+    {
+        struct bth_worker_conn *c = bth_list_entry(it, struct bth_worker_conn, link);
+        c->ops->abort(c);
     }
-    bth_upstream_close_all(w);
-    bth_tcp_close_all(w);
     stop_listeners(w); /* UDP flows end with their listener */
     bth_accesslog_flush(&w->alog);
-    bth_worker_mark_done();
+    if (w->exited != NULL)
+        w->exited(w->exited_arg);
     return NULL;
 }
 

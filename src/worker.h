@@ -15,27 +15,57 @@
 #include <event2/event_struct.h>
 
 #include "accesslog.h"
-#include "metrics.h"
+#include "list.h"
 #include "rand.h"
+#include "stats.h"
 
 struct bth_snapshot;
 struct bth_worker;
-struct bth_http_session;
-struct bth_upstream;
-struct bth_tcp_session;
-struct bth_udp_listener;
-struct bth_stats;
+struct bth_worker_listener;
 
-enum bth_wl_kind {
-    BTH_WL_HTTP = 0, /* ALB mode: HTTP sessions */
-    BTH_WL_TCP,      /* NLB mode: spliced TCP connections */
-    BTH_WL_UDP,      /* NLB mode: UDP flows */
+/* What a protocol gives the worker for one listening socket, as nginx's listening socket
+ * carries its handler: the worker accepts, admits (max_connections, the fd reserve) and
+ * hands over, knowing no protocol. One static table per protocol; the process layer picks
+ * it per listener. Worker thread. */
+struct bth_listener_ops {
+    const char *name; /* for logs: "HTTP", "TCP", "UDP" */
+    /* Stream listeners: serves the admitted connection <fd> (ownership passes). When it
+     * cannot, it closes <fd> and calls bth_worker_conn_closed. */
+    void (*accept)(struct bth_worker *w, struct bth_worker_listener *wl, int fd);
+    /* Datagram listeners (accept is NULL): starts serving wl->fd and sets wl->proto.
+     * Returns 0 or -1 (out of memory). */
+    int (*open)(struct bth_worker *w, struct bth_worker_listener *wl);
+    /* Datagram listeners: stops serving and frees wl->proto (its flows end); the worker
+     * closes the socket. */
+    void (*close)(struct bth_worker_listener *wl);
+    /* Once a second while the listener serves (idle flows); may be NULL. */
+    void (*sweep)(struct bth_worker_listener *wl, uint64_t now_ms);
+};
+
+/* Every connection a worker owns embeds one, so the worker can wait for, stop and cut its
+ * connections without knowing their protocol. */
+struct bth_worker_conn;
+
+struct bth_conn_ops {
+    /* A graceful stop began: close as soon as idle (may free the connection now). NULL:
+     * the connection runs until it ends or the deadline cuts it. */
+    void (*stop)(struct bth_worker_conn *c);
+    /* The stop deadline passed or the worker exits: close and free now. */
+    void (*abort)(struct bth_worker_conn *c);
+    /* Once a second (targets deregistered or unhealthy); may be NULL. */
+    void (*sweep)(struct bth_worker_conn *c, uint64_t now_ms);
+};
+
+struct bth_worker_conn {
+    struct bth_list link; /* the worker's list of client or target connections */
+    const struct bth_conn_ops *ops;
+    bool client; /* a client connection: counted, and a graceful stop waits for it */
 };
 
 /* What the main thread hands a worker for one listening socket. */
 struct bth_listen_spec {
     int fd; /* ownership passes to the worker; -1: keep an existing socket */
-    enum bth_wl_kind kind;
+    const struct bth_listener_ops *ops;
     size_t index;     /* index of the listener in the snapshot */
     size_t old_index; /* with fd -1: the kept listener's index in the current snapshot */
 };
@@ -44,10 +74,10 @@ struct bth_listen_spec {
 struct bth_worker_listener {
     struct bth_worker *w; /* borrowed: owner */
     int fd;               /* owned */
-    enum bth_wl_kind kind;
+    const struct bth_listener_ops *ops;
     size_t index; /* index of the listener in the snapshot */
     struct event ev;
-    struct bth_udp_listener *udp; /* owned: flow table of a UDP listener, else NULL */
+    void *proto;  /* owned by ops: a datagram listener's state (its flow table), else NULL */
     bool retired; /* removed by a reload: closed; its sessions keep their snapshot */
     struct bth_worker_listener *next_retired;
 };
@@ -82,10 +112,10 @@ struct bth_worker {
     int mq_fd; /* eventfd that wakes the loop */
     struct event mq_ev;
 
-    struct bth_http_session *sessions;    /* borrowed list of live client sessions */
-    struct bth_upstream *upstreams;       /* borrowed list of all target connections */
-    struct bth_tcp_session *tcp_sessions; /* borrowed list of NLB-mode TCP sessions */
-    struct event sweep_timer;             /* once a second: L4 flow sweeps */
+    struct bth_list clients;  /* struct bth_worker_conn of every client connection */
+    struct bth_list targets;  /* struct bth_worker_conn of every connection to a target */
+    size_t nclients;          /* on clients */
+    struct event sweep_timer; /* once a second: connection and listener sweeps */
     /* Out of descriptors (accept() fails with EMFILE, ENFILE, ENOBUFS or ENOMEM): retrying
      * at once would spin, since the connection stays in the backlog. The stream listeners'
      * events are parked for a moment instead, as nginx and HAProxy do. */
@@ -112,15 +142,19 @@ struct bth_worker {
     unsigned ntimeouts;
     struct event flush_timer; /* access log flush */
 
-    struct bth_metrics metrics;
+    struct bth_counters counters;
+    void (*exited)(void *arg); /* see bth_worker_create */
+    void *exited_arg;
     struct bth_accesslog_buf alog;
 };
 
 /* Creates a worker with <nlisteners> listening sockets (their fds pass to the worker) and a
- * first snapshot reference. Main thread. NULL on failure. */
+ * first snapshot reference. <exited>(<exited_arg>) is called on the worker's thread when its
+ * loop has ended and every connection is closed. Main thread. NULL on failure. */
 struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *specs,
                                      size_t nlisteners, struct bth_snapshot *snap,
-                                     struct bth_accesslog *alog);
+                                     struct bth_accesslog *alog, void (*exited)(void *arg),
+                                     void *exited_arg);
 int bth_worker_start(struct bth_worker *w);
 /* Waits for the thread and frees the worker. Main thread, after BTH_MSG_STOP. */
 void bth_worker_join_destroy(struct bth_worker *w);
@@ -141,8 +175,12 @@ extern atomic_long bth_active_connections;
 /* A client connection admitted on a listener whose counters are <listener_stats> ended. */
 void bth_worker_conn_closed(struct bth_stats *listener_stats);
 
-/* Counts a worker whose loop has ended (defined in app.c, which waits for all). */
-void bth_worker_mark_done(void);
+/* Puts <c> on the worker's client or target list with <ops>. Worker thread. */
+void bth_worker_track(struct bth_worker *w, struct bth_worker_conn *c,
+                      const struct bth_conn_ops *ops, bool client);
+
+/* Takes <c> off its list; a graceful stop may end when the last client goes. Worker thread. */
+void bth_worker_untrack(struct bth_worker *w, struct bth_worker_conn *c);
 
 /* How many descriptors at the top of an open file limit of <limit> workers leave alone
  * when they accept: a client needs a second descriptor toward its target, and the main
