@@ -31,6 +31,7 @@
 #include "balancer.h"
 #include "clock.h"
 #include "config.h"
+#include "list.h"
 #include "log.h"
 #include "rand.h"
 #include "mem.h"
@@ -97,8 +98,8 @@ struct bth_hc {
     uint64_t ejected_until_ms;
     uint64_t probation_until_ms;
     uint64_t last_eject_end_ms;
-    bool mark; /* sync: still in the registry */
-    struct bth_hc *prev, *next;
+    bool mark;            /* sync: still in the registry */
+    struct bth_list link; /* on the checker's list of all checks */
 };
 
 struct bth_health {
@@ -111,7 +112,7 @@ struct bth_health {
     bool changed_pending;
     struct event *outlier_timer;
     SSL_CTX *ssl_noverify, *ssl_verify;
-    struct bth_hc *all;
+    struct bth_list all;  /* every check, struct bth_hc.link */
     struct bth_rand rand; /* check jitter */
 };
 
@@ -493,12 +494,7 @@ static void hc_free(struct bth_hc *hc)
     if (hc->bev)
         bufferevent_free(hc->bev);
     event_free(hc->timer);
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        hc->h->all = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
+    bth_list_remove(&hc->link);
     hc->t->hc = NULL;
     atomic_store(&hc->t->ejected, false);
     bth_target_unref(hc->t);
@@ -522,10 +518,7 @@ static struct bth_hc *hc_create(struct bth_health *h, struct bth_target *t)
     bth_target_ref(t);
     hc->t = t;
     t->hc = hc;
-    hc->next = h->all;
-    if (h->all)
-        h->all->prev = hc;
-    h->all = hc;
+    bth_list_push(&h->all, &hc->link);
     return hc;
 }
 
@@ -562,8 +555,11 @@ static bool refresh(struct bth_hc *hc, const struct bth_reg_group *g)
 
 void bth_health_sync(struct bth_health *h)
 {
-    for (struct bth_hc *hc = h->all; hc != NULL; hc = hc->next)
-        hc->mark = false;
+    struct bth_list *it, *tmp;
+    bth_list_foreach_safe(it, tmp, &h->all)
+    {
+        bth_list_entry(it, struct bth_hc, link)->mark = false;
+    }
     for (size_t i = 0; i < h->reg->ngroups; i++) {
         struct bth_reg_group *g = &h->reg->groups[i];
         for (size_t j = 0; j < g->ntargets; j++) {
@@ -596,8 +592,9 @@ void bth_health_sync(struct bth_health *h)
             }
         }
     }
-    for (struct bth_hc *hc = h->all, *next; hc != NULL; hc = next) {
-        next = hc->next;
+    bth_list_foreach_safe(it, tmp, &h->all)
+    {
+        struct bth_hc *hc = bth_list_entry(it, struct bth_hc, link);
         if (!hc->mark)
             hc_free(hc);
     }
@@ -663,6 +660,7 @@ struct bth_health *bth_health_create(struct event_base *base, struct bth_registr
     if (h == NULL)
         return NULL;
     h->base = base;
+    bth_list_init(&h->all);
     h->reg = reg;
     h->row = stats_row;
     h->cb = cb;
@@ -686,8 +684,8 @@ void bth_health_destroy(struct bth_health *h)
 {
     if (h == NULL)
         return;
-    while (h->all != NULL)
-        hc_free(h->all);
+    while (!bth_list_empty(&h->all))
+        hc_free(bth_list_entry(h->all.next, struct bth_hc, link));
     if (h->changed_ev)
         event_free(h->changed_ev);
     if (h->outlier_timer)
