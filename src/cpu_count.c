@@ -47,8 +47,10 @@ static long long read_number(const char *path)
 static unsigned read_cfs(const char *dir)
 {
     char qp[4096], pp[4096];
-    snprintf(qp, sizeof(qp), "%s/cpu.cfs_quota_us", dir);
-    snprintf(pp, sizeof(pp), "%s/cpu.cfs_period_us", dir);
+    /* A path that does not fit names no file berth could read: no limit from it. */
+    if (snprintf(qp, sizeof(qp), "%s/cpu.cfs_quota_us", dir) >= (int)sizeof(qp) ||
+        snprintf(pp, sizeof(pp), "%s/cpu.cfs_period_us", dir) >= (int)sizeof(pp))
+        return 0;
     return quota_cpus(read_number(qp), read_number(pp));
 }
 
