@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Control API handlers. Every change goes registry first, then one snapshot publication,
- * so a call that fails validation changes nothing. */
+ * so a call that fails validation changes nothing. HTTP itself is control_http.c's. */
 #include "control.h"
 
 #include <errno.h>
@@ -15,14 +15,12 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
 #include "app.h"
 #include "config.h"
+#include "control_http.h"
 #include "discovery.h"
 #include "health.h"
 #include "config_json.h"
@@ -34,38 +32,21 @@
 #include "target.h"
 #include "worker.h"
 
-#define MAX_BODY_BYTES (4 * 1024 * 1024)
+/* Open connections per listener; past them new ones get 503 and are closed. The Unix socket
+ * (mode 0660) allows more: every container stop hook waiting on a drain holds one. */
+#define TCP_MAX_CONNS  256
+#define UNIX_MAX_CONNS 1024
 
 struct bth_control {
-    struct bth_app *app;     /* borrowed */
-    struct evhttp *http;     /* owned: the Unix socket */
-    struct evhttp *tcp_http; /* owned: control.listen, NULL when not configured */
-    char *token;             /* owned: Bearer token for tcp_http */
+    struct bth_app *app;               /* borrowed */
+    struct bth_control_http *http;     /* owned: the Unix socket */
+    struct bth_control_http *tcp_http; /* owned: control.listen, NULL when not configured */
+    char *token;                       /* owned: Bearer token for tcp_http */
     size_t token_len;
     char *path; /* owned */
 };
 
-static const char *reason_phrase(int code)
-{
-    switch (code) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 414:
-        return "URI Too Long";
-    case 500:
-        return "Internal Server Error";
-    default:
-        return code < 400 ? "OK" : "Error";
-    }
-}
-
-static void reply_json(struct evhttp_request *req, int code, json_t *body)
+static void reply_json(struct bth_control_req *req, int code, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
     struct evbuffer *out = evbuffer_new();
@@ -73,32 +54,34 @@ static void reply_json(struct evhttp_request *req, int code, json_t *body)
         evbuffer_add(out, text, strlen(text));
         evbuffer_add(out, "\n", 1);
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code, reason_phrase(code), out);
+    if (text != NULL && out != NULL)
+        bth_control_req_reply_buffer(req, code, "application/json", out);
+    else
+        bth_control_req_reply_error(req, 500, "InternalFailure", "out of memory");
     if (out)
         evbuffer_free(out);
     free(text);
     json_decref(body);
 }
 
-static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void reply_error(struct bth_control_req *req, int code, const char *err, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
 
-static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt, ...)
+static void reply_error(struct bth_control_req *req, int code, const char *err, const char *fmt,
+                        ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    reply_json(req, code, json_pack("{s:{s:s,s:s}}", "Error", "Code", err, "Message", msg));
+    bth_control_req_reply_error(req, code, err, msg);
 }
 
-static void reply_text(struct evhttp_request *req, int code, const char *ctype,
+static void reply_text(struct bth_control_req *req, int code, const char *ctype,
                        struct evbuffer *body)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-    evhttp_send_reply(req, code, "OK", body);
+    bth_control_req_reply_buffer(req, code, ctype, body);
 }
 
 static unsigned count_healthy(const struct bth_reg_group *g)
@@ -109,7 +92,7 @@ static unsigned count_healthy(const struct bth_reg_group *g)
     return n;
 }
 
-static void handle_groups(struct bth_control *c, struct evhttp_request *req)
+static void handle_groups(struct bth_control *c, struct bth_control_req *req)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < c->app->registry.ngroups; i++) {
@@ -123,7 +106,7 @@ static void handle_groups(struct bth_control *c, struct evhttp_request *req)
     reply_json(req, 200, json_pack("{s:o}", "TargetGroups", arr));
 }
 
-static void handle_health(struct bth_control *c, struct evhttp_request *req,
+static void handle_health(struct bth_control *c, struct bth_control_req *req,
                           struct bth_reg_group *g)
 {
     json_t *arr = json_array();
@@ -170,10 +153,10 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
 
 /* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]} into <addrs>. Returns the count or -1
  * after replying with the error. */
-static int parse_targets(struct evhttp_request *req, struct bth_addr **addrs, unsigned **weights,
+static int parse_targets(struct bth_control_req *req, struct bth_addr **addrs, unsigned **weights,
                          int *wait)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    struct evbuffer *in = bth_control_req_body(req);
     size_t len = evbuffer_get_length(in);
     json_error_t jerr;
     json_t *root = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
@@ -237,11 +220,11 @@ fail:
 
 /* A deregister call with "Wait": true, answered when its last target has drained. */
 struct drain_wait {
-    struct evhttp_request *req; /* NULL once the client went away */
+    struct bth_control_req *req; /* NULL once the client went away */
     int pending;
 };
 
-static void on_wait_conn_close(struct evhttp_connection *evcon, void *arg)
+static void on_wait_gone(void *arg)
 {
     struct drain_wait *dw = arg;
     dw->req = NULL;
@@ -252,14 +235,12 @@ static void on_drain_done(void *arg)
     struct drain_wait *dw = arg;
     if (--dw->pending > 0)
         return;
-    if (dw->req != NULL) {
-        evhttp_connection_set_closecb(evhttp_request_get_connection(dw->req), NULL, NULL);
-        reply_json(dw->req, 200, json_object());
-    }
+    if (dw->req != NULL)
+        reply_json(dw->req, 200, json_object()); /* also forgets on_wait_gone */
     bth_free(dw);
 }
 
-static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
+static void wait_for_drains(struct bth_control *c, struct bth_control_req *req,
                             struct bth_reg_group *g, const struct bth_addr *addrs, int n)
 {
     struct drain_wait *dw = bth_calloc(1, sizeof(*dw));
@@ -269,7 +250,7 @@ static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
     }
     dw->req = req;
     dw->pending = n + 1; /* the extra one keeps it alive until every waiter is registered */
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_wait_conn_close, dw);
+    bth_control_req_on_gone(req, on_wait_gone, dw);
     for (int i = 0; i < n; i++) {
         if (bth_registry_drain_wait(&c->app->registry, g, &addrs[i], on_drain_done, dw) != 0)
             on_drain_done(dw); /* out of memory: do not wait for this one */
@@ -277,7 +258,7 @@ static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
     on_drain_done(dw);
 }
 
-static void handle_register(struct bth_control *c, struct evhttp_request *req,
+static void handle_register(struct bth_control *c, struct bth_control_req *req,
                             struct bth_reg_group *g, bool add)
 {
     struct bth_addr *addrs;
@@ -313,7 +294,7 @@ out:
     bth_free(weights);
 }
 
-static void handle_reload(struct bth_control *c, struct evhttp_request *req)
+static void handle_reload(struct bth_control *c, struct bth_control_req *req)
 {
     struct bth_err err;
     bth_err_init(&err);
@@ -336,7 +317,7 @@ static void handle_reload(struct bth_control *c, struct evhttp_request *req)
     bth_err_fini(&err);
 }
 
-static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
+static void handle_metrics(struct bth_control *c, struct bth_control_req *req)
 {
     struct evbuffer *out = evbuffer_new();
     bth_metrics_render(out, c->app->workers, c->app->nworkers, &c->app->registry);
@@ -346,8 +327,8 @@ static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
 }
 
 /* Routes /v1/target-groups/{name}/{verb}. */
-static void handle_group_path(struct bth_control *c, struct evhttp_request *req, const char *rest,
-                              enum evhttp_cmd_type method)
+static void handle_group_path(struct bth_control *c, struct bth_control_req *req, const char *rest,
+                              enum bth_control_method method)
 {
     char name[256];
     const char *slash = strchr(rest, '/');
@@ -364,21 +345,21 @@ static void handle_group_path(struct bth_control *c, struct evhttp_request *req,
         reply_error(req, 404, "TargetGroupNotFound", "target group \"%s\" not found", name);
         return;
     }
-    if (strcmp(verb, "health") == 0 && method == EVHTTP_REQ_GET)
+    if (strcmp(verb, "health") == 0 && method == BTH_CONTROL_GET)
         handle_health(c, req, g);
-    else if (strcmp(verb, "register") == 0 && method == EVHTTP_REQ_POST)
+    else if (strcmp(verb, "register") == 0 && method == BTH_CONTROL_POST)
         handle_register(c, req, g, true);
-    else if (strcmp(verb, "deregister") == 0 && method == EVHTTP_REQ_POST)
+    else if (strcmp(verb, "deregister") == 0 && method == BTH_CONTROL_POST)
         handle_register(c, req, g, false);
     else
         reply_error(req, 404, "NotFound", "no such resource");
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(struct bth_control_req *req, void *arg)
 {
     struct bth_control *c = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    const char *uri = bth_control_req_uri(req);
+    enum bth_control_method method = bth_control_req_method(req);
     char path[1024];
     size_t plen = strcspn(uri, "?");
     if (plen >= sizeof(path)) {
@@ -393,13 +374,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_add(out, "ok\n", 3);
         reply_text(req, 200, "text/plain", out);
         evbuffer_free(out);
-    } else if (strcmp(path, "/v1/reload") == 0 && method == EVHTTP_REQ_POST) {
+    } else if (strcmp(path, "/v1/reload") == 0 && method == BTH_CONTROL_POST) {
         handle_reload(c, req);
     } else if (strcmp(path, "/metrics") == 0) {
         handle_metrics(c, req);
-    } else if (strcmp(path, "/v1/target-groups") == 0 && method == EVHTTP_REQ_GET) {
+    } else if (strcmp(path, "/v1/target-groups") == 0 && method == BTH_CONTROL_GET) {
         handle_groups(c, req);
-    } else if (strcmp(path, "/v1/config") == 0 && method == EVHTTP_REQ_GET) {
+    } else if (strcmp(path, "/v1/config") == 0 && method == BTH_CONTROL_GET) {
         reply_json(req, 200, bth_config_to_json(c->app->registry.config->cfg));
     } else if (strncmp(path, groups_prefix, sizeof(groups_prefix) - 1) == 0) {
         handle_group_path(c, req, path + sizeof(groups_prefix) - 1, method);
@@ -408,11 +389,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
-/* The TCP control listener: every request needs "Authorization: Bearer <token>". */
-static void on_tcp_request(struct evhttp_request *req, void *arg)
+/* The TCP control listener: every request needs "Authorization: Bearer <token>", checked as
+ * soon as the head is in, so no unauthenticated body is ever read. */
+static int on_tcp_head(struct bth_control_req *req, void *arg)
 {
     struct bth_control *c = arg;
-    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    const char *auth = bth_control_req_header(req, "Authorization");
     static const char bearer[] = "Bearer ";
     bool ok = false;
     if (auth != NULL && strncmp(auth, bearer, sizeof(bearer) - 1) == 0) {
@@ -422,12 +404,11 @@ static void on_tcp_request(struct evhttp_request *req, void *arg)
         ok = glen == c->token_len && CRYPTO_memcmp(given, c->token, glen) == 0;
     }
     if (!ok) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                          "Bearer realm=\"berth\"");
+        bth_control_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"berth\"");
         reply_error(req, 401, "Unauthorized", "a valid Authorization: Bearer token is required");
-        return;
+        return -1;
     }
-    on_request(req, c);
+    return 0;
 }
 
 /* Reads the token file; refuses a missing, empty or world-readable file. */
@@ -462,28 +443,52 @@ static int read_token(struct bth_control *c, const char *file)
     return c->token ? 0 : -1;
 }
 
-static int start_tcp(struct bth_control *c, const char *listen_addr)
+static void free_token(char *token, size_t len)
+{
+    if (token != NULL) {
+        OPENSSL_cleanse(token, len);
+        bth_free(token);
+    }
+}
+
+/* A TCP server on <listen_addr>, bound and listening but not accepting yet. Returns it, or
+ * NULL with one line saying why in <why>. */
+static struct bth_control_http *bind_tcp(struct bth_control *c, const char *listen_addr, char *why,
+                                         size_t whysz)
 {
     struct bth_addr a;
-    if (bth_parse_addr(listen_addr, &a) != 0)
-        return -1;
-    c->tcp_http = evhttp_new(c->app->base);
-    if (c->tcp_http == NULL)
-        return -1;
+    if (bth_parse_addr(listen_addr, &a) != 0) {
+        snprintf(why, whysz, "control listen %s: invalid address", listen_addr);
+        return NULL;
+    }
     int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd != -1)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd == -1 || bind(fd, (struct sockaddr *)&a.ss, a.len) == -1 || listen(fd, 128) == -1 ||
-        evhttp_accept_socket(c->tcp_http, fd) != 0) {
-        bth_log(BTH_LOG_ERR, "control listen %s: bind() failed: %s", listen_addr, strerror(errno));
+    if (fd == -1 || bind(fd, (struct sockaddr *)&a.ss, a.len) == -1 || listen(fd, 128) == -1) {
+        snprintf(why, whysz, "control listen %s: bind() failed: %s", listen_addr, strerror(errno));
         if (fd != -1)
             close(fd);
+        return NULL;
+    }
+    char name[96];
+    snprintf(name, sizeof(name), "control listen %s", listen_addr);
+    struct bth_control_http *h =
+        bth_control_http_create(c->app->base, fd, name, TCP_MAX_CONNS, on_tcp_head, on_request, c);
+    if (h == NULL)
+        snprintf(why, whysz, "control listen %s: out of memory", listen_addr);
+    return h;
+}
+
+static int start_tcp(struct bth_control *c, const char *listen_addr)
+{
+    char why[512];
+    c->tcp_http = bind_tcp(c, listen_addr, why, sizeof(why));
+    if (c->tcp_http == NULL) {
+        bth_log(BTH_LOG_ERR, "%s", why);
         return -1;
     }
-    evhttp_set_max_body_size(c->tcp_http, MAX_BODY_BYTES);
-    evhttp_set_allowed_methods(c->tcp_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-    evhttp_set_gencb(c->tcp_http, on_tcp_request, c);
+    bth_control_http_start(c->tcp_http);
     bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", listen_addr);
     return 0;
 }
@@ -524,36 +529,31 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
     c->app = app;
     c->path = bth_strdup(path);
     const struct bth_config *cfg = app->registry.config->cfg;
+    char name[160];
     /* The token is checked before anything is bound, so a refused start leaves no socket. */
     if (cfg->control_listen != NULL && read_token(c, cfg->control_token_file) != 0)
         goto fail;
-    c->http = evhttp_new(app->base);
     int fd = bind_unix(path);
     if (fd == -1) {
         bth_log(BTH_LOG_ERR, "control socket %s: bind() failed: %s", path, strerror(errno));
         goto fail;
     }
-    if (c->http == NULL || evhttp_accept_socket(c->http, fd) != 0) {
-        close(fd);
+    snprintf(name, sizeof(name), "control socket %s", path);
+    c->http = bth_control_http_create(app->base, fd, name, UNIX_MAX_CONNS, NULL, on_request, c);
+    if (c->http == NULL) {
+        unlink(path);
         goto fail;
     }
-    evhttp_set_max_body_size(c->http, MAX_BODY_BYTES);
-    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-    evhttp_set_gencb(c->http, on_request, c);
+    bth_control_http_start(c->http);
     if (cfg->control_listen != NULL && start_tcp(c, cfg->control_listen) != 0) {
         unlink(path);
         goto fail;
     }
     return c;
 fail:
-    if (c->tcp_http)
-        evhttp_free(c->tcp_http);
-    if (c->token) {
-        OPENSSL_cleanse(c->token, c->token_len);
-        bth_free(c->token);
-    }
-    if (c->http)
-        evhttp_free(c->http);
+    bth_control_http_destroy(c->tcp_http);
+    free_token(c->token, c->token_len);
+    bth_control_http_destroy(c->http);
     bth_free(c->path);
     bth_free(c);
     return NULL;
@@ -563,13 +563,9 @@ void bth_control_stop(struct bth_control *c)
 {
     if (c == NULL)
         return;
-    evhttp_free(c->http);
-    if (c->tcp_http)
-        evhttp_free(c->tcp_http);
-    if (c->token) {
-        OPENSSL_cleanse(c->token, c->token_len);
-        bth_free(c->token);
-    }
+    bth_control_http_destroy(c->http);
+    bth_control_http_destroy(c->tcp_http);
+    free_token(c->token, c->token_len);
     unlink(c->path);
     bth_free(c->path);
     bth_free(c);
