@@ -4,6 +4,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -31,6 +32,9 @@
 #include "snapshot.h"
 #include "target.h"
 #include "worker.h"
+
+/* The token file is read whole; a longer one is refused, never cut. */
+#define MAX_TOKEN_FILE_BYTES 4096
 
 /* Open connections per listener; past them new ones get 503 and are closed. The Unix socket
  * (mode 0660) allows more: every container stop hook waiting on a drain holds one. */
@@ -411,36 +415,75 @@ static int on_tcp_head(struct bth_control_req *req, void *arg)
     return 0;
 }
 
-/* Reads the token file; refuses a missing, empty or world-readable file. */
-static int read_token(struct bth_control *c, const char *file)
+/* Reads the whole token file into <*token> (owned by the caller). Refuses a missing, empty,
+ * world-readable or over-long file, and a token with control characters in it (it could
+ * never arrive in a header), writing one line saying why into <why>. Returns 0 or -1. */
+static int read_token(const char *file, char **token, size_t *token_len, char *why, size_t whysz)
 {
+    char buf[MAX_TOKEN_FILE_BYTES + 1];
+    size_t n = 0;
+    int rc = -1;
     struct stat st;
-    if (stat(file, &st) != 0) {
-        bth_log(BTH_LOG_ERR, "control token_file %s: %s", file, strerror(errno));
-        return -1;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd == -1 || fstat(fd, &st) != 0) {
+        snprintf(why, whysz, "control token_file %s: %s", file, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whysz, "control token_file %s is not a regular file", file);
+        goto out;
     }
     if (st.st_mode & S_IROTH) {
-        bth_log(BTH_LOG_ERR,
-                "control token_file %s is world-readable; refusing to start "
-                "(chmod o-r)",
-                file);
-        return -1;
+        snprintf(why, whysz, "control token_file %s is world-readable; refusing it (chmod o-r)",
+                 file);
+        goto out;
     }
-    FILE *f = fopen(file, "r");
-    char buf[1024];
-    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f)
-        fclose(f);
+    /* One byte more than allowed tells a long file from one that fits exactly. */
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            snprintf(why, whysz, "control token_file %s: read() failed: %s", file, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > MAX_TOKEN_FILE_BYTES) {
+        snprintf(why, whysz, "control token_file %s is longer than %d bytes", file,
+                 MAX_TOKEN_FILE_BYTES);
+        goto out;
+    }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     if (n == 0) {
-        bth_log(BTH_LOG_ERR, "control token_file %s is empty or unreadable", file);
-        return -1;
+        snprintf(why, whysz, "control token_file %s is empty or unreadable", file);
+        goto out;
     }
-    c->token = bth_strndup(buf, n);
-    c->token_len = n;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            snprintf(why, whysz,
+                     "control token_file %s: the token has a control character (byte %zu); "
+                     "one line expected",
+                     file, i + 1);
+            goto out;
+        }
+    }
+    *token = bth_strndup(buf, n);
+    *token_len = n;
+    if (*token == NULL) {
+        snprintf(why, whysz, "control token_file %s: out of memory", file);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd != -1)
+        close(fd);
     OPENSSL_cleanse(buf, sizeof(buf));
-    return c->token ? 0 : -1;
+    return rc;
 }
 
 static void free_token(char *token, size_t len)
@@ -529,10 +572,13 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
     c->app = app;
     c->path = bth_strdup(path);
     const struct bth_config *cfg = app->registry.config->cfg;
-    char name[160];
+    char why[512], name[160];
     /* The token is checked before anything is bound, so a refused start leaves no socket. */
-    if (cfg->control_listen != NULL && read_token(c, cfg->control_token_file) != 0)
+    if (cfg->control_listen != NULL &&
+        read_token(cfg->control_token_file, &c->token, &c->token_len, why, sizeof(why)) != 0) {
+        bth_log(BTH_LOG_ERR, "%s", why);
         goto fail;
+    }
     int fd = bind_unix(path);
     if (fd == -1) {
         bth_log(BTH_LOG_ERR, "control socket %s: bind() failed: %s", path, strerror(errno));

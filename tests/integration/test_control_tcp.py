@@ -525,3 +525,37 @@ def test_issue15_timeouts(berth, http_config, tmp_path):
     for s in (silent, partial):
         s.close()
     keep.close()
+
+
+def test_issue15_long_token_read_whole(berth, http_config, tmp_path):
+    """A 2000-character token works in full and its 1023-character prefix (what a 1 KiB read kept) is refused; a token file over 4096 bytes or with a control character inside stops the start with one line naming the file."""
+    token = "".join("abcdefghijklmnopqrstuvwxyz0123456789-_"[i % 38] for i in range(2000))
+    cfg, port = tcp_config(http_config, tmp_path, token=token + "\n")
+    lb = berth(cfg)
+    r = tcp_call(port, "GET", "/healthz", auth="Bearer " + token)
+    assert (r.status, r.body) == (200, b"ok\n"), r
+    for bad in (token[:1023], token[:1999], token + "x"):
+        r = tcp_call(port, "GET", "/healthz", auth="Bearer " + bad)
+        assert r.status == 401, (len(bad), r)
+    assert lb.stop() == 0
+    # exactly 4096 bytes (newline included) is accepted
+    sub = tmp_path / "exact"
+    sub.mkdir()
+    exact = "t" * 4095
+    cfg, port = tcp_config(http_config, sub, token=exact + "\n")
+    lb = berth(cfg)
+    assert tcp_call(port, "GET", "/healthz", auth="Bearer " + exact).status == 200
+    assert lb.stop() == 0
+    for why, text, words in (("long", "t" * 4097, "longer than 4096 bytes"),
+                             ("long-nl", "t" * 4096 + "\n", "longer than 4096 bytes"),
+                             ("two-lines", "part1\npart2\n", "control character")):
+        sub = tmp_path / why
+        sub.mkdir()
+        cfg, port = tcp_config(http_config, sub, token=text)
+        lb = berth(cfg, wait_ready=False)
+        assert lb.proc.wait(5) == 1, (why, lb.stderr)
+        lines = [ln for ln in lb.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, (why, lb.stderr)
+        assert cfg["control"]["token_file"] in lines[0] and words in lines[0], (why, lines)
+        assert "ttttt" not in lines[0] and "part" not in lines[0], lines
+        assert not os.path.exists(lb.sock_path), why
