@@ -317,6 +317,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     struct bth_config_ref *ref = NULL;
     struct bth_listen_spec **plans = NULL;
     size_t *nplan = NULL;
+    struct bth_control_plan *ctl_plan = NULL;
     if (app->config_path == NULL) {
         bth_err_add(err, "berth runs on the embedded default config: nothing to reload");
         goto fail;
@@ -345,6 +346,9 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
             nplan[w] = (size_t)n;
         }
     }
+    /* control.listen and token_file: read and bound now, put in force with the rest. */
+    if (app->control != NULL && bth_control_reconfigure(app->control, cfg, &ctl_plan, err) != 0)
+        goto fail;
     ref = bth_config_ref_create(cfg);
     if (ref == NULL)
         goto fail;
@@ -355,6 +359,9 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     }
     bth_config_ref_unref(ref);
     ref = NULL;
+    if (ctl_plan != NULL)
+        bth_control_apply(app->control, ctl_plan);
+    ctl_plan = NULL;
     if (app->discovery != NULL)
         bth_discovery_sync(app->discovery); /* new, changed and removed discovery blocks */
     if (plans != NULL) {
@@ -381,6 +388,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     bth_log(BTH_LOG_NOTICE, "reloaded %s", app->config_path);
     return 0;
 fail:
+    bth_control_plan_free(ctl_plan);
     free_plans(plans, nplan, app->nworkers);
     bth_config_ref_unref(old_ref);
     bth_config_destroy(cfg);

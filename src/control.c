@@ -45,9 +45,19 @@ struct bth_control {
     struct bth_app *app;               /* borrowed */
     struct bth_control_http *http;     /* owned: the Unix socket */
     struct bth_control_http *tcp_http; /* owned: control.listen, NULL when not configured */
+    char *tcp_listen;                  /* owned: the address tcp_http is bound to */
     char *token;                       /* owned: Bearer token for tcp_http */
     size_t token_len;
     char *path; /* owned */
+};
+
+/* A prepared change of control.listen and the token (bth_control_reconfigure). */
+struct bth_control_plan {
+    char *token; /* owned: the token after the change; NULL without control.listen */
+    size_t token_len;
+    char *listen;                      /* owned: control.listen after the change, or NULL */
+    struct bth_control_http *tcp_http; /* owned: bound, not yet accepting; NULL when none */
+    bool replace_tcp;                  /* the running TCP server goes */
 };
 
 static void reply_json(struct bth_control_req *req, int code, json_t *body)
@@ -527,8 +537,9 @@ static int start_tcp(struct bth_control *c, const char *listen_addr)
 {
     char why[512];
     c->tcp_http = bind_tcp(c, listen_addr, why, sizeof(why));
-    if (c->tcp_http == NULL) {
-        bth_log(BTH_LOG_ERR, "%s", why);
+    c->tcp_listen = bth_strdup(listen_addr);
+    if (c->tcp_http == NULL || c->tcp_listen == NULL) {
+        bth_log(BTH_LOG_ERR, "%s", c->tcp_http == NULL ? why : "out of memory");
         return -1;
     }
     bth_control_http_start(c->tcp_http);
@@ -598,11 +609,84 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
     return c;
 fail:
     bth_control_http_destroy(c->tcp_http);
+    bth_free(c->tcp_listen);
     free_token(c->token, c->token_len);
     bth_control_http_destroy(c->http);
     bth_free(c->path);
     bth_free(c);
     return NULL;
+}
+
+void bth_control_plan_free(struct bth_control_plan *plan)
+{
+    if (plan == NULL)
+        return;
+    free_token(plan->token, plan->token_len);
+    bth_free(plan->listen);
+    bth_control_http_destroy(plan->tcp_http); /* never started: it has no connection */
+    bth_free(plan);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+int bth_control_reconfigure(struct bth_control *c, const struct bth_config *cfg,
+                            struct bth_control_plan **out, struct bth_err *err)
+{
+    char why[512] = "control: out of memory";
+    struct bth_control_plan *plan = bth_calloc(1, sizeof(*plan));
+    *out = NULL;
+    if (plan == NULL)
+        goto fail;
+    if (cfg->control_listen != NULL && (read_token(cfg->control_token_file, &plan->token,
+                                                   &plan->token_len, why, sizeof(why)) != 0 ||
+                                        (plan->listen = bth_strdup(cfg->control_listen)) == NULL))
+        goto fail;
+    if (!same_str(c->path, cfg->control_socket))
+        bth_log(BTH_LOG_WARN, "control.socket changed to %s: %s stays until a restart",
+                cfg->control_socket, c->path);
+    plan->replace_tcp = !same_str(c->tcp_listen, cfg->control_listen);
+    /* A new address is bound now, so a busy port fails the reload before anything changes. */
+    if (plan->replace_tcp && cfg->control_listen != NULL &&
+        (plan->tcp_http = bind_tcp(c, cfg->control_listen, why, sizeof(why))) == NULL)
+        goto fail;
+    *out = plan;
+    return 0;
+fail:
+    bth_err_add(err, "%s: %s", cfg->path, why);
+    bth_control_plan_free(plan);
+    return -1;
+}
+
+void bth_control_apply(struct bth_control *c, struct bth_control_plan *plan)
+{
+    bool token_changed =
+        plan->token != NULL && (plan->token_len != c->token_len ||
+                                CRYPTO_memcmp(plan->token, c->token, plan->token_len) != 0);
+    free_token(c->token, c->token_len);
+    c->token = plan->token;
+    c->token_len = plan->token_len;
+    plan->token = NULL;
+    if (plan->replace_tcp) {
+        if (c->tcp_http != NULL)
+            bth_log(BTH_LOG_NOTICE, "control no longer listening on %s", c->tcp_listen);
+        /* Its connections close now; one carrying this very reload answers first. */
+        bth_control_http_destroy(c->tcp_http);
+        bth_free(c->tcp_listen);
+        c->tcp_http = plan->tcp_http;
+        c->tcp_listen = plan->listen;
+        plan->tcp_http = NULL;
+        plan->listen = NULL;
+        if (c->tcp_http != NULL) {
+            bth_control_http_start(c->tcp_http);
+            bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", c->tcp_listen);
+        }
+    } else if (token_changed && c->tcp_http != NULL) {
+        bth_log(BTH_LOG_NOTICE, "control listen %s: new token in force", c->tcp_listen);
+    }
+    bth_control_plan_free(plan);
 }
 
 void bth_control_stop(struct bth_control *c)
@@ -611,6 +695,7 @@ void bth_control_stop(struct bth_control *c)
         return;
     bth_control_http_destroy(c->http);
     bth_control_http_destroy(c->tcp_http);
+    bth_free(c->tcp_listen);
     free_token(c->token, c->token_len);
     unlink(c->path);
     bth_free(c->path);

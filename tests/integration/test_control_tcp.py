@@ -559,3 +559,101 @@ def test_issue15_long_token_read_whole(berth, http_config, tmp_path):
         assert cfg["control"]["token_file"] in lines[0] and words in lines[0], (why, lines)
         assert "ttttt" not in lines[0] and "part" not in lines[0], lines
         assert not os.path.exists(lb.sock_path), why
+
+
+def write_config(lb, cfg):
+    """Rewrites the running berth's config file from <cfg> (a dict as given to berth())."""
+    from conftest import _fill_config, to_yaml
+    for lst in cfg["listeners"]:  # the same ports as at the start
+        lst.setdefault("bind", "127.0.0.1:%d" % lb.ports[lst["name"]])
+    full, _, _, _ = _fill_config(cfg, lb.tmpdir)
+    with open(lb.config_path, "w") as f:
+        f.write(to_yaml(full) + "\n")
+
+
+def refused(port):
+    """True when nothing accepts on 127.0.0.1:<port>."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_issue15_reload_applies_token_and_listen(berth, http_config, tmp_path):
+    """A reload (POST /v1/reload or SIGHUP) puts a new token in force (the old one gets 401), moves, removes and adds the TCP listener, and answers a reload that arrives through the listener it moves; a reload whose token file or address is bad fails with the reason and changes nothing; a changed control.socket is reported as needing a restart."""
+    import signal
+    cfg, port_a = tcp_config(http_config, tmp_path)
+    token_file = cfg["control"]["token_file"]
+    lb = berth(cfg)
+
+    def ok(port, token):
+        return tcp_call(port, "GET", "/healthz", auth="Bearer " + token).status == 200
+
+    def reload_via_unix():
+        st, body = lb.ctl("POST", "/v1/reload")
+        return st, body
+
+    # new token, same address: SIGHUP
+    with open(token_file, "w") as f:
+        f.write("second-token\n")
+    lb.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while not ok(port_a, "second-token") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ok(port_a, "second-token")
+    assert tcp_call(port_a, "GET", "/healthz", auth="Bearer " + TOKEN).status == 401
+    # move the listener, asking through the listener that moves
+    port_b = free_port()
+    cfg["control"]["listen"] = "127.0.0.1:%d" % port_b
+    write_config(lb, cfg)
+    r = tcp_call(port_a, "POST", "/v1/reload", auth="Bearer second-token")
+    assert (r.status, r.json) == (200, {"Result": "reloaded"}), r
+    assert ok(port_b, "second-token")
+    assert refused(port_a)
+    # a busy address: the reload fails, the listener and token stay
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    cfg["control"]["listen"] = "127.0.0.1:%d" % busy.getsockname()[1]
+    write_config(lb, cfg)
+    with open(token_file, "w") as f:
+        f.write("third-token\n")
+    st, body = reload_via_unix()
+    assert st == 400 and body["Error"]["Code"] == "ConfigInvalid", body
+    assert "bind() failed" in body["Error"]["Message"], body
+    assert lb.config_path in body["Error"]["Message"], body
+    busy.close()
+    assert ok(port_b, "second-token") and not ok(port_b, "third-token")
+    # a world-readable token file: the reload fails, nothing changes
+    cfg["control"]["listen"] = "127.0.0.1:%d" % port_b
+    write_config(lb, cfg)
+    os.chmod(token_file, 0o644)
+    st, body = reload_via_unix()
+    assert st == 400 and "world-readable" in body["Error"]["Message"], body
+    assert ok(port_b, "second-token") and not ok(port_b, "third-token")
+    assert "third-token" not in json.dumps(body) and "third-token" not in lb.stderr
+    os.chmod(token_file, 0o600)
+    st, body = reload_via_unix()
+    assert st == 200, body
+    assert ok(port_b, "third-token") and not ok(port_b, "second-token")
+    # no listener, then one again
+    del cfg["control"]["listen"]
+    del cfg["control"]["token_file"]
+    write_config(lb, cfg)
+    assert reload_via_unix()[0] == 200
+    assert refused(port_b)
+    port_c = free_port()
+    cfg["control"].update({"listen": "127.0.0.1:%d" % port_c, "token_file": token_file})
+    write_config(lb, cfg)
+    assert reload_via_unix()[0] == 200
+    assert ok(port_c, "third-token")
+    assert "control no longer listening on 127.0.0.1:%d" % port_a in lb.stderr
+    assert "control listening on 127.0.0.1:%d (token required)" % port_c in lb.stderr
+    assert "no longer listening on 127.0.0.1:%d (HTTP)" % lb.port not in lb.stderr
+    # control.socket needs a restart: said, and the socket stays
+    cfg["control"]["socket"] = str(tmp_path / "other.sock")
+    write_config(lb, cfg)
+    assert reload_via_unix()[0] == 200
+    assert "control.socket changed to %s" % cfg["control"]["socket"] in lb.stderr
+    assert not os.path.exists(cfg["control"]["socket"])
