@@ -33,6 +33,9 @@
 #include "target.h"
 #include "worker.h"
 
+/* A register or deregister call names at most this many targets (ELB's limit per call is
+ * of the same order); larger calls are refused whole. */
+#define MAX_TARGETS_PER_CALL 1000
 /* The token file is read whole; a longer one is refused, never cut. */
 #define MAX_TOKEN_FILE_BYTES 4096
 
@@ -165,8 +168,8 @@ static void handle_health(struct bth_control *c, struct bth_control_req *req,
     reply_json(req, 200, body);
 }
 
-/* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]} into <addrs>. Returns the count or -1
- * after replying with the error. */
+/* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]}, at most MAX_TARGETS_PER_CALL of them,
+ * into <addrs>. Returns the count or -1 after replying with the error. */
 static int parse_targets(struct bth_control_req *req, struct bth_addr **addrs, unsigned **weights,
                          int *wait)
 {
@@ -187,6 +190,12 @@ static int parse_targets(struct bth_control_req *req, struct bth_addr **addrs, u
     json_t *w = json_object_get(root, "Wait");
     *wait = json_is_true(w);
     size_t n = json_array_size(targets);
+    if (n > MAX_TARGETS_PER_CALL) {
+        reply_error(req, 400, "ValidationError", "\"Targets\" has %zu entries; at most %d per call",
+                    n, MAX_TARGETS_PER_CALL);
+        json_decref(root);
+        return -1;
+    }
     *addrs = bth_calloc(n, sizeof(**addrs));
     *weights = bth_calloc(n, sizeof(**weights));
     if (*addrs == NULL || *weights == NULL) {

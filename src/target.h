@@ -14,6 +14,7 @@
 
 struct bth_upstream;
 struct bth_hc;
+struct bth_drain;
 
 enum bth_target_state {
     BTH_TARGET_INITIAL = 0, /* registered, first health check pending */
@@ -43,6 +44,7 @@ struct bth_target {
     atomic_int consecutive_errors;   /* passive checks: failures in a row seen by workers */
     atomic_bool ejected;             /* passive checks: out of rotation (main thread writes) */
     struct bth_hc *hc;               /* main thread only: active check state, NULL if none */
+    struct bth_drain *drain;         /* main thread only: its drain under way, NULL if none */
     struct bth_addr addr;
     unsigned weight;
     bool dynamic;    /* registered through the control API (not from the config file) */

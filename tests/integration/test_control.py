@@ -95,3 +95,45 @@ def test_malformed_body(berth, http_config):
     status, body = lb.ctl("POST", "/v1/target-groups/app/register", '{"Targets": [')
     assert status == 400, (status, body)
     assert isinstance(body, dict) and body.get("Error", {}).get("Code") == "ValidationError", body
+
+
+def many_targets(n, first=0):
+    """<n> distinct targets 10.1.x.y:8080 (health checks are off: nothing connects)."""
+    return [{"Id": "10.1.%d.%d" % ((first + i) // 250, (first + i) % 250 + 1), "Port": 8080}
+            for i in range(n)]
+
+
+def test_issue15_register_call_cap(berth, http_config, tmp_path):
+    """A register call of 1000 targets is answered within seconds and a 1000-target "Wait" deregister too, while a call of 1001 gets 400 ValidationError and changes neither the group nor the state file."""
+    state = tmp_path / "state.json"
+    cfg = http_config([])
+    cfg["state_file"] = str(state)
+    cfg["target_groups"][0]["deregistration_delay"] = "0s"
+    lb = berth(cfg)
+    for call in range(3):
+        t0 = time.monotonic()
+        status, body = lb.ctl("POST", "/v1/target-groups/app/register",
+                              {"Targets": many_targets(1000, 1000 * call)})
+        took = time.monotonic() - t0
+        assert (status, body) == (200, {}), body
+        assert took < 3.0, "a 1000-target register call took %.2fs" % took
+    status, body = lb.ctl("GET", "/v1/target-groups/app/health")
+    assert len(body["TargetHealthDescriptions"]) == 3000
+    saved = state.read_bytes()
+    for verb in ("register", "deregister"):
+        status, body = lb.ctl("POST", "/v1/target-groups/app/%s" % verb,
+                              {"Targets": many_targets(1001, 5000)})
+        assert status == 400 and body["Error"]["Code"] == "ValidationError", body
+        assert "1001" in body["Error"]["Message"] and "1000" in body["Error"]["Message"], body
+    status, body = lb.ctl("GET", "/v1/target-groups/app/health")
+    assert len(body["TargetHealthDescriptions"]) == 3000
+    assert state.read_bytes() == saved
+    t0 = time.monotonic()
+    status, body = lb.ctl("POST", "/v1/target-groups/app/deregister",
+                          {"Targets": many_targets(1000, 1000), "Wait": True})
+    took = time.monotonic() - t0
+    assert (status, body) == (200, {}), body
+    assert took < 3.0, "a 1000-target deregister call took %.2fs" % took
+    status, body = lb.ctl("GET", "/v1/target-groups/app/health")
+    ids = {d["Target"]["Id"] for d in body["TargetHealthDescriptions"]}
+    assert len(ids) == 2000 and "10.1.4.1" not in ids and "10.1.0.1" in ids, len(ids)
