@@ -218,6 +218,12 @@ static int parse_targets(struct bth_control_req *req, struct bth_addr **addrs, u
                         json_string_value(id), (long long)p);
             goto fail;
         }
+        const char *why;
+        if (!bth_target_addr_usable(&(*addrs)[i], &why)) {
+            reply_error(req, 400, "InvalidTarget", "Targets[%zu]: unusable target %s: %s", i,
+                        json_string_value(id), why);
+            goto fail;
+        }
         json_int_t wv = 1;
         if (weight != NULL) {
             if (!json_is_integer(weight) || json_integer_value(weight) < 0 ||

@@ -279,16 +279,27 @@ int bth_state_load(const char *path, struct bth_registry *reg, uint8_t key[BTH_S
                         path, name, json_array_size(arr));
             continue;
         }
-        size_t i;
+        size_t i, refused = 0;
         json_t *t;
         json_array_foreach(arr, i, t)
         {
             struct bth_addr a;
+            const char *unusable;
             json_t *w = json_object_get(t, "Weight");
             bth_addr_from_ip_port(json_string_value(json_object_get(t, "Id")),
                                   (unsigned)json_integer_value(json_object_get(t, "Port")), &a);
+            /* Written by a berth that took such addresses: they are dropped, the rest kept. */
+            if (!bth_target_addr_usable(&a, &unusable)) {
+                if (refused++ == 0)
+                    bth_log(BTH_LOG_WARN, "state file %s: group %s: unusable target %s dropped: %s",
+                            path, name, a.text, unusable);
+                continue;
+            }
             bth_registry_register(reg, g, &a, w ? (unsigned)json_integer_value(w) : 1);
         }
+        if (refused > 1)
+            bth_log(BTH_LOG_WARN, "state file %s: group %s: %zu unusable targets dropped in all",
+                    path, name, refused);
     }
     json_decref(root);
     return 0;
