@@ -68,9 +68,6 @@ void bth_control_http_start(struct bth_control_http *h);
  * such close frees <h>. Callers: bth_control's reconfigure and stop. NULL is a no-op. */
 void bth_control_http_destroy(struct bth_control_http *h);
 
-/* Connections open now. */
-unsigned bth_control_http_nconns(const struct bth_control_http *h);
-
 /* ---- requests: valid from the callback until answered ---- */
 
 enum bth_control_method bth_control_req_method(const struct bth_control_req *req);

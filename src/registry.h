@@ -30,7 +30,7 @@ struct bth_reg_group {
      * when targets move. Owned. */
     uint32_t *index;
     size_t index_cap;
-    bool compact; /* drain_tick: targets marked removed are to leave the array */
+    bool compact;               /* drain_tick: targets marked removed are to leave the array */
     struct bth_stats *stats;    /* one reference: counters kept across reloads by name */
     struct bth_tls_client *tls; /* one reference for HTTPS/TLS groups, else NULL */
 };
