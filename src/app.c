@@ -381,6 +381,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     struct bth_config_ref *ref = NULL;
     struct bth_listen_spec **plans = NULL;
     size_t *nplan = NULL;
+    struct bth_control_plan *ctl_plan = NULL;
     if (app->config_path == NULL) {
         bth_err_add(err, "berth runs on the embedded default config: nothing to reload");
         goto fail;
@@ -415,6 +416,9 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
             nplan[w] = (size_t)n;
         }
     }
+    /* control.listen and token_file: read and bound now, put in force with the rest. */
+    if (app->control != NULL && bth_control_reconfigure(app->control, cfg, &ctl_plan, err) != 0)
+        goto fail;
     ref = bth_config_ref_create(cfg);
     if (ref == NULL)
         goto fail;
@@ -426,6 +430,9 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     app->registry.udp_flow_cap = bth_udp_flow_budget(app->registry.config->cfg, app->nworkers);
     bth_config_ref_unref(ref);
     ref = NULL;
+    if (ctl_plan != NULL)
+        bth_control_apply(app->control, ctl_plan);
+    ctl_plan = NULL;
     if (app->discovery != NULL)
         bth_discovery_sync(app->discovery); /* new, changed and removed discovery blocks */
     if (plans != NULL) {
@@ -452,6 +459,7 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
     bth_log(BTH_LOG_NOTICE, "reloaded %s", app->config_path);
     return 0;
 fail:
+    bth_control_plan_free(ctl_plan);
     free_plans(plans, nplan, app->nworkers);
     bth_config_ref_unref(old_ref);
     bth_config_destroy(cfg);

@@ -71,7 +71,8 @@ int bth_app_apply(struct bth_app *app);
  * certificates take effect for new requests and connections, targets keep their live
  * state, and API registrations stay in groups that still exist. Listeners (name, protocol,
  * address) and the worker count must be unchanged: changing them needs a restart.
- * Returns 0 or -1. */
+ * control.listen and control.token_file take effect too: the token file is read again and a
+ * changed address bound before anything changes. Returns 0 or -1. */
 int bth_app_reload(struct bth_app *app, struct bth_err *err);
 
 /* Starts a graceful stop: workers stop accepting and finish within shutdown_timeout. */

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "target.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SEC_MS        1000ULL
@@ -1212,6 +1213,18 @@ static const struct field target_fields[] = {
 };
 SECTION(target_sec, "target", target_fields);
 
+/* Refuses an address berth cannot send traffic to (bth_target_addr_usable). Returns <rc>,
+ * or -1 after adding the error. */
+static int usable_target(struct ctx *c, yaml_node_t *n, const struct bth_cfg_target *t, int rc)
+{
+    const char *why;
+    if (rc == 0 && !bth_target_addr_usable(&t->addr, &why)) {
+        err_node(c, n, "unusable target \"%s\": %s", t->addr.text, why);
+        return -1;
+    }
+    return rc;
+}
+
 /* "IP:port" or {id, port, weight} into <t>; returns 0 when <t> holds an address. */
 static int parse_target(struct ctx *c, yaml_node_t *n, struct bth_cfg_target *t)
 {
@@ -1222,7 +1235,7 @@ static int parse_target(struct ctx *c, yaml_node_t *n, struct bth_cfg_target *t)
         const char *s = scalar(c, n);
         if (s != NULL && (rc = bth_parse_addr(s, &t->addr)) < 0)
             err_node(c, n, "invalid address \"%s\"", s);
-        return rc;
+        return usable_target(c, n, t, rc);
     }
     if (n->type != YAML_MAPPING_NODE) {
         err_node(c, n, "expected a scalar or a mapping");
@@ -1233,7 +1246,7 @@ static int parse_target(struct ctx *c, yaml_node_t *n, struct bth_cfg_target *t)
         rc = bth_addr_from_ip_port(m.id, m.port, &t->addr);
     t->weight = m.weight;
     bth_free(m.id);
-    return rc;
+    return usable_target(c, n, t, rc);
 }
 
 static void on_targets(struct ctx *c, yaml_node_t *v, void *dst)

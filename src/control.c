@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Control API handlers. Every change goes registry first, then one snapshot publication,
- * so a call that fails validation changes nothing. */
+ * so a call that fails validation changes nothing. HTTP itself is control_http.c's. */
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,9 +16,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -25,6 +23,7 @@
 #include "balancer.h"
 #include "clock.h"
 #include "config.h"
+#include "control_http.h"
 #include "discovery.h"
 #include "health.h"
 #include "config_json.h"
@@ -36,96 +35,39 @@
 #include "target.h"
 #include "worker.h"
 
-#define MAX_BODY_BYTES  (4 * 1024 * 1024)
-#define ACCEPT_PAUSE_MS 100
-#define ACCEPT_WARN_MS  10000
+/* A register or deregister call names at most this many targets (ELB's limit per call is
+ * of the same order); larger calls are refused whole. */
+#define MAX_TARGETS_PER_CALL 1000
+/* The token file is read whole; a longer one is refused, never cut. */
+#define MAX_TOKEN_FILE_BYTES 4096
+
+/* Open connections per listener; past them new ones get 503 and are closed. The Unix socket
+ * (mode 0660) allows more: every container stop hook waiting on a drain holds one. */
+#define TCP_MAX_CONNS  256
+#define UNIX_MAX_CONNS 1024
 
 struct bth_control {
-    struct bth_app *app;     /* borrowed */
-    struct evhttp *http;     /* owned: the Unix socket */
-    struct evhttp *tcp_http; /* owned: control.listen, NULL when not configured */
-    char *token;             /* owned: Bearer token for tcp_http */
+    struct bth_app *app;               /* borrowed */
+    struct bth_control_http *http;     /* owned: the Unix socket */
+    struct bth_control_http *tcp_http; /* owned: control.listen, NULL when not configured */
+    char *tcp_listen;                  /* owned: the address tcp_http is bound to */
+    char *token;                       /* owned: Bearer token for tcp_http */
     size_t token_len;
     char *path;     /* owned */
     dev_t sock_dev; /* the socket file berth created: only that one is unlinked on exit */
     ino_t sock_ino;
-    struct evconnlistener *accepts[2]; /* borrowed from http and tcp_http */
-    struct event *accept_timer;        /* owned: ends a pause of accepting */
-    uint64_t accept_warn_ms;           /* when the last accept() failure was logged */
 };
 
-/* accept() on a control socket failed. libevent's listener would retry at once, and log,
- * for as long as the error lasts (EMFILE: the process is out of descriptors), spinning the
- * main thread: the control sockets pause for ACCEPT_PAUSE_MS instead, as the workers'
- * listeners do, with one warning per ACCEPT_WARN_MS. libevent hands the callback the
- * evhttp, not the server, hence this one static: there is one control server per process,
- * and only the main thread touches it. */
-static struct bth_control *accepting_control;
+/* A prepared change of control.listen and the token (bth_control_reconfigure). */
+struct bth_control_plan {
+    char *token; /* owned: the token after the change; NULL without control.listen */
+    size_t token_len;
+    char *listen;                      /* owned: control.listen after the change, or NULL */
+    struct bth_control_http *tcp_http; /* owned: bound, not yet accepting; NULL when none */
+    bool replace_tcp;                  /* the running TCP server goes */
+};
 
-static void set_accepting(struct bth_control *c, bool on)
-{
-    for (size_t i = 0; i < 2; i++) {
-        if (c->accepts[i] != NULL && on)
-            evconnlistener_enable(c->accepts[i]);
-        else if (c->accepts[i] != NULL)
-            evconnlistener_disable(c->accepts[i]);
-    }
-}
-
-static void on_accept_timer(evutil_socket_t fd, short what, void *arg)
-{
-    set_accepting(arg, true);
-}
-
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-    struct bth_control *c = accepting_control;
-    int e = EVUTIL_SOCKET_ERROR();
-    if (c == NULL)
-        return;
-    uint64_t now = bth_clock_mono_ms();
-    if (c->accept_warn_ms == 0 || now - c->accept_warn_ms >= ACCEPT_WARN_MS) {
-        c->accept_warn_ms = now;
-        bth_log(BTH_LOG_WARN, "control: accept() failed: %s; not accepting for %dms at a time",
-                strerror(e), ACCEPT_PAUSE_MS);
-    }
-    set_accepting(c, false);
-    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-    evtimer_add(c->accept_timer, &tv);
-}
-
-/* Serves <fd> with <http>; its listener pauses on accept() failures. 0 or -1. */
-static int accept_on(struct bth_control *c, struct evhttp *http, int fd, size_t slot)
-{
-    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(http, fd);
-    if (bound == NULL)
-        return -1;
-    c->accepts[slot] = evhttp_bound_socket_get_listener(bound);
-    evconnlistener_set_error_cb(c->accepts[slot], on_accept_error);
-    return 0;
-}
-
-static const char *reason_phrase(int code)
-{
-    switch (code) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 414:
-        return "URI Too Long";
-    case 500:
-        return "Internal Server Error";
-    default:
-        return code < 400 ? "OK" : "Error";
-    }
-}
-
-static void reply_json(struct evhttp_request *req, int code, json_t *body)
+static void reply_json(struct bth_control_req *req, int code, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
     struct evbuffer *out = evbuffer_new();
@@ -133,32 +75,34 @@ static void reply_json(struct evhttp_request *req, int code, json_t *body)
         evbuffer_add(out, text, strlen(text));
         evbuffer_add(out, "\n", 1);
     }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code, reason_phrase(code), out);
+    if (text != NULL && out != NULL)
+        bth_control_req_reply_buffer(req, code, "application/json", out);
+    else
+        bth_control_req_reply_error(req, 500, "InternalFailure", "out of memory");
     if (out)
         evbuffer_free(out);
     free(text);
     json_decref(body);
 }
 
-static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void reply_error(struct bth_control_req *req, int code, const char *err, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
 
-static void reply_error(struct evhttp_request *req, int code, const char *err, const char *fmt, ...)
+static void reply_error(struct bth_control_req *req, int code, const char *err, const char *fmt,
+                        ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    reply_json(req, code, json_pack("{s:{s:s,s:s}}", "Error", "Code", err, "Message", msg));
+    bth_control_req_reply_error(req, code, err, msg);
 }
 
-static void reply_text(struct evhttp_request *req, int code, const char *ctype,
+static void reply_text(struct bth_control_req *req, int code, const char *ctype,
                        struct evbuffer *body)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-    evhttp_send_reply(req, code, "OK", body);
+    bth_control_req_reply_buffer(req, code, ctype, body);
 }
 
 static unsigned count_healthy(const struct bth_reg_group *g)
@@ -169,7 +113,7 @@ static unsigned count_healthy(const struct bth_reg_group *g)
     return n;
 }
 
-static void handle_groups(struct bth_control *c, struct evhttp_request *req)
+static void handle_groups(struct bth_control *c, struct bth_control_req *req)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < c->app->registry.ngroups; i++) {
@@ -183,7 +127,7 @@ static void handle_groups(struct bth_control *c, struct evhttp_request *req)
     reply_json(req, 200, json_pack("{s:o}", "TargetGroups", arr));
 }
 
-static void handle_health(struct bth_control *c, struct evhttp_request *req,
+static void handle_health(struct bth_control *c, struct bth_control_req *req,
                           struct bth_reg_group *g)
 {
     json_t *arr = json_array();
@@ -229,12 +173,12 @@ static void handle_health(struct bth_control *c, struct evhttp_request *req,
     reply_json(req, 200, body);
 }
 
-/* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]} into <addrs>. Returns the count or -1
- * after replying with the error. */
-static int parse_targets(struct evhttp_request *req, struct bth_addr **addrs, unsigned **weights,
+/* Parses {"Targets":[{"Id":..,"Port":..,"Weight":..}]}, at most MAX_TARGETS_PER_CALL of them,
+ * into <addrs>. Returns the count or -1 after replying with the error. */
+static int parse_targets(struct bth_control_req *req, struct bth_addr **addrs, unsigned **weights,
                          int *wait)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    struct evbuffer *in = bth_control_req_body(req);
     size_t len = evbuffer_get_length(in);
     json_error_t jerr;
     json_t *root = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &jerr);
@@ -251,6 +195,12 @@ static int parse_targets(struct evhttp_request *req, struct bth_addr **addrs, un
     json_t *w = json_object_get(root, "Wait");
     *wait = json_is_true(w);
     size_t n = json_array_size(targets);
+    if (n > MAX_TARGETS_PER_CALL) {
+        reply_error(req, 400, "ValidationError", "\"Targets\" has %zu entries; at most %d per call",
+                    n, MAX_TARGETS_PER_CALL);
+        json_decref(root);
+        return -1;
+    }
     *addrs = bth_calloc(n, sizeof(**addrs));
     *weights = bth_calloc(n, sizeof(**weights));
     if (*addrs == NULL || *weights == NULL) {
@@ -271,6 +221,12 @@ static int parse_targets(struct evhttp_request *req, struct bth_addr **addrs, un
             bth_addr_from_ip_port(json_string_value(id), (unsigned)p, &(*addrs)[i]) != 0) {
             reply_error(req, 400, "InvalidTarget", "Targets[%zu]: invalid target %s:%lld", i,
                         json_string_value(id), (long long)p);
+            goto fail;
+        }
+        const char *why;
+        if (!bth_target_addr_usable(&(*addrs)[i], &why)) {
+            reply_error(req, 400, "InvalidTarget", "Targets[%zu]: unusable target %s: %s", i,
+                        json_string_value(id), why);
             goto fail;
         }
         json_int_t wv = 1;
@@ -298,11 +254,11 @@ fail:
 
 /* A deregister call with "Wait": true, answered when its last target has drained. */
 struct drain_wait {
-    struct evhttp_request *req; /* NULL once the client went away */
+    struct bth_control_req *req; /* NULL once the client went away */
     int pending;
 };
 
-static void on_wait_conn_close(struct evhttp_connection *evcon, void *arg)
+static void on_wait_gone(void *arg)
 {
     struct drain_wait *dw = arg;
     dw->req = NULL;
@@ -313,14 +269,12 @@ static void on_drain_done(void *arg)
     struct drain_wait *dw = arg;
     if (--dw->pending > 0)
         return;
-    if (dw->req != NULL) {
-        evhttp_connection_set_closecb(evhttp_request_get_connection(dw->req), NULL, NULL);
-        reply_json(dw->req, 200, json_object());
-    }
+    if (dw->req != NULL)
+        reply_json(dw->req, 200, json_object()); /* also forgets on_wait_gone */
     bth_free(dw);
 }
 
-static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
+static void wait_for_drains(struct bth_control *c, struct bth_control_req *req,
                             struct bth_reg_group *g, const struct bth_addr *addrs, int n)
 {
     struct drain_wait *dw = bth_calloc(1, sizeof(*dw));
@@ -330,7 +284,7 @@ static void wait_for_drains(struct bth_control *c, struct evhttp_request *req,
     }
     dw->req = req;
     dw->pending = n + 1; /* the extra one keeps it alive until every waiter is registered */
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_wait_conn_close, dw);
+    bth_control_req_on_gone(req, on_wait_gone, dw);
     for (int i = 0; i < n; i++) {
         if (bth_registry_drain_wait(&c->app->registry, g, &addrs[i], on_drain_done, dw) != 0)
             on_drain_done(dw); /* out of memory: do not wait for this one */
@@ -377,7 +331,7 @@ static void undo_changes(struct bth_registry *reg, struct bth_reg_group *g,
 /* Register or deregister: the change is made in the registry, persisted, and only then
  * published and acknowledged. When the state file cannot be written the change is undone
  * and the caller gets an error: an acknowledged change is never lost by a restart. */
-static void handle_register(struct bth_control *c, struct evhttp_request *req,
+static void handle_register(struct bth_control *c, struct bth_control_req *req,
                             struct bth_reg_group *g, bool add)
 {
     struct bth_addr *addrs;
@@ -430,7 +384,7 @@ out:
     bth_free(weights);
 }
 
-static void handle_reload(struct bth_control *c, struct evhttp_request *req)
+static void handle_reload(struct bth_control *c, struct bth_control_req *req)
 {
     struct bth_err err;
     bth_err_init(&err);
@@ -453,7 +407,7 @@ static void handle_reload(struct bth_control *c, struct evhttp_request *req)
     bth_err_fini(&err);
 }
 
-static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
+static void handle_metrics(struct bth_control *c, struct bth_control_req *req)
 {
     struct evbuffer *out = evbuffer_new();
     bth_metrics_render(out, c->app->workers, c->app->nworkers, &c->app->registry);
@@ -463,8 +417,8 @@ static void handle_metrics(struct bth_control *c, struct evhttp_request *req)
 }
 
 /* Routes /v1/target-groups/{name}/{verb}. */
-static void handle_group_path(struct bth_control *c, struct evhttp_request *req, const char *rest,
-                              enum evhttp_cmd_type method)
+static void handle_group_path(struct bth_control *c, struct bth_control_req *req, const char *rest,
+                              enum bth_control_method method)
 {
     char name[256];
     const char *slash = strchr(rest, '/');
@@ -481,21 +435,21 @@ static void handle_group_path(struct bth_control *c, struct evhttp_request *req,
         reply_error(req, 404, "TargetGroupNotFound", "target group \"%s\" not found", name);
         return;
     }
-    if (strcmp(verb, "health") == 0 && method == EVHTTP_REQ_GET)
+    if (strcmp(verb, "health") == 0 && method == BTH_CONTROL_GET)
         handle_health(c, req, g);
-    else if (strcmp(verb, "register") == 0 && method == EVHTTP_REQ_POST)
+    else if (strcmp(verb, "register") == 0 && method == BTH_CONTROL_POST)
         handle_register(c, req, g, true);
-    else if (strcmp(verb, "deregister") == 0 && method == EVHTTP_REQ_POST)
+    else if (strcmp(verb, "deregister") == 0 && method == BTH_CONTROL_POST)
         handle_register(c, req, g, false);
     else
         reply_error(req, 404, "NotFound", "no such resource");
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void on_request(struct bth_control_req *req, void *arg)
 {
     struct bth_control *c = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    const char *uri = bth_control_req_uri(req);
+    enum bth_control_method method = bth_control_req_method(req);
     char path[1024];
     size_t plen = strcspn(uri, "?");
     if (plen >= sizeof(path)) {
@@ -510,13 +464,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         evbuffer_add(out, "ok\n", 3);
         reply_text(req, 200, "text/plain", out);
         evbuffer_free(out);
-    } else if (strcmp(path, "/v1/reload") == 0 && method == EVHTTP_REQ_POST) {
+    } else if (strcmp(path, "/v1/reload") == 0 && method == BTH_CONTROL_POST) {
         handle_reload(c, req);
     } else if (strcmp(path, "/metrics") == 0) {
         handle_metrics(c, req);
-    } else if (strcmp(path, "/v1/target-groups") == 0 && method == EVHTTP_REQ_GET) {
+    } else if (strcmp(path, "/v1/target-groups") == 0 && method == BTH_CONTROL_GET) {
         handle_groups(c, req);
-    } else if (strcmp(path, "/v1/config") == 0 && method == EVHTTP_REQ_GET) {
+    } else if (strcmp(path, "/v1/config") == 0 && method == BTH_CONTROL_GET) {
         reply_json(req, 200, bth_config_to_json(c->app->registry.config->cfg));
     } else if (strncmp(path, groups_prefix, sizeof(groups_prefix) - 1) == 0) {
         handle_group_path(c, req, path + sizeof(groups_prefix) - 1, method);
@@ -525,11 +479,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
-/* The TCP control listener: every request needs "Authorization: Bearer <token>". */
-static void on_tcp_request(struct evhttp_request *req, void *arg)
+/* The TCP control listener: every request needs "Authorization: Bearer <token>", checked as
+ * soon as the head is in, so no unauthenticated body is ever read. */
+static int on_tcp_head(struct bth_control_req *req, void *arg)
 {
     struct bth_control *c = arg;
-    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    const char *auth = bth_control_req_header(req, "Authorization");
     static const char bearer[] = "Bearer ";
     bool ok = false;
     if (auth != NULL && strncmp(auth, bearer, sizeof(bearer) - 1) == 0) {
@@ -539,68 +494,131 @@ static void on_tcp_request(struct evhttp_request *req, void *arg)
         ok = glen == c->token_len && CRYPTO_memcmp(given, c->token, glen) == 0;
     }
     if (!ok) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                          "Bearer realm=\"berth\"");
+        bth_control_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"berth\"");
         reply_error(req, 401, "Unauthorized", "a valid Authorization: Bearer token is required");
-        return;
+        return -1;
     }
-    on_request(req, c);
+    return 0;
 }
 
-/* Reads the token file; refuses a missing, empty or world-readable file. */
-static int read_token(struct bth_control *c, const char *file)
+/* Reads the whole token file into <*token> (owned by the caller). Refuses a missing, empty,
+ * world-readable or over-long file, and a token with control characters in it (it could
+ * never arrive in a header), writing one line saying why into <why>. Returns 0 or -1. */
+static int read_token(const char *file, char **token, size_t *token_len, char *why, size_t whysz)
 {
+    char buf[MAX_TOKEN_FILE_BYTES + 1];
+    size_t n = 0;
+    int rc = -1;
     struct stat st;
-    if (stat(file, &st) != 0) {
-        bth_log(BTH_LOG_ERR, "control token_file %s: %s", file, strerror(errno));
-        return -1;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd == -1 || fstat(fd, &st) != 0) {
+        snprintf(why, whysz, "control token_file %s: %s", file, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whysz, "control token_file %s is not a regular file", file);
+        goto out;
     }
     if (st.st_mode & S_IROTH) {
-        bth_log(BTH_LOG_ERR,
-                "control token_file %s is world-readable; refusing to start "
-                "(chmod o-r)",
-                file);
-        return -1;
+        snprintf(why, whysz, "control token_file %s is world-readable; refusing it (chmod o-r)",
+                 file);
+        goto out;
     }
-    FILE *f = fopen(file, "r");
-    char buf[1024];
-    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f)
-        fclose(f);
+    /* One byte more than allowed tells a long file from one that fits exactly. */
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            snprintf(why, whysz, "control token_file %s: read() failed: %s", file, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > MAX_TOKEN_FILE_BYTES) {
+        snprintf(why, whysz, "control token_file %s is longer than %d bytes", file,
+                 MAX_TOKEN_FILE_BYTES);
+        goto out;
+    }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     if (n == 0) {
-        bth_log(BTH_LOG_ERR, "control token_file %s is empty or unreadable", file);
-        return -1;
+        snprintf(why, whysz, "control token_file %s is empty or unreadable", file);
+        goto out;
     }
-    c->token = bth_strndup(buf, n);
-    c->token_len = n;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            snprintf(why, whysz,
+                     "control token_file %s: the token has a control character (byte %zu); "
+                     "one line expected",
+                     file, i + 1);
+            goto out;
+        }
+    }
+    *token = bth_strndup(buf, n);
+    *token_len = n;
+    if (*token == NULL) {
+        snprintf(why, whysz, "control token_file %s: out of memory", file);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd != -1)
+        close(fd);
     OPENSSL_cleanse(buf, sizeof(buf));
-    return c->token ? 0 : -1;
+    return rc;
 }
 
-static int start_tcp(struct bth_control *c, const char *listen_addr)
+static void free_token(char *token, size_t len)
+{
+    if (token != NULL) {
+        OPENSSL_cleanse(token, len);
+        bth_free(token);
+    }
+}
+
+/* A TCP server on <listen_addr>, bound and listening but not accepting yet. Returns it, or
+ * NULL with one line saying why in <why>. */
+static struct bth_control_http *bind_tcp(struct bth_control *c, const char *listen_addr, char *why,
+                                         size_t whysz)
 {
     struct bth_addr a;
-    if (bth_parse_addr(listen_addr, &a) != 0)
-        return -1;
-    c->tcp_http = evhttp_new(c->app->base);
-    if (c->tcp_http == NULL)
-        return -1;
+    if (bth_parse_addr(listen_addr, &a) != 0) {
+        snprintf(why, whysz, "control listen %s: invalid address", listen_addr);
+        return NULL;
+    }
     int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd != -1)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (fd == -1 || bind(fd, (struct sockaddr *)&a.ss, a.len) == -1 || listen(fd, 128) == -1 ||
-        accept_on(c, c->tcp_http, fd, 1) != 0) {
-        bth_log(BTH_LOG_ERR, "control listen %s: bind() failed: %s", listen_addr, strerror(errno));
+    if (fd == -1 || bind(fd, (struct sockaddr *)&a.ss, a.len) == -1 || listen(fd, 128) == -1) {
+        snprintf(why, whysz, "control listen %s: bind() failed: %s", listen_addr, strerror(errno));
         if (fd != -1)
             close(fd);
+        return NULL;
+    }
+    char name[96];
+    snprintf(name, sizeof(name), "control listen %s", listen_addr);
+    struct bth_control_http *h =
+        bth_control_http_create(c->app->base, fd, name, TCP_MAX_CONNS, on_tcp_head, on_request, c);
+    if (h == NULL)
+        snprintf(why, whysz, "control listen %s: out of memory", listen_addr);
+    return h;
+}
+
+static int start_tcp(struct bth_control *c, const char *listen_addr)
+{
+    char why[512];
+    c->tcp_http = bind_tcp(c, listen_addr, why, sizeof(why));
+    c->tcp_listen = bth_strdup(listen_addr);
+    if (c->tcp_http == NULL || c->tcp_listen == NULL) {
+        bth_log(BTH_LOG_ERR, "%s", c->tcp_http == NULL ? why : "out of memory");
         return -1;
     }
-    evhttp_set_max_body_size(c->tcp_http, MAX_BODY_BYTES);
-    evhttp_set_allowed_methods(c->tcp_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-    evhttp_set_gencb(c->tcp_http, on_tcp_request, c);
+    bth_control_http_start(c->tcp_http);
     bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", listen_addr);
     return 0;
 }
@@ -673,67 +691,126 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         return NULL;
     c->app = app;
     c->path = bth_strdup(path);
-    c->accept_timer = evtimer_new(app->base, on_accept_timer, c);
-    if (c->accept_timer == NULL)
-        goto fail;
     const struct bth_config *cfg = app->registry.config->cfg;
+    char why[512], name[160];
     /* The token is checked before anything is bound, so a refused start leaves no socket. */
-    if (cfg->control_listen != NULL && read_token(c, cfg->control_token_file) != 0)
+    if (cfg->control_listen != NULL &&
+        read_token(cfg->control_token_file, &c->token, &c->token_len, why, sizeof(why)) != 0) {
+        bth_log(BTH_LOG_ERR, "%s", why);
         goto fail;
-    c->http = evhttp_new(app->base);
+    }
     int fd = bind_unix(path);
     if (fd == -1) {
         bth_log(BTH_LOG_ERR, "control socket %s: bind() failed: %s", path, strerror(errno));
         goto fail;
     }
-    if (c->http == NULL || accept_on(c, c->http, fd, 0) != 0) {
-        close(fd);
+    snprintf(name, sizeof(name), "control socket %s", path);
+    c->http = bth_control_http_create(app->base, fd, name, UNIX_MAX_CONNS, NULL, on_request, c);
+    if (c->http == NULL) {
+        unlink(path);
         goto fail;
     }
+    bth_control_http_start(c->http);
     struct stat st;
     if (lstat(path, &st) == 0) {
         c->sock_dev = st.st_dev;
         c->sock_ino = st.st_ino;
     }
-    evhttp_set_max_body_size(c->http, MAX_BODY_BYTES);
-    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-    evhttp_set_gencb(c->http, on_request, c);
     if (cfg->control_listen != NULL && start_tcp(c, cfg->control_listen) != 0) {
         unlink(path);
         goto fail;
     }
-    accepting_control = c;
     return c;
 fail:
-    if (c->tcp_http)
-        evhttp_free(c->tcp_http);
-    if (c->token) {
-        OPENSSL_cleanse(c->token, c->token_len);
-        bth_free(c->token);
-    }
-    if (c->http)
-        evhttp_free(c->http);
-    if (c->accept_timer)
-        event_free(c->accept_timer);
+    bth_control_http_destroy(c->tcp_http);
+    bth_free(c->tcp_listen);
+    free_token(c->token, c->token_len);
+    bth_control_http_destroy(c->http);
     bth_free(c->path);
     bth_free(c);
     return NULL;
+}
+
+void bth_control_plan_free(struct bth_control_plan *plan)
+{
+    if (plan == NULL)
+        return;
+    free_token(plan->token, plan->token_len);
+    bth_free(plan->listen);
+    bth_control_http_destroy(plan->tcp_http); /* never started: it has no connection */
+    bth_free(plan);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+int bth_control_reconfigure(struct bth_control *c, const struct bth_config *cfg,
+                            struct bth_control_plan **out, struct bth_err *err)
+{
+    char why[512] = "control: out of memory";
+    struct bth_control_plan *plan = bth_calloc(1, sizeof(*plan));
+    *out = NULL;
+    if (plan == NULL)
+        goto fail;
+    if (cfg->control_listen != NULL && (read_token(cfg->control_token_file, &plan->token,
+                                                   &plan->token_len, why, sizeof(why)) != 0 ||
+                                        (plan->listen = bth_strdup(cfg->control_listen)) == NULL))
+        goto fail;
+    if (!same_str(c->path, cfg->control_socket))
+        bth_log(BTH_LOG_WARN, "control.socket changed to %s: %s stays until a restart",
+                cfg->control_socket, c->path);
+    plan->replace_tcp = !same_str(c->tcp_listen, cfg->control_listen);
+    /* A new address is bound now, so a busy port fails the reload before anything changes. */
+    if (plan->replace_tcp && cfg->control_listen != NULL &&
+        (plan->tcp_http = bind_tcp(c, cfg->control_listen, why, sizeof(why))) == NULL)
+        goto fail;
+    *out = plan;
+    return 0;
+fail:
+    bth_err_add(err, "%s: %s", cfg->path, why);
+    bth_control_plan_free(plan);
+    return -1;
+}
+
+void bth_control_apply(struct bth_control *c, struct bth_control_plan *plan)
+{
+    bool token_changed =
+        plan->token != NULL && (plan->token_len != c->token_len ||
+                                CRYPTO_memcmp(plan->token, c->token, plan->token_len) != 0);
+    free_token(c->token, c->token_len);
+    c->token = plan->token;
+    c->token_len = plan->token_len;
+    plan->token = NULL;
+    if (plan->replace_tcp) {
+        if (c->tcp_http != NULL)
+            bth_log(BTH_LOG_NOTICE, "control no longer listening on %s", c->tcp_listen);
+        /* Its connections close now; one carrying this very reload answers first. */
+        bth_control_http_destroy(c->tcp_http);
+        bth_free(c->tcp_listen);
+        c->tcp_http = plan->tcp_http;
+        c->tcp_listen = plan->listen;
+        plan->tcp_http = NULL;
+        plan->listen = NULL;
+        if (c->tcp_http != NULL) {
+            bth_control_http_start(c->tcp_http);
+            bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", c->tcp_listen);
+        }
+    } else if (token_changed && c->tcp_http != NULL) {
+        bth_log(BTH_LOG_NOTICE, "control listen %s: new token in force", c->tcp_listen);
+    }
+    bth_control_plan_free(plan);
 }
 
 void bth_control_stop(struct bth_control *c)
 {
     if (c == NULL)
         return;
-    if (accepting_control == c)
-        accepting_control = NULL;
-    event_free(c->accept_timer);
-    evhttp_free(c->http);
-    if (c->tcp_http)
-        evhttp_free(c->tcp_http);
-    if (c->token) {
-        OPENSSL_cleanse(c->token, c->token_len);
-        bth_free(c->token);
-    }
+    bth_control_http_destroy(c->http);
+    bth_control_http_destroy(c->tcp_http);
+    bth_free(c->tcp_listen);
+    free_token(c->token, c->token_len);
     /* Another process may have replaced the file since (a second berth, an operator):
      * only the socket this berth bound is removed. */
     struct stat st;

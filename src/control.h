@@ -1,22 +1,43 @@
 /* SPDX-License-Identifier: MIT */
 /* Main thread only. The control API (SPEC.md "Control API"): HTTP/1.1 + JSON on a Unix
- * socket, served by libevent's evhttp on the main event loop, ELBv2 names and errors. */
+ * socket and, with a Bearer token, on control.listen, served by control_http.c on the main
+ * event loop, ELBv2 names and errors. */
 #ifndef BERTH_CONTROL_H
 #define BERTH_CONTROL_H
 
 struct bth_app;
+struct bth_config;
 struct bth_control;
+struct bth_control_plan;
+struct bth_err;
 
 /* Before anything else at start: refuses (-1, logged) when <path> is a socket another
  * process answers on (a second berth would take it over) or a file that is not a socket;
  * 0 when it is free or a stale socket left by a crash. */
 int bth_control_check_socket(const char *path);
 
-/* Binds <path> (mode 0660; a stale socket file is replaced) on the app's main loop.
- * Returns the server, or NULL after logging why. */
+/* Binds <path> (mode 0660; a stale socket file is replaced) on the app's main loop, and
+ * control.listen when the config has it (its token file read first, so a bad one binds
+ * nothing). Returns the server, or NULL after logging why. */
 struct bth_control *bth_control_start(struct bth_app *app, const char *path);
 /* Closes the control server; removes the socket file only if it is still the one this
  * berth bound (same device and inode). */
 void bth_control_stop(struct bth_control *c);
+
+/* Reload, step 1 of 2: prepares what <cfg> asks of control.listen and token_file. The token
+ * file is read again; a new or changed address is bound (not yet accepting). Nothing in
+ * force changes. Returns 0 with <*plan> set (the caller hands it to bth_control_apply or
+ * bth_control_plan_free), or -1 with a "FILE: message" line added to <err>. */
+int bth_control_reconfigure(struct bth_control *c, const struct bth_config *cfg,
+                            struct bth_control_plan **plan, struct bth_err *err);
+
+/* Reload, step 2: puts <plan> in force and frees it. Cannot fail. The new token is checked
+ * from the next request on; a replaced TCP listener closes with its connections (one carrying
+ * this reload still gets its answer). */
+void bth_control_apply(struct bth_control *c, struct bth_control_plan *plan);
+
+/* Drops a plan not applied (the reload failed later): a listener it bound is closed. NULL is a
+ * no-op. */
+void bth_control_plan_free(struct bth_control_plan *plan);
 
 #endif /* BERTH_CONTROL_H */

@@ -47,7 +47,7 @@ static long long read_number(const char *path)
 static unsigned read_cfs(const char *dir)
 {
     char qp[4096], pp[4096];
-    /* A path too long to name is a quota berth cannot read: none. */
+    /* A path that does not fit names no file berth could read: no limit from it. */
     if (snprintf(qp, sizeof(qp), "%s/cpu.cfs_quota_us", dir) >= (int)sizeof(qp) ||
         snprintf(pp, sizeof(pp), "%s/cpu.cfs_period_us", dir) >= (int)sizeof(pp))
         return 0;

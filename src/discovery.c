@@ -142,13 +142,21 @@ static bool found_has(const struct found_set *s, const struct bth_addr *a)
     return false;
 }
 
+/* The target an A or AAAA record names. Returns 0, or -1 for an address berth cannot send
+ * traffic to (0.0.0.0, multicast...: some resolvers answer 0.0.0.0 for blocked names), which
+ * is left out of the answer. */
 static int record_addr(const struct bth_dns_record *r, unsigned port, struct bth_addr *out)
 {
     char ip[INET6_ADDRSTRLEN];
+    const char *why;
     int af = r->type == BTH_DNS_TYPE_A ? AF_INET : AF_INET6;
-    if (inet_ntop(af, r->addr, ip, sizeof(ip)) == NULL)
+    if (inet_ntop(af, r->addr, ip, sizeof(ip)) == NULL || bth_addr_from_ip_port(ip, port, out) != 0)
         return -1;
-    return bth_addr_from_ip_port(ip, port, out);
+    if (!bth_target_addr_usable(out, &why)) {
+        bth_log(BTH_LOG_DEBUG, "discovery: %s left out: %s", out->text, why);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- applying an answer ----------------------------------------------------------------- */

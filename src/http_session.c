@@ -29,11 +29,11 @@
 #include "conn.h"
 #include "desync.h"
 #include "http_head.h"
+#include "http_status.h"
 #include "http_tolerate.h"
 #include "http_upstream.h"
 #include "log.h"
 #include "mem.h"
-#include "metrics.h"
 #include "router.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -455,59 +455,6 @@ static void log_exchange(struct bth_http_session *s)
 
 /* ---- berth's own answers -------------------------------------------------------------- */
 
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 429:
-        return "Too Many Requests";
-    case 463:
-        return "Too Many Forwarded Addresses";
-    case 500:
-        return "Internal Server Error";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 414:
-        return "URI Too Long";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return status < 300   ? "OK"
-               : status < 400 ? "Redirect"
-               : status < 500 ? "Client Error"
-                              : "Server Error";
-    }
-}
-
 static void reset_exchange(struct bth_http_session *s);
 
 /* Answers the current request with <status> and a short body. The connection closes after
@@ -575,7 +522,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
     s->target_status = -1;
     size_t before = evbuffer_get_length(s->conn.out);
     evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d %s\r\nServer: berth\r\n", status,
-                        status_text(status));
+                        bth_http_reason(status));
     if (ctype != NULL)
         evbuffer_add_printf(s->conn.out, "Content-Type: %s\r\n", ctype);
     evbuffer_add_printf(s->conn.out, "Content-Length: %zu\r\n%s%s\r\n", blen, extra ? extra : "",
@@ -610,7 +557,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
 static void send_error(struct bth_http_session *s, int status, const char *reason)
 {
     char body[64];
-    int blen = snprintf(body, sizeof(body), "%d %s\n", status, status_text(status));
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, bth_http_reason(status));
     send_answer(s, status, "text/plain", body, (size_t)blen,
                 status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n" : NULL,
                 reason);

@@ -24,6 +24,13 @@ struct bth_reg_group {
     struct bth_target **targets;            /* owned array, one reference each */
     size_t ntargets;
     size_t cap;
+    /* Address -> position in targets, so registering N targets costs O(N) and not a scan
+     * each: open addressing, positions + 1 (0 = empty), index_cap slots (a power of two, at
+     * least twice ntargets). Built at the first lookup, kept up by appends, dropped (NULL)
+     * when targets move. Owned. */
+    uint32_t *index;
+    size_t index_cap;
+    bool compact;               /* drain_tick: targets marked removed are to leave the array */
     struct bth_stats *stats;    /* one reference: counters kept across reloads by name */
     struct bth_tls_client *tls; /* one reference for HTTPS/TLS groups, else NULL */
     bool failing_open;          /* the fail-open state last logged (health.c); kept on reload */
@@ -42,6 +49,7 @@ struct bth_drain_waiter {
  * draining, so no new request picks it) until nothing is in flight or the deadline passes. */
 struct bth_drain {
     char *group;                      /* owned: group name (group arrays move on reload) */
+    struct bth_drain *prev;           /* in the registry's list, so it unlinks in O(1) */
     struct bth_target *target;        /* one reference held */
     uint64_t deadline_ms;             /* monotonic */
     int prev_state;                   /* restored when a re-register cancels the drain */
@@ -77,7 +85,7 @@ int bth_registry_apply_config(struct bth_registry *reg, struct bth_config_ref *c
 
 struct bth_reg_group *bth_registry_find_group(struct bth_registry *reg, const char *name);
 
-/* The target of <g> with address <addr>, or NULL (a linear scan). */
+/* The target of <g> with address <addr>, or NULL (a hash lookup). */
 struct bth_target *bth_registry_find_target(const struct bth_reg_group *g,
                                             const struct bth_addr *addr);
 
@@ -105,7 +113,7 @@ int bth_registry_drain_wait(struct bth_registry *reg, struct bth_reg_group *g,
  * waiters are called. Returns the number ended (the caller publishes when > 0). */
 int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms);
 
-/* The drain of <t>, or NULL. */
+/* The drain of <t>, or NULL (t->drain). */
 struct bth_drain *bth_registry_find_drain(struct bth_registry *reg, const struct bth_target *t);
 
 /* Installs the TLS contexts of the current config's listeners (<tls> has <n> entries, one

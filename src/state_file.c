@@ -261,12 +261,13 @@ static void register_saved(const char *path, json_t *groups, struct bth_registry
                         path, name, json_array_size(arr));
             continue;
         }
-        size_t i;
+        size_t i, refused = 0;
         json_t *t;
         json_array_foreach(arr, i, t)
         {
             struct bth_addr a;
             unsigned weight;
+            const char *unusable;
             if (!parse_entry(t, &a, &weight)) {
                 bth_log(BTH_LOG_WARN,
                         "state file %s: target_groups.%s[%zu] is not a valid "
@@ -274,9 +275,19 @@ static void register_saved(const char *path, json_t *groups, struct bth_registry
                         path, name, i);
                 continue;
             }
+            /* Written by a berth that took such addresses: they are dropped, the rest kept. */
+            if (!bth_target_addr_usable(&a, &unusable)) {
+                if (refused++ == 0)
+                    bth_log(BTH_LOG_WARN, "state file %s: group %s: unusable target %s dropped: %s",
+                            path, name, a.text, unusable);
+                continue;
+            }
             if (bth_registry_register(reg, g, &a, weight) != 0)
                 bth_log(BTH_LOG_ERR, "state file %s: out of memory registering %s", path, a.text);
         }
+        if (refused > 1)
+            bth_log(BTH_LOG_WARN, "state file %s: group %s: %zu unusable targets dropped in all",
+                    path, name, refused);
     }
 }
 

@@ -318,3 +318,25 @@ def test_aaaa_records_become_targets(berth, http_config, dns):
         assert health(lb)["Discovery"]["Type"] == "AAAA"
     finally:
         b.stop()
+
+
+def test_issue15_unusable_answers_left_out(berth, http_config, dns):
+    """Addresses in a DNS answer that cannot be targets (0.0.0.0, multicast, broadcast) are left out while the usable ones serve; an answer with only such addresses counts as empty and keeps the last good set."""
+    port = free_port("127.0.0.2")
+    bs = backends_on(port, ["127.0.0.2"])
+    try:
+        dns.set_a("web.svc.test", ["127.0.0.2", "0.0.0.0", "224.0.0.1", "255.255.255.255"])
+        dns.start()
+        lb = berth(dns_config(http_config, {"dns": "web.svc.test", "type": "A", "port": port,
+                                            "interval": "1s", "resolvers": [dns.resolver]}))
+        wait_for(lambda: targets(lb), what="a target")
+        time.sleep(1.5)  # a second answer changes nothing
+        assert list(targets(lb)) == [bs[0].addr], targets(lb)
+        assert served_by(lb, 5) == {bs[0].addr}
+        dns.set_a("web.svc.test", ["0.0.0.0"])
+        wait_for(lambda: health(lb)["Discovery"]["State"] == "failing", what="failing")
+        assert health(lb)["Discovery"]["LastError"] == "empty answer", health(lb)
+        assert list(targets(lb)) == [bs[0].addr]
+    finally:
+        for b in bs:
+            b.stop()

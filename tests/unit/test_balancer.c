@@ -614,7 +614,8 @@ static void test_tried_skipped(void **state)
             size_t ntried = 0;
             /* Retry after retry: each pick is new until the group is used up. */
             for (size_t k = 0; k < n; k++) {
-                struct bth_target *t = bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, ntried);
+                struct bth_target *t =
+                    bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, ntried);
                 assert_non_null(t);
                 for (size_t j = 0; j < ntried; j++)
                     assert_ptr_not_equal(t, tried[j]);
@@ -625,7 +626,8 @@ static void test_tried_skipped(void **state)
             for (size_t i = 0; i < n; i++)
                 set_state(f, i, BTH_TARGET_UNHEALTHY);
             for (size_t k = 0; k < 200; k++) {
-                struct bth_target *t = bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, n - 1);
+                struct bth_target *t =
+                    bth_lb_pick_target(f->w[0]->id, &f->w[0]->rand, &f->g, tried, n - 1);
                 assert_ptr_equal(t, tried[n - 1]);
             }
             fixture_free(f);
