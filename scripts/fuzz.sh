@@ -23,7 +23,7 @@ if [ $# -gt 0 ]; then NAMES=("$@"); else NAMES=("${ALL[@]}"); fi
 SAN=address,undefined
 CFLAGS=(-g -O1 -std=c11 -D_GNU_SOURCE -DBERTH_VERSION=\"fuzz\" -Isrc -I/usr/share/include/llhttp
         -fno-omit-frame-pointer -fno-sanitize-recover=all)
-PKGS="libevent_core libevent_extra libevent_openssl libevent_pthreads openssl yaml-0.1 jansson"
+PKGS="libevent_core libevent_openssl libevent_pthreads openssl yaml-0.1 jansson"
 # shellcheck disable=SC2207
 LIBS=($(pkg-config --libs $PKGS) -lpthread -lm)
 # shellcheck disable=SC2207
