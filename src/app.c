@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/un.h>
 #include <stdio.h>
@@ -215,6 +216,45 @@ static ssize_t open_worker_sockets(const struct bth_config *cfg, struct bth_list
         n += k;
     }
     return (ssize_t)n;
+}
+
+/* The last reference of a snapshot was dropped. On a worker (often while a request ends)
+ * it is pushed on a lock-free stack and the main loop is woken to free it; on the main
+ * thread, or before the loop exists, it is freed at once. Any thread. */
+static void reap_snapshot(struct bth_snapshot *s, void *arg)
+{
+    struct bth_app *app = arg;
+    if (app->reap_ev == NULL || pthread_equal(pthread_self(), app->main_thread)) {
+        bth_snapshot_destroy(s);
+        return;
+    }
+    struct bth_snapshot *head = atomic_load_explicit(&app->reap_head, memory_order_relaxed);
+    do {
+        s->reap_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&app->reap_head, &head, s, memory_order_release,
+                                                    memory_order_relaxed));
+    uint64_t one = 1;
+    ssize_t r = write(app->reap_fd, &one, sizeof(one));
+    (void)r;
+}
+
+/* Frees every snapshot the workers handed back. Main thread. */
+static void reap_queued(struct bth_app *app)
+{
+    struct bth_snapshot *s = atomic_exchange_explicit(&app->reap_head, NULL, memory_order_acquire);
+    while (s != NULL) {
+        struct bth_snapshot *next = s->reap_next;
+        bth_snapshot_destroy(s);
+        s = next;
+    }
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof(v));
+    (void)r;
+    reap_queued(arg);
 }
 
 /* A worker's loop has ended (on that worker's thread); the main loop polls the count. */
@@ -730,6 +770,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
 {
     memset(app, 0, sizeof(*app));
     app->accesslog.fd = -1;
+    app->reap_fd = -1;
+    app->main_thread = pthread_self();
     app->config_path = config_path ? bth_strdup(config_path) : NULL;
     raise_nofile();
     struct bth_config *cfg = load_config(config_path);
@@ -751,6 +793,8 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     }
     app->nworkers = resolve_workers(cfg->workers);
     bth_registry_init(&app->registry, app->nworkers);
+    app->registry.snapshot_reap = reap_snapshot;
+    app->registry.snapshot_reap_arg = app;
     int rc = bth_registry_apply_config(&app->registry, ref);
     bth_config_ref_unref(ref);
     if (rc != 0)
@@ -765,6 +809,12 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     }
     app->base = event_base_new();
     if (app->base == NULL)
+        return -1;
+    app->reap_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    app->reap_ev = app->reap_fd == -1
+                       ? NULL
+                       : event_new(app->base, app->reap_fd, EV_READ | EV_PERSIST, on_reap, app);
+    if (app->reap_ev == NULL || event_add(app->reap_ev, NULL) != 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
@@ -840,6 +890,13 @@ void bth_app_fini(struct bth_app *app)
             bth_worker_join_destroy(app->workers[i]);
     }
     bth_free(app->workers);
+    if (app->reap_ev != NULL) {
+        event_free(app->reap_ev);
+        app->reap_ev = NULL; /* from here on a last release frees at once */
+    }
+    reap_queued(app);
+    if (app->reap_fd != -1)
+        close(app->reap_fd);
     bth_control_stop(app->control);
     bth_discovery_destroy(app->discovery);
     bth_health_destroy(app->health);

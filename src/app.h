@@ -4,6 +4,7 @@
 #ifndef BERTH_APP_H
 #define BERTH_APP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +35,12 @@ struct bth_app {
     struct event *shutdown_poll;     /* owned */
     struct event *drain_timer;       /* owned: ends drains that are idle or due */
     struct event *ticket_timer;      /* owned: rotates TLS session ticket keys */
+    /* Snapshots whose last reference a worker dropped wait here (a lock-free stack) until
+     * the main loop frees them: no request pays for tearing a config generation down. */
+    _Atomic(struct bth_snapshot *) reap_head;
+    int reap_fd;           /* eventfd: wakes the main loop when reap_head gets one */
+    struct event *reap_ev; /* owned */
+    pthread_t main_thread;
     uint8_t cookie_key[32];
     bool cookie_key_in_state; /* the key is generated and kept in the state file */
     bool stopping;

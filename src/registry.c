@@ -508,9 +508,19 @@ struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg)
             gstats[i] = reg->groups[i].stats;
             gtls[i] = reg->groups[i].tls;
         }
-        struct bth_snapshot_input in = {reg->config,       targets, counts,
-                                        reg->nworkers,     gstats,  reg->listener_stats,
-                                        reg->listener_tls, gtls,    reg->udp_flow_cap};
+        struct bth_snapshot_input in = {
+            .config = reg->config,
+            .targets = targets,
+            .ntargets = counts,
+            .nworkers = reg->nworkers,
+            .group_stats = gstats,
+            .listener_stats = reg->listener_stats,
+            .listener_tls = reg->listener_tls,
+            .group_tls = gtls,
+            .udp_flow_cap = reg->udp_flow_cap,
+            .reap = reg->snapshot_reap,
+            .reap_arg = reg->snapshot_reap_arg,
+        };
         s = bth_snapshot_build(&in, ++reg->generation);
     }
     bth_free(targets);

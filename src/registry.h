@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "snapshot.h"
 
 struct bth_target;
 struct bth_snapshot;
@@ -71,6 +72,8 @@ struct bth_registry {
     unsigned udp_flow_cap; /* UDP flows per worker and socket the open file limit allows,
                             * 0 = no cap; set by the app at start and reload */
     uint64_t generation;
+    bth_snapshot_reap_fn snapshot_reap; /* set by the process: where dead snapshots go */
+    void *snapshot_reap_arg;
     uint64_t reloads_ok, reloads_failed; /* main thread: counted for /metrics */
 };
 

@@ -147,9 +147,11 @@ struct bth_snapshot *bth_snapshot_build(const struct bth_snapshot_input *in, uin
             in->udp_flow_cap != 0 && in->udp_flow_cap < max ? in->udp_flow_cap : max;
         s->nlisteners++;
     }
+    s->reap = in->reap; /* from now on the last unref goes to the reaper */
+    s->reap_arg = in->reap_arg;
     return s;
 fail:
-    bth_snapshot_unref(s);
+    bth_snapshot_destroy(s);
     return NULL;
 }
 
@@ -157,6 +159,14 @@ void bth_snapshot_unref(struct bth_snapshot *s)
 {
     if (s == NULL || atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
         return;
+    if (s->reap != NULL)
+        s->reap(s, s->reap_arg);
+    else
+        bth_snapshot_destroy(s);
+}
+
+void bth_snapshot_destroy(struct bth_snapshot *s)
+{
     /* A listener that failed half-way is freed too: its fields are zero or owned. */
     for (size_t i = 0;
          s->listeners != NULL && i < s->nlisteners + (s->nlisteners < s->config->cfg->nlisteners);

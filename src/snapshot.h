@@ -2,7 +2,8 @@
 /* Built by the main thread; read by workers, lock-free. A snapshot is the immutable,
  * compiled routing view: listeners with their resolved actions, and target groups with the
  * array of targets that take part. Workers hold a reference while they use one; the last
- * unref frees it (and drops its references to the config and the targets). */
+ * unref hands it to the main thread's reaper, which frees it (and drops its references to
+ * the config and the targets). */
 #ifndef BERTH_SNAPSHOT_H
 #define BERTH_SNAPSHOT_H
 
@@ -13,6 +14,7 @@
 #include "config.h"
 
 struct bth_lb_state;
+struct bth_snapshot;
 struct bth_target;
 struct bth_router;
 struct bth_flow_table;
@@ -60,8 +62,15 @@ struct bth_config_ref {
     struct bth_config *cfg; /* owned */
 };
 
+/* Called with a snapshot whose last reference was just dropped, in place of freeing it on
+ * the thread that dropped it (bth_snapshot_destroy frees). */
+typedef void (*bth_snapshot_reap_fn)(struct bth_snapshot *s, void *arg);
+
 struct bth_snapshot {
     atomic_int refcnt;
+    bth_snapshot_reap_fn reap; /* NULL: the last unref frees at once */
+    void *reap_arg;
+    struct bth_snapshot *reap_next; /* for the reaper's own queue */
     uint64_t generation;
     struct bth_config_ref *config;       /* one reference held */
     struct bth_snap_listener *listeners; /* owned, same order as config listeners */
@@ -85,8 +94,10 @@ struct bth_snapshot_input {
     struct bth_stats **listener_stats;    /* per listener, config order */
     struct bth_tls_server **listener_tls; /* per listener (NULL entries: plain), may be NULL */
     struct bth_tls_client **group_tls;    /* per group (NULL entries: plain), may be NULL */
-    unsigned udp_flow_cap; /* flows per worker and UDP socket the open file limit allows;
-                            * 0: no cap */
+    unsigned udp_flow_cap;     /* flows per worker and UDP socket the open file limit allows;
+                                * 0: no cap */
+    bth_snapshot_reap_fn reap; /* where the last release goes; NULL: freed where dropped */
+    void *reap_arg;
 };
 
 /* Builds a snapshot with one reference for the caller, taking its own references to the
@@ -98,8 +109,14 @@ static inline void bth_snapshot_ref(struct bth_snapshot *s)
     atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
 }
 
-/* Any thread; the last unref frees. */
+/* Any thread. The last unref hands the snapshot to its reaper (the process layer queues it
+ * to the main loop, so no request on a worker pays for tearing a config generation down),
+ * or frees it when it has none. */
 void bth_snapshot_unref(struct bth_snapshot *s);
+
+/* Frees a snapshot nobody references: its listeners, routers, TLS contexts, flow tables,
+ * and its references to targets and the config. The reaper's thread. */
+void bth_snapshot_destroy(struct bth_snapshot *s);
 
 /* NULL when no group has that name. */
 struct bth_snap_group *bth_snapshot_find_group(struct bth_snapshot *s, const char *name);
