@@ -31,6 +31,7 @@
 #include "http_session.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "snapshot.h"
 #include "preflight.h"
 #include "state_file.h"
@@ -754,6 +755,36 @@ static void raise_nofile(void)
                 (unsigned long long)rl.rlim_cur);
 }
 
+/* ---- what the control API may ask of the process (struct bth_control_ops) ---- */
+
+static int control_save_state(void *arg)
+{
+    return bth_app_save_state(arg);
+}
+
+static int control_apply(void *arg)
+{
+    return bth_app_apply(arg);
+}
+
+static int control_reload(void *arg, struct bth_err *err)
+{
+    return bth_app_reload(arg, err);
+}
+
+static void control_metrics(void *arg, struct evbuffer *out)
+{
+    struct bth_app *app = arg;
+    bth_metrics_render(out, app->workers, app->nworkers, &app->registry);
+    bth_discovery_metrics(app->discovery, out);
+}
+
+static bool control_discovery(void *arg, const char *name, struct bth_discovery_status *ds)
+{
+    struct bth_app *app = arg;
+    return bth_discovery_status(app->discovery, name, ds);
+}
+
 /* The checks `berth -t` runs, so a start fails the same way, before anything is bound. */
 static int preflight(const struct bth_config *cfg)
 {
@@ -836,7 +867,15 @@ int bth_app_start(struct bth_app *app, const char *config_path)
     if (app->health == NULL)
         return -1;
     bth_health_sync(app->health);
-    app->control = bth_control_start(app, cfg->control_socket);
+    static const struct bth_control_ops control_ops = {
+        .save_state = control_save_state,
+        .apply = control_apply,
+        .reload = control_reload,
+        .metrics = control_metrics,
+        .discovery = control_discovery,
+    };
+    const struct bth_control_deps deps = {app->base, &app->registry, &control_ops, app};
+    app->control = bth_control_start(&deps, cfg->control_socket);
     if (app->control == NULL)
         return -1;
     struct bth_snapshot *snap = bth_registry_build_snapshot(&app->registry);

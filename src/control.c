@@ -19,7 +19,6 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-#include "app.h"
 #include "balancer.h"
 #include "clock.h"
 #include "config.h"
@@ -29,11 +28,9 @@
 #include "config_json.h"
 #include "log.h"
 #include "mem.h"
-#include "metrics.h"
 #include "registry.h"
 #include "snapshot.h"
 #include "target.h"
-#include "worker.h"
 
 /* A register or deregister call names at most this many targets (ELB's limit per call is
  * of the same order); larger calls are refused whole. */
@@ -47,7 +44,7 @@
 #define UNIX_MAX_CONNS 1024
 
 struct bth_control {
-    struct bth_app *app;               /* borrowed */
+    struct bth_control_deps deps;      /* borrowed pointers: the process's */
     struct bth_control_http *http;     /* owned: the Unix socket */
     struct bth_control_http *tcp_http; /* owned: control.listen, NULL when not configured */
     char *tcp_listen;                  /* owned: the address tcp_http is bound to */
@@ -116,8 +113,8 @@ static unsigned count_healthy(const struct bth_reg_group *g)
 static void handle_groups(struct bth_control *c, struct bth_control_req *req)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < c->app->registry.ngroups; i++) {
-        const struct bth_reg_group *g = &c->app->registry.groups[i];
+    for (size_t i = 0; i < c->deps.registry->ngroups; i++) {
+        const struct bth_reg_group *g = &c->deps.registry->groups[i];
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:I}", "TargetGroupName", g->name,
                                              "Protocol", bth_proto_name(g->cfg->protocol),
                                              "Algorithm", bth_algorithm_name(g->cfg->algorithm),
@@ -156,7 +153,7 @@ static void handle_health(struct bth_control *c, struct bth_control_req *req,
     json_t *body = json_pack("{s:o,s:b}", "TargetHealthDescriptions", arr, "FailOpen",
                              bth_lb_targets_failing_open(g->targets, g->ntargets));
     struct bth_discovery_status ds;
-    if (bth_discovery_status(c->app->discovery, g->name, &ds)) {
+    if (c->deps.ops->discovery(c->deps.arg, g->name, &ds)) {
         json_t *dj =
             json_pack("{s:s,s:s,s:s,s:I,s:I}", "Name", ds.name, "Type", ds.type, "State",
                       ds.failing              ? "failing"
@@ -286,7 +283,7 @@ static void wait_for_drains(struct bth_control *c, struct bth_control_req *req,
     dw->pending = n + 1; /* the extra one keeps it alive until every waiter is registered */
     bth_control_req_on_gone(req, on_wait_gone, dw);
     for (int i = 0; i < n; i++) {
-        if (bth_registry_drain_wait(&c->app->registry, g, &addrs[i], on_drain_done, dw) != 0)
+        if (bth_registry_drain_wait(c->deps.registry, g, &addrs[i], on_drain_done, dw) != 0)
             on_drain_done(dw); /* out of memory: do not wait for this one */
     }
     on_drain_done(dw);
@@ -340,7 +337,7 @@ static void handle_register(struct bth_control *c, struct bth_control_req *req,
     int n = parse_targets(req, &addrs, &weights, &wait);
     if (n < 0)
         return;
-    struct bth_registry *reg = &c->app->registry;
+    struct bth_registry *reg = c->deps.registry;
     unsigned char *undo = bth_malloc((size_t)n);
     uint64_t now = bth_clock_mono_ms();
     if (undo == NULL) {
@@ -357,7 +354,7 @@ static void handle_register(struct bth_control *c, struct bth_control_req *req,
             goto out;
         }
     }
-    int saved = bth_app_save_state(c->app);
+    int saved = c->deps.ops->save_state(c->deps.arg);
     if (saved != 0) {
         undo_changes(reg, g, addrs, weights, undo, n, now);
         reply_error(req, 500, "StateFileWriteFailed",
@@ -368,7 +365,7 @@ static void handle_register(struct bth_control *c, struct bth_control_req *req,
     /* A drain with nothing in flight (or a zero delay) ends at once. */
     if (!add)
         bth_registry_drain_tick(reg, now);
-    if (bth_app_apply(c->app) != 0) {
+    if (c->deps.ops->apply(c->deps.arg) != 0) {
         reply_error(req, 500, "InternalFailure", "out of memory");
         goto out;
     }
@@ -388,7 +385,7 @@ static void handle_reload(struct bth_control *c, struct bth_control_req *req)
 {
     struct bth_err err;
     bth_err_init(&err);
-    if (bth_app_reload(c->app, &err) == 0) {
+    if (c->deps.ops->reload(c->deps.arg, &err) == 0) {
         reply_json(req, 200, json_pack("{s:s}", "Result", "reloaded"));
     } else {
         json_t *lines = json_array();
@@ -410,8 +407,7 @@ static void handle_reload(struct bth_control *c, struct bth_control_req *req)
 static void handle_metrics(struct bth_control *c, struct bth_control_req *req)
 {
     struct evbuffer *out = evbuffer_new();
-    bth_metrics_render(out, c->app->workers, c->app->nworkers, &c->app->registry);
-    bth_discovery_metrics(c->app->discovery, out);
+    c->deps.ops->metrics(c->deps.arg, out);
     reply_text(req, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);
 }
@@ -430,7 +426,7 @@ static void handle_group_path(struct bth_control *c, struct bth_control_req *req
     memcpy(name, rest, n);
     name[n] = '\0';
     const char *verb = slash ? slash + 1 : "";
-    struct bth_reg_group *g = bth_registry_find_group(&c->app->registry, name);
+    struct bth_reg_group *g = bth_registry_find_group(c->deps.registry, name);
     if (g == NULL) {
         reply_error(req, 404, "TargetGroupNotFound", "target group \"%s\" not found", name);
         return;
@@ -471,7 +467,7 @@ static void on_request(struct bth_control_req *req, void *arg)
     } else if (strcmp(path, "/v1/target-groups") == 0 && method == BTH_CONTROL_GET) {
         handle_groups(c, req);
     } else if (strcmp(path, "/v1/config") == 0 && method == BTH_CONTROL_GET) {
-        reply_json(req, 200, bth_config_to_json(c->app->registry.config->cfg));
+        reply_json(req, 200, bth_config_to_json(c->deps.registry->config->cfg));
     } else if (strncmp(path, groups_prefix, sizeof(groups_prefix) - 1) == 0) {
         handle_group_path(c, req, path + sizeof(groups_prefix) - 1, method);
     } else {
@@ -603,7 +599,7 @@ static struct bth_control_http *bind_tcp(struct bth_control *c, const char *list
     char name[96];
     snprintf(name, sizeof(name), "control listen %s", listen_addr);
     struct bth_control_http *h =
-        bth_control_http_create(c->app->base, fd, name, TCP_MAX_CONNS, on_tcp_head, on_request, c);
+        bth_control_http_create(c->deps.base, fd, name, TCP_MAX_CONNS, on_tcp_head, on_request, c);
     if (h == NULL)
         snprintf(why, whysz, "control listen %s: out of memory", listen_addr);
     return h;
@@ -684,14 +680,14 @@ static int bind_unix(const char *path)
     return fd;
 }
 
-struct bth_control *bth_control_start(struct bth_app *app, const char *path)
+struct bth_control *bth_control_start(const struct bth_control_deps *deps, const char *path)
 {
     struct bth_control *c = bth_calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
-    c->app = app;
+    c->deps = *deps;
     c->path = bth_strdup(path);
-    const struct bth_config *cfg = app->registry.config->cfg;
+    const struct bth_config *cfg = deps->registry->config->cfg;
     char why[512], name[160];
     /* The token is checked before anything is bound, so a refused start leaves no socket. */
     if (cfg->control_listen != NULL &&
@@ -705,7 +701,7 @@ struct bth_control *bth_control_start(struct bth_app *app, const char *path)
         goto fail;
     }
     snprintf(name, sizeof(name), "control socket %s", path);
-    c->http = bth_control_http_create(app->base, fd, name, UNIX_MAX_CONNS, NULL, on_request, c);
+    c->http = bth_control_http_create(deps->base, fd, name, UNIX_MAX_CONNS, NULL, on_request, c);
     if (c->http == NULL) {
         unlink(path);
         goto fail;

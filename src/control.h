@@ -5,21 +5,49 @@
 #ifndef BERTH_CONTROL_H
 #define BERTH_CONTROL_H
 
-struct bth_app;
+#include <stdbool.h>
+
 struct bth_config;
 struct bth_control;
 struct bth_control_plan;
+struct bth_discovery_status;
 struct bth_err;
+struct bth_registry;
+struct evbuffer;
+struct event_base;
+
+/* What the control API may ask of the process that runs it, given at start as health and
+ * discovery get their callbacks: the control layer knows no app, workers or threads. Each
+ * is called on the main thread with <arg>. */
+struct bth_control_ops {
+    /* Writes the state file from the registry as it is now: 0, or -errno (logged). */
+    int (*save_state)(void *arg);
+    /* Puts the registry's current state in force (health checks, workers): 0 or -1. */
+    int (*apply)(void *arg);
+    /* Reloads the config file: 0, or -1 with "FILE:LINE:COL: message" lines in <err>. */
+    int (*reload)(void *arg, struct bth_err *err);
+    /* Appends the process's metrics (workers, discovery) in Prometheus text to <out>. */
+    void (*metrics)(void *arg, struct evbuffer *out);
+    /* The DNS discovery state of group <name>: true with <ds> filled when it has one. */
+    bool (*discovery)(void *arg, const char *name, struct bth_discovery_status *ds);
+};
+
+struct bth_control_deps {
+    struct event_base *base;       /* the main loop */
+    struct bth_registry *registry; /* read and changed by register/deregister calls */
+    const struct bth_control_ops *ops;
+    void *arg;
+};
 
 /* Before anything else at start: refuses (-1, logged) when <path> is a socket another
  * process answers on (a second berth would take it over) or a file that is not a socket;
  * 0 when it is free or a stale socket left by a crash. */
 int bth_control_check_socket(const char *path);
 
-/* Binds <path> (mode 0660; a stale socket file is replaced) on the app's main loop, and
- * control.listen when the config has it (its token file read first, so a bad one binds
- * nothing). Returns the server, or NULL after logging why. */
-struct bth_control *bth_control_start(struct bth_app *app, const char *path);
+/* Binds <path> (mode 0660; a stale socket file is replaced) on <deps>'s loop, and
+ * control.listen when the registry's config has it (its token file read first, so a bad
+ * one binds nothing). <deps> is copied. Returns the server, or NULL after logging why. */
+struct bth_control *bth_control_start(const struct bth_control_deps *deps, const char *path);
 /* Closes the control server; removes the socket file only if it is still the one this
  * berth bound (same device and inode). */
 void bth_control_stop(struct bth_control *c);
