@@ -2,7 +2,7 @@
 /* libFuzzer harness: what the control API and `berth ctl` parse from untrusted text.
  * control.c's parse_targets() is static, so its steps are repeated here on the exported
  * pieces: json_loadb, the "Targets" shape checks, bth_addr_from_ip_port and
- * bth_target_addr_usable; plus bth_ctl_parse_target, bth_parse_addr, bth_parse_duration_ms and
+ * bth_addr_usable; plus bth_ctl_parse_target, bth_parse_addr, bth_parse_duration_ms and
  * bth_parse_size on the raw input as a string, and bth_ctl_parse_response on the raw input. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (strnlen(ta.text, sizeof(ta.text)) >= sizeof(ta.text))
                     __builtin_trap();
                 const char *why = NULL;
-                if (!bth_target_addr_usable(&ta, &why) && why == NULL)
+                if (!bth_addr_usable(&ta, &why) && why == NULL)
                     __builtin_trap();
                 if (weight != NULL && (!json_is_integer(weight) || json_integer_value(weight) < 0 ||
                                        json_integer_value(weight) > 999))

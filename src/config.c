@@ -20,7 +20,6 @@
 
 #include "log.h"
 #include "mem.h"
-#include "target.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SEC_MS        1000ULL
@@ -44,48 +43,6 @@ const char bth_config_default_yaml[] = "control:\n"
                                        "target_groups:\n"
                                        "  - name: default\n"
                                        "    protocol: HTTP\n";
-
-/* ------------------------------------------------------------------------------------ */
-/* Error collection */
-
-void bth_err_init(struct bth_err *err)
-{
-    err->msgs = NULL;
-    err->n = 0;
-}
-
-void bth_err_add(struct bth_err *err, const char *fmt, ...)
-{
-    va_list ap;
-    if (err == NULL)
-        return;
-    va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (len < 0)
-        return;
-    char *msg = bth_malloc((size_t)len + 1);
-    char **msgs = bth_realloc(err->msgs, (err->n + 1) * sizeof(*msgs));
-    if (msgs != NULL)
-        err->msgs = msgs;
-    /* Out of memory: losing one message beats failing differently than the caller expects. */
-    if (msg == NULL || msgs == NULL) {
-        bth_free(msg);
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(msg, (size_t)len + 1, fmt, ap);
-    va_end(ap);
-    err->msgs[err->n++] = msg;
-}
-
-void bth_err_fini(struct bth_err *err)
-{
-    for (size_t i = 0; i < err->n; i++)
-        bth_free(err->msgs[i]);
-    bth_free(err->msgs);
-    bth_err_init(err);
-}
 
 /* ------------------------------------------------------------------------------------ */
 /* Value parsers */
@@ -167,75 +124,6 @@ static int parse_port(const char *s, unsigned *out)
         return -1;
     *out = (unsigned)v;
     return 0;
-}
-
-/* Fills <out> from a numeric IPv4 or IPv6 address (<ip>, <iplen> bytes, no brackets) and a
- * port, writing the canonical text so equal addresses always compare equal as strings. */
-static int fill_addr(const char *ip, size_t iplen, unsigned port, struct bth_addr *out)
-{
-    char buf[INET6_ADDRSTRLEN];
-    char canon[INET6_ADDRSTRLEN];
-    if (iplen == 0 || iplen >= sizeof(buf) || port < 1 || port > 65535)
-        return -1;
-    memcpy(buf, ip, iplen);
-    buf[iplen] = '\0';
-    memset(out, 0, sizeof(*out));
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&out->ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->ss;
-    if (inet_pton(AF_INET, buf, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        out->len = sizeof(*in4);
-        inet_ntop(AF_INET, &in4->sin_addr, canon, sizeof(canon));
-        snprintf(out->text, sizeof(out->text), "%s:%u", canon, port);
-    } else if (inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        out->len = sizeof(*in6);
-        inet_ntop(AF_INET6, &in6->sin6_addr, canon, sizeof(canon));
-        snprintf(out->text, sizeof(out->text), "[%s]:%u", canon, port);
-    } else {
-        memset(out, 0, sizeof(*out));
-        return -1;
-    }
-    return 0;
-}
-
-int bth_parse_addr(const char *s, struct bth_addr *out)
-{
-    const char *ip = s, *colon;
-    size_t iplen;
-    unsigned port;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':' || strchr(s + 1, '[') != NULL)
-            return -1;
-        ip = s + 1;
-        iplen = (size_t)(close - ip);
-        colon = close + 1;
-        /* Brackets are for IPv6 only, as in URLs (RFC 3986 §3.2.2). */
-        if (memchr(ip, ':', iplen) == NULL)
-            return -1;
-    } else {
-        colon = strchr(s, ':');
-        /* An unbracketed address with several colons is IPv6 without brackets: ambiguous. */
-        if (colon == NULL || strchr(colon + 1, ':') != NULL)
-            return -1;
-        iplen = (size_t)(colon - s);
-    }
-    if (parse_port(colon + 1, &port) < 0)
-        return -1;
-    return fill_addr(ip, iplen, port, out);
-}
-
-int bth_addr_from_ip_port(const char *ip, unsigned port, struct bth_addr *out)
-{
-    size_t len = strlen(ip);
-    if (len >= 2 && ip[0] == '[' && ip[len - 1] == ']') {
-        ip++;
-        len -= 2;
-    }
-    return fill_addr(ip, len, port, out);
 }
 
 /* "10.0.0.0/8", "fd00::/8": a numeric address and a prefix length that fits its family. */
@@ -1213,12 +1101,12 @@ static const struct field target_fields[] = {
 };
 SECTION(target_sec, "target", target_fields);
 
-/* Refuses an address berth cannot send traffic to (bth_target_addr_usable). Returns <rc>,
+/* Refuses an address berth cannot send traffic to (bth_addr_usable). Returns <rc>,
  * or -1 after adding the error. */
 static int usable_target(struct ctx *c, yaml_node_t *n, const struct bth_cfg_target *t, int rc)
 {
     const char *why;
-    if (rc == 0 && !bth_target_addr_usable(&t->addr, &why)) {
+    if (rc == 0 && !bth_addr_usable(&t->addr, &why)) {
         err_node(c, n, "unusable target \"%s\": %s", t->addr.text, why);
         return -1;
     }
@@ -1777,19 +1665,4 @@ void bth_config_destroy(struct bth_config *cfg)
     bth_free(cfg->log_level);
     bth_err_fini(&cfg->warnings);
     bth_free(cfg);
-}
-
-void bth_addr_split(const struct bth_addr *a, char *ip, size_t ipsz, unsigned *port)
-{
-    ip[0] = '\0';
-    *port = 0;
-    if (a->ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, (socklen_t)ipsz);
-        *port = ntohs(s6->sin6_port);
-    } else if (a->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, (socklen_t)ipsz);
-        *port = ntohs(s4->sin_port);
-    }
 }

@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "addr.h"
+#include "err.h"
+
 enum bth_proto {
     BTH_PROTO_HTTP = 0,
     BTH_PROTO_HTTPS,
@@ -33,12 +36,6 @@ enum bth_algorithm {
 };
 
 /* A resolved socket address plus the text it came from. */
-struct bth_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[64]; /* "10.0.1.5:8080" or "[fd00::5]:8080" */
-};
-
 /* A list of strings (condition values, etc.); all owned. */
 struct bth_strlist {
     char **v; /* owned, each owned */
@@ -213,12 +210,6 @@ struct bth_cfg_target_group {
  * registrations are never silently lost) or move it aside and start empty. */
 enum bth_state_recovery { BTH_STATE_FAIL, BTH_STATE_MOVE_ASIDE };
 
-/* Collected messages: each "FILE:LINE:COL: message" (errors, or warnings). */
-struct bth_err {
-    char **msgs; /* owned */
-    size_t n;
-};
-
 struct bth_config {
     char *path;                   /* owned; "<default>" for the embedded config */
     unsigned workers;             /* 0 = auto (CPU count) */
@@ -268,17 +259,7 @@ const struct bth_cfg_target_group *bth_config_find_group(const struct bth_config
 /* Value parsers, exported for the control API and tests. Each returns 0 or -1. */
 int bth_parse_duration_ms(const char *s, uint64_t *out); /* "500ms" "30s" "5m" "1h" "1d" */
 int bth_parse_size(const char *s, size_t *out);          /* "512" "16k" "1m" "1g" */
-/* "10.0.1.5:8080", "[fd00::5]:8080"; numeric addresses only (no DNS). */
-int bth_parse_addr(const char *s, struct bth_addr *out);
-/* An address without port ("10.0.1.5", "fd00::5") plus a port, as the ELBv2 API gives them. */
-int bth_addr_from_ip_port(const char *ip, unsigned port, struct bth_addr *out);
-/* Splits <a> into the ELBv2 target Id (the IP, without brackets) and port. */
-void bth_addr_split(const struct bth_addr *a, char *ip, size_t ipsz, unsigned *port);
 const char *bth_proto_name(enum bth_proto p);
 const char *bth_algorithm_name(enum bth_algorithm a);
-
-void bth_err_init(struct bth_err *err);
-void bth_err_add(struct bth_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void bth_err_fini(struct bth_err *err);
 
 #endif /* BERTH_CONFIG_H */

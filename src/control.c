@@ -221,7 +221,7 @@ static int parse_targets(struct bth_control_req *req, struct bth_addr **addrs, u
             goto fail;
         }
         const char *why;
-        if (!bth_target_addr_usable(&(*addrs)[i], &why)) {
+        if (!bth_addr_usable(&(*addrs)[i], &why)) {
             reply_error(req, 400, "InvalidTarget", "Targets[%zu]: unusable target %s: %s", i,
                         json_string_value(id), why);
             goto fail;

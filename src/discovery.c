@@ -152,7 +152,7 @@ static int record_addr(const struct bth_dns_record *r, unsigned port, struct bth
     int af = r->type == BTH_DNS_TYPE_A ? AF_INET : AF_INET6;
     if (inet_ntop(af, r->addr, ip, sizeof(ip)) == NULL || bth_addr_from_ip_port(ip, port, out) != 0)
         return -1;
-    if (!bth_target_addr_usable(out, &why)) {
+    if (!bth_addr_usable(out, &why)) {
         bth_log(BTH_LOG_DEBUG, "discovery: %s left out: %s", out->text, why);
         return -1;
     }

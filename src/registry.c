@@ -15,19 +15,6 @@
 #include "tls.h"
 #include "target.h"
 
-bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b)
-{
-    if (a->ss.ss_family != b->ss.ss_family)
-        return false;
-    if (a->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-    return x->sin6_port == y->sin6_port &&
-           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-}
-
 static void drain_unlink(struct bth_registry *reg, struct bth_drain *d, bool run_waiters);
 
 void bth_registry_init(struct bth_registry *reg, unsigned nworkers)

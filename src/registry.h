@@ -126,7 +126,4 @@ void bth_registry_set_listener_tls(struct bth_registry *reg, struct bth_tls_serv
 /* A new snapshot of the current state, with one reference for the caller; NULL on OOM. */
 struct bth_snapshot *bth_registry_build_snapshot(struct bth_registry *reg);
 
-/* Same IP and port. */
-bool bth_addr_equal(const struct bth_addr *a, const struct bth_addr *b);
-
 #endif /* BERTH_REGISTRY_H */

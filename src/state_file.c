@@ -276,7 +276,7 @@ static void register_saved(const char *path, json_t *groups, struct bth_registry
                 continue;
             }
             /* Written by a berth that took such addresses: they are dropped, the rest kept. */
-            if (!bth_target_addr_usable(&a, &unusable)) {
+            if (!bth_addr_usable(&a, &unusable)) {
                 if (refused++ == 0)
                     bth_log(BTH_LOG_WARN, "state file %s: group %s: unusable target %s dropped: %s",
                             path, name, a.text, unusable);

@@ -70,31 +70,3 @@ const char *bth_target_state_name(enum bth_target_state s)
                                         "unused",  "draining", "unavailable"};
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
-
-bool bth_target_addr_usable(const struct bth_addr *a, const char **why)
-{
-    const char *bad = NULL;
-    if (a->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
-        uint32_t ip = ntohl(s4->sin_addr.s_addr);
-        if ((ip >> 24) == 0)
-            bad = "0.0.0.0/8 is not a host address";
-        else if (ip == 0xffffffffu)
-            bad = "255.255.255.255 is the broadcast address";
-        else if ((ip >> 28) == 0xe)
-            bad = "224.0.0.0/4 is multicast";
-    } else if (a->ss.ss_family == AF_INET6) {
-        const struct in6_addr *s6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
-        if (IN6_IS_ADDR_UNSPECIFIED(s6))
-            bad = ":: is not a host address";
-        else if (IN6_IS_ADDR_MULTICAST(s6))
-            bad = "ff00::/8 is multicast";
-        else if (IN6_IS_ADDR_V4MAPPED(s6))
-            bad = "::ffff:0:0/96 is IPv4-mapped; register the IPv4 address";
-    } else {
-        bad = "not an IP address";
-    }
-    if (why != NULL)
-        *why = bad;
-    return bad == NULL;
-}

@@ -64,13 +64,6 @@ void bth_target_unref(struct bth_target *t);
 
 const char *bth_target_state_name(enum bth_target_state s);
 
-/* Whether berth can send traffic to <a>, as ELB decides for its IP targets: refused are
- * 0.0.0.0/8 (0.0.0.0 and "this network"), 255.255.255.255, IPv4 multicast 224.0.0.0/4, ::,
- * IPv6 multicast ff00::/8 and IPv4-mapped IPv6 ::ffff:0:0/96 (register the IPv4 address).
- * Loopback stays allowed. On false, <*why> (when not NULL) names the range, static. Used for
- * the control API, config files, the state file and DNS answers alike. Any thread. */
-bool bth_target_addr_usable(const struct bth_addr *a, const char **why);
-
 /* Moves <t> to <st>. When <t> starts taking traffic (turns healthy, or available with
  * health checks off) ready_since_ms is stamped first, so slow start ramps from this
  * moment. Main thread: it is the only writer of state and ready_since_ms. */
