@@ -21,7 +21,7 @@ ALL=(http_request http_response config control_json pp2 sticky dns)
 if [ $# -gt 0 ]; then NAMES=("$@"); else NAMES=("${ALL[@]}"); fi
 
 SAN=address,undefined
-CFLAGS=(-g -O1 -std=c11 -D_GNU_SOURCE -DBERTH_VERSION=\"fuzz\" -Isrc -I/usr/share/include/llhttp
+CFLAGS=(-g -O1 -std=c11 -D_GNU_SOURCE -DBERTH_VERSION=\"fuzz\" $(for d in src/*/; do printf -- "-I%s " "$d"; done) -I/usr/share/include/llhttp
         -fno-omit-frame-pointer -fno-sanitize-recover=all)
 PKGS="libevent_core libevent_openssl libevent_pthreads openssl yaml-0.1 jansson"
 # shellcheck disable=SC2207
@@ -32,10 +32,10 @@ PKG_CFLAGS=($(pkg-config --cflags $PKGS))
 mkdir -p "$OUT/obj"
 
 build_objs() {
-    # berth core (every src/*.c but main.c) and llhttp, instrumented once, shared by all
+    # berth core (every src/*/*.c but main.c) and llhttp, instrumented once, shared by all
     # harnesses. Rebuilt when the source is newer than the object.
     local srcs=() f o
-    for f in src/*.c; do [ "$f" = src/main.c ] || srcs+=("$f"); done
+    for f in src/*/*.c; do [ "$f" = src/process/main.c ] || srcs+=("$f"); done
     srcs+=(/usr/share/llhttp/*.c)
     OBJS=()
     for f in "${srcs[@]}"; do

@@ -94,7 +94,7 @@ def test_te_with_cl_is_framed_by_te(berth, backend, http_config, mode):
             assert c.wait_closed(2.0) is not None, "ambiguous request: connection not closed"
 
 
-# ---- heads llhttp refuses but ELB forwards: mended (src/http_tolerate.c) ----
+# ---- heads llhttp refuses but ELB forwards: mended (src/proto/http_tolerate.c) ----
 
 MENDED = [
     # (raw head, target the target must see, fields it must see, fields it must not)

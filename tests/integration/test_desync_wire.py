@@ -247,7 +247,7 @@ REFUSED_UNFRAMEABLE = {
 }
 
 # Compliant and Acceptable heads llhttp refuses are mended before berth parses and forwards
-# them (src/http_tolerate.c; README, "Desync mitigation"): a field whose name is not a token
+# them (src/proto/http_tolerate.c; README, "Desync mitigation"): a field whose name is not a token
 # is dropped, whitespace before a colon removed, control bytes in values become spaces, the
 # request line is rewritten (HTTP/1.2 read as HTTP/1.1, no version as HTTP/1.0, extra
 # spaces dropped). Where that changes the target the target sees: {case: its target}

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "../../src/control_http.c"
+#include "../../src/control/control_http.c"
 
 #define MAX_SEEN 8
 
