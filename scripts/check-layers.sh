@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Fails when a source file includes a header from a higher layer, or from a sibling layer of
-# the same rank (http/ and l4/ must not know each other). The layers are the folders of src/,
+# the same rank (http/ and l4/ must not know each other), or when modules (a .c/.h pair)
+# include each other in a circle, even within one layer. The layers are the folders of src/,
 # ranked below; the CMake libraries enforce the same order at build time (a higher layer's
 # headers are not on a lower library's include path), this script says it in plain words and
 # also catches includes by relative path. Usage: scripts/check-layers.sh [SRC_DIR]
@@ -28,7 +29,7 @@ for folder in RANKS:
 stray = [n for n in os.listdir(src) if n.endswith((".c", ".h"))]
 if stray:
     sys.exit("check-layers: files outside a layer folder: %s" % ", ".join(sorted(stray)))
-problems, edges = [], set()
+problems, edges, deps = [], set(), {}
 for folder, rank in RANKS.items():
     d = os.path.join(src, folder)
     for name in sorted(os.listdir(d)):
@@ -41,6 +42,8 @@ for folder, rank in RANKS.items():
                 if not m:
                     continue
                 inc = os.path.basename(m.group(1))
+                if inc[:-2] != name[:-2]:
+                    deps.setdefault(name[:-2], set()).add(inc[:-2])
                 to = owner.get(inc)
                 if to is None:
                     problems.append("src/%s/%s:%d: includes %s, which no layer owns"
@@ -55,9 +58,37 @@ for folder, rank in RANKS.items():
 for a, b in sorted(edges):
     if (b, a) in edges and a < b:
         problems.append("src/%s and src/%s include each other" % (a, b))
+# Module circles (Tarjan's strongly connected components over module includes).
+index, low, stack, on, counter = {}, {}, [], set(), [0]
+def visit(v):
+    index[v] = low[v] = counter[0]
+    counter[0] += 1
+    stack.append(v)
+    on.add(v)
+    for w in sorted(deps.get(v, ())):
+        if w not in index:
+            visit(w)
+            low[v] = min(low[v], low[w])
+        elif w in on:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        comp = []
+        while True:
+            w = stack.pop()
+            on.discard(w)
+            comp.append(w)
+            if w == v:
+                break
+        if len(comp) > 1:
+            problems.append("modules include each other in a circle: %s" % " -> ".join(sorted(comp)))
+sys.setrecursionlimit(10000)
+for v in sorted(deps):
+    if v not in index:
+        visit(v)
 for p in problems:
     print(p)
 if problems:
     sys.exit(1)
-print("check-layers: %d folders, layering holds" % len(RANKS))
+print("check-layers: %d folders, %d modules: layering holds, no include circles"
+      % (len(RANKS), len(deps)))
 EOF

@@ -5,7 +5,7 @@
 
 #include "clock.h"
 #include "mem.h"
-#include "snapshot.h"
+#include "snapshot_types.h"
 #include "target.h"
 
 /* Indexed by enum bth_algorithm. */

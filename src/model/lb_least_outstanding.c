@@ -5,7 +5,7 @@
  * and keeps workers that read the same counters from all herding onto one target. Stateless. */
 #include "balancer.h"
 
-#include "snapshot.h"
+#include "snapshot_types.h"
 #include "target.h"
 
 /* Draws for one P2C candidate before giving up on sampling and scanning instead: with half

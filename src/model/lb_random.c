@@ -7,7 +7,7 @@
 #include "balancer.h"
 
 #include "mem.h"
-#include "snapshot.h"
+#include "snapshot_types.h"
 #include "target.h"
 
 /* With half the configured weight ineligible, one pick in sixteen ends in the scan. */

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "mem.h"
-#include "snapshot.h"
+#include "snapshot_types.h"
 #include "target.h"
 
 #define CACHE_LINE      64u
