@@ -22,9 +22,11 @@ struct event_base;
 struct bth_control_ops {
     /* Writes the state file from the registry as it is now: 0, or -errno (logged). */
     int (*save_state)(void *arg);
-    /* Puts the registry's current state in force (health checks, workers): 0 or -1. */
+    /* Puts the registry's current state in force (health checks, workers) and returns once
+     * the workers use it, so an answer means "in force": 0 or -1. */
     int (*apply)(void *arg);
-    /* Reloads the config file: 0, or -1 with "FILE:LINE:COL: message" lines in <err>. */
+    /* Reloads the config file, returning once the workers use it: 0, or -1 with
+     * "FILE:LINE:COL: message" lines in <err>. */
     int (*reload)(void *arg, struct bth_err *err);
     /* Appends the process's metrics (workers, discovery) in Prometheus text to <out>. */
     void (*metrics)(void *arg, struct evbuffer *out);

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -310,6 +311,7 @@ int bth_app_publish(struct bth_app *app)
     struct bth_snapshot *snap = bth_registry_build_snapshot(&app->registry);
     if (snap == NULL)
         return -1;
+    app->published_generation = snap->generation;
     for (unsigned i = 0; i < app->nworkers; i++) {
         bth_snapshot_ref(snap);
         if (bth_worker_post(app->workers[i], BTH_MSG_SNAPSHOT, snap, 0) != 0)
@@ -481,6 +483,8 @@ int bth_app_reload(struct bth_app *app, struct bth_err *err)
         if (app->health != NULL)
             bth_health_sync(app->health);
         struct bth_snapshot *snap = bth_registry_build_snapshot(&app->registry);
+        if (snap != NULL)
+            app->published_generation = snap->generation;
         for (unsigned w = 0; w < app->nworkers && snap != NULL; w++) {
             bth_snapshot_ref(snap);
             if (bth_worker_post_listeners(app->workers[w], plans[w], nplan[w], snap) == 0)
@@ -762,14 +766,40 @@ static int control_save_state(void *arg)
     return bth_app_save_state(arg);
 }
 
+/* Waits until every worker uses the last published snapshot, so an answer the control API
+ * gives means "in force": the next connection sees the change. Workers adopt a snapshot
+ * within microseconds of its message; the wait is bounded (a worker stuck in a long batch, or
+ * gone at shutdown, does not hold the main loop for more than APPLY_WAIT_MS). */
+#define APPLY_WAIT_MS 200
+static void wait_applied(struct bth_app *app)
+{
+    uint64_t deadline = bth_clock_mono_ms() + APPLY_WAIT_MS;
+    for (unsigned i = 0; app->workers != NULL && i < app->nworkers; i++) {
+        struct bth_worker *w = app->workers[i];
+        while (w != NULL && w->started &&
+               atomic_load_explicit(&w->applied_generation, memory_order_acquire) <
+                   app->published_generation &&
+               bth_clock_mono_ms() < deadline) {
+            struct timespec ts = {0, 20 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
 static int control_apply(void *arg)
 {
-    return bth_app_apply(arg);
+    int rc = bth_app_apply(arg);
+    if (rc == 0)
+        wait_applied(arg);
+    return rc;
 }
 
 static int control_reload(void *arg, struct bth_err *err)
 {
-    return bth_app_reload(arg, err);
+    int rc = bth_app_reload(arg, err);
+    if (rc == 0)
+        wait_applied(arg);
+    return rc;
 }
 
 static void control_metrics(void *arg, struct evbuffer *out)

@@ -26,7 +26,8 @@ struct bth_app {
     struct bth_registry registry;
     struct bth_worker **workers; /* owned */
     unsigned nworkers;
-    atomic_uint workers_done; /* workers whose loop has ended (written by their threads) */
+    atomic_uint workers_done;      /* workers whose loop has ended (written by their threads) */
+    uint64_t published_generation; /* of the last snapshot handed to the workers */
     struct bth_accesslog accesslog;
     struct bth_control *control;     /* owned */
     struct bth_health *health;       /* owned */

@@ -245,6 +245,7 @@ static void adopt_snapshot(struct bth_worker *w, struct bth_snapshot *snap)
 {
     struct bth_snapshot *old = w->snap;
     w->snap = snap;
+    atomic_store_explicit(&w->applied_generation, snap->generation, memory_order_release);
     bth_snapshot_unref(old);
 }
 
@@ -472,6 +473,7 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
     if (w->listeners == NULL)
         goto fail;
     w->snap = snap;
+    atomic_init(&w->applied_generation, snap->generation);
     for (size_t i = 0; i < nlisteners; i++) {
         struct bth_worker_listener *wl = listener_open(w, &specs[i]);
         if (wl == NULL) {

@@ -102,6 +102,8 @@ struct bth_worker {
     bool started;                           /* the thread runs (bth_worker_start succeeded) */
     struct event_base *base;                /* owned */
     struct bth_snapshot *snap;              /* one reference held: the current snapshot */
+    _Atomic uint64_t applied_generation;    /* snap's generation, for the main thread to
+                                             * see when a change is in force */
     struct bth_worker_listener **listeners; /* owned array of owned listeners */
     size_t nlisteners;
     struct bth_worker_listener *retired; /* owned: closed by reloads, freed at exit */
