@@ -27,6 +27,7 @@
 #include "balancer.h"
 #include "clock.h"
 #include "conn.h"
+#include "debug.h"
 #include "desync.h"
 #include "http_head.h"
 #include "http_status.h"
@@ -69,6 +70,13 @@ enum body_mode {
     BODY_EOF,     /* response delimited by the target closing */
 };
 
+/* The response side of an exchange; it only moves forward (set_resp). */
+enum resp_state {
+    RESP_WAITING = 0, /* nothing sent to the client yet (a retry is still possible) */
+    RESP_HEAD_SENT,   /* the status line and fields are on their way to the client */
+    RESP_DONE,        /* the whole response is queued to the client */
+};
+
 enum close_reason {
     CLOSE_NONE = 0,
     CLOSE_CLIENT_EOF,
@@ -104,6 +112,43 @@ struct exchange_mem {
     const char *error_reason;
 };
 
+/* The per-request state of one exchange, request and response side. Everything here
+ * starts over with each request in one assignment (reset_exchange); what outlives a
+ * request (the connection, its keep-alive, the upstream and target references) lives in
+ * the session. */
+struct exchange {
+    /* request */
+    size_t req_parsed; /* head bytes fed to llhttp so far */
+    enum body_mode req_body;
+    uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
+    bool req_done;          /* whole request forwarded (or queued) */
+    bool req_has_body;
+    bool is_head_method;
+    bool is_upgrade;
+    bool te_reframe;   /* Transfer-Encoding rewritten with a bare final chunked */
+    bool desync_close; /* ambiguous request: close both sides after the response */
+
+    /* routing */
+    int rule;           /* matched rule index, -1: default action */
+    bool set_tg_cookie; /* answer with a BERTHTG group stickiness cookie */
+    uint64_t tg_cookie_ms;
+    bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */
+    bool resp_sets_app_cookie;      /* the target set the app_cookie: bind BERTHAPP-<group> */
+    struct bth_snap_group *group;   /* borrowed from snap */
+    struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
+    unsigned ntried;
+    bool up_reused;
+    bool retried_fresh;
+
+    /* response */
+    size_t resp_parsed;
+    enum body_mode resp_body;
+    uint64_t resp_remaining;
+    enum resp_state resp;
+    int status;        /* status sent to the client */
+    int target_status; /* status from the target, -1 if none */
+};
+
 struct bth_http_session {
     struct bth_conn conn;
     struct bth_worker *w;                     /* borrowed: owner */
@@ -116,7 +161,6 @@ struct bth_http_session {
     uint64_t id;
     bool closing;          /* free at the end of the current callback */
     bool close_after;      /* close once the current answer is written */
-    bool desync_close;     /* ambiguous request: close both sides after the response */
     bool client_keepalive; /* the client may send another request */
     bool client_http10;
     bool resume;              /* a buffered request waits for on_client_io (resume_client) */
@@ -127,40 +171,11 @@ struct bth_http_session {
 
     struct exchange_mem *xm; /* owned: while a request is in progress, NULL when idle */
 
-    /* request */
-    size_t req_parsed; /* head bytes fed to llhttp so far */
-    enum body_mode req_body;
-    uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
-    bool req_done;          /* whole request forwarded (or queued) */
-    bool req_has_body;
-    bool is_head_method;
-    bool is_upgrade;
-    bool te_reframe;    /* Transfer-Encoding rewritten with a bare final chunked */
-    uint64_t discarded; /* body bytes dropped in SS_DISCARD */
-    bool timer_body;    /* the timer is set for the body deadline, not a fixed timeout */
-
-    /* routing */
-    int rule;           /* matched rule index, -1: default action */
-    bool set_tg_cookie; /* answer with a BERTHTG group stickiness cookie */
-    uint64_t tg_cookie_ms;
-    bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */
-    bool resp_sets_app_cookie;      /* the target set the app_cookie: bind BERTHAPP-<group> */
-    struct bth_snap_group *group;   /* borrowed from snap */
-    struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
-    struct bth_target *target;      /* one reference while an exchange uses it */
-    unsigned ntried;
-    struct bth_upstream *up; /* attached upstream connection, NULL if none */
-    bool up_reused;
-    bool retried_fresh;
-
-    /* response */
-    size_t resp_parsed;
-    enum body_mode resp_body;
-    uint64_t resp_remaining;
-    bool resp_head_sent;
-    bool resp_done;
-    int status;        /* status sent to the client */
-    int target_status; /* status from the target, -1 if none */
+    struct bth_upstream *up;   /* attached upstream connection, NULL if none */
+    struct bth_target *target; /* one reference while an exchange uses it */
+    uint64_t discarded;        /* body bytes dropped in SS_DISCARD */
+    bool timer_body;           /* the timer is set for the body deadline, not a fixed timeout */
+    struct exchange ex;        /* the request/response in progress; reset whole per request */
 };
 
 static void on_client_io(evutil_socket_t fd, short what, void *arg);
@@ -188,11 +203,36 @@ static const char *state_name(enum session_state st)
     return names[st];
 }
 
+/* Which states each state may move to (bit per target state). Any state may end its
+ * exchange (IDLE) or close with an answer (CLOSING), except that nothing leaves CLOSING and a
+ * tunnel only closes; only a forwarded exchange becomes a tunnel. */
+#define ST(x) (1u << (x))
+static const unsigned legal_moves[] __attribute__((unused)) = {
+    [SS_IDLE] = ST(SS_IDLE) | ST(SS_HEAD) | ST(SS_CLOSING) | ST(SS_DISCARD),
+    [SS_HEAD] = ST(SS_IDLE) | ST(SS_HEAD) | ST(SS_CONNECTING) | ST(SS_CLOSING) | ST(SS_DISCARD),
+    [SS_CONNECTING] =
+        ST(SS_IDLE) | ST(SS_CONNECTING) | ST(SS_PROXYING) | ST(SS_CLOSING) | ST(SS_DISCARD),
+    [SS_PROXYING] = ST(SS_IDLE) | ST(SS_CONNECTING) | ST(SS_PROXYING) | ST(SS_TUNNEL) |
+                    ST(SS_CLOSING) | ST(SS_DISCARD),
+    [SS_TUNNEL] = ST(SS_CLOSING),
+    [SS_CLOSING] = ST(SS_CLOSING),
+    [SS_DISCARD] = ST(SS_IDLE) | ST(SS_CLOSING) | ST(SS_DISCARD),
+};
+#undef ST
+
 static void set_state(struct bth_http_session *s, enum session_state st)
 {
+    bth_debug_assert(legal_moves[s->state] & (1u << st));
     bth_log(BTH_LOG_DEBUG, "#%llu %s -> %s", (unsigned long long)s->id, state_name(s->state),
             state_name(st));
     s->state = st;
+}
+
+/* The response side only moves forward: a response once started is never retried. */
+static void set_resp(struct bth_http_session *s, enum resp_state st)
+{
+    bth_debug_assert(st > s->ex.resp);
+    s->ex.resp = st;
 }
 
 static void arm_timer(struct bth_http_session *s, uint64_t ms)
@@ -207,7 +247,7 @@ static void arm_timer(struct bth_http_session *s, uint64_t ms)
  * requests stop at req_done, so they pay no clock reads. */
 static bool body_rate_applies(const struct bth_http_session *s)
 {
-    return !s->req_done && s->req_has_body && s->listener->cfg->min_body_rate > 0;
+    return !s->ex.req_done && s->ex.req_has_body && s->listener->cfg->min_body_rate > 0;
 }
 
 /* Milliseconds until the request body must be whole, 0 once that has passed. As Apache
@@ -379,15 +419,15 @@ static void count_exchange(struct bth_http_session *s)
     struct bth_stats *ls = s->listener->stats;
     bth_stats_add(ls, row, BTH_ST_REQUESTS, 1);
     bth_stats_add(ls, row, BTH_ST_PROCESSED_BYTES, s->xm->rx_bytes + s->xm->tx_bytes);
-    int cls = s->status / 100;
-    if (s->target_status < 0) {
+    int cls = s->ex.status / 100;
+    if (s->ex.target_status < 0) {
         if (cls >= 3 && cls <= 5)
             bth_stats_add(ls, row, (enum bth_stat)(BTH_ST_ELB_3XX + cls - 3), 1);
         return;
     }
-    if (s->group == NULL)
+    if (s->ex.group == NULL)
         return;
-    struct bth_stats *gs = s->group->stats;
+    struct bth_stats *gs = s->ex.group->stats;
     bth_stats_add(gs, row, BTH_ST_REQUESTS, 1);
     if (cls >= 1 && cls <= 5)
         bth_stats_add(gs, row, (enum bth_stat)(BTH_ST_TARGET_1XX + cls - 1), 1);
@@ -403,8 +443,8 @@ static void count_connection_error(struct bth_http_session *s)
 {
     if (s->target != NULL)
         bth_target_note_result(s->target, true);
-    if (s->group != NULL)
-        bth_stats_add(s->group->stats, s->w->id, BTH_ST_TARGET_CONN_ERRORS, 1);
+    if (s->ex.group != NULL)
+        bth_stats_add(s->ex.group->stats, s->w->id, BTH_ST_TARGET_CONN_ERRORS, 1);
 }
 
 static void log_exchange(struct bth_http_session *s)
@@ -419,8 +459,8 @@ static void log_exchange(struct bth_http_session *s)
     const char *sc = s->xm->scratch;
     bool have = sc != NULL && s->xm->m_len > 0;
     char rule_name[16] = "default";
-    if (s->rule >= 0)
-        snprintf(rule_name, sizeof(rule_name), "%u", s->listener->cfg->rules[s->rule].priority);
+    if (s->ex.rule >= 0)
+        snprintf(rule_name, sizeof(rule_name), "%u", s->listener->cfg->rules[s->ex.rule].priority);
     struct timeval tv;
     bth_clock_wall(&tv);
     struct bth_accesslog_entry e = {
@@ -431,8 +471,8 @@ static void log_exchange(struct bth_http_session *s)
         .request_processing_time = seconds_between(&s->xm->t_start, &s->xm->t_sent),
         .target_processing_time = seconds_between(&s->xm->t_sent, &s->xm->t_resp),
         .response_processing_time = seconds_between(&s->xm->t_resp, &t_end),
-        .elb_status_code = s->status,
-        .target_status_code = s->target_status,
+        .elb_status_code = s->ex.status,
+        .target_status_code = s->ex.target_status,
         .received_bytes = s->xm->rx_bytes,
         .sent_bytes = s->xm->tx_bytes,
         .method = have ? sc : NULL,
@@ -445,7 +485,7 @@ static void log_exchange(struct bth_http_session *s)
         .user_agent =
             have && s->xm->ua_len ? sc + s->xm->m_len + s->xm->u_len + s->xm->h_len + 3 : NULL,
         .user_agent_len = s->xm->ua_len,
-        .target_group = s->group ? s->group->cfg->name : NULL,
+        .target_group = s->ex.group ? s->ex.group->cfg->name : NULL,
         .request_id = s->xm->request_id[0] ? s->xm->request_id : NULL,
         .matched_rule = s->xm->m_len == 0 ? NULL : rule_name,
         .error_reason = s->xm->error_reason,
@@ -480,7 +520,7 @@ static void resume_client(struct bth_http_session *s)
 static void discard_body(struct bth_http_session *s)
 {
     uint64_t n = 0;
-    int r = forward_body(&s->xm->req_parser, s->req_body, &s->req_remaining, s->conn.in,
+    int r = forward_body(&s->xm->req_parser, s->ex.req_body, &s->ex.req_remaining, s->conn.in,
                          s->xm->pending, &n);
     evbuffer_drain(s->xm->pending, evbuffer_get_length(s->xm->pending));
     s->discarded += n;
@@ -490,7 +530,7 @@ static void discard_body(struct bth_http_session *s)
     }
     if (r == 0)
         return;
-    s->req_done = true;
+    s->ex.req_done = true;
     reset_exchange(s);
     resume_client(s);
 }
@@ -504,22 +544,23 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
 {
     bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
                          status == 463 || status == 501;
-    bool can_discard = !s->req_done && s->req_body != BODY_NONE && s->xm->t_sent.tv_sec == 0 &&
-                       (s->req_body != BODY_LENGTH || s->req_remaining <= DISCARD_MAX);
-    if (framing_error || (!s->req_done && !can_discard) || !s->client_keepalive ||
-        s->resp_head_sent)
+    bool can_discard = !s->ex.req_done && s->ex.req_body != BODY_NONE &&
+                       s->xm->t_sent.tv_sec == 0 &&
+                       (s->ex.req_body != BODY_LENGTH || s->ex.req_remaining <= DISCARD_MAX);
+    if (framing_error || (!s->ex.req_done && !can_discard) || !s->client_keepalive ||
+        s->ex.resp >= RESP_HEAD_SENT)
         s->close_after = true;
     drop_upstream(s, false);
     s->xm->error_reason = reason;
-    if (s->resp_head_sent) {
+    if (s->ex.resp >= RESP_HEAD_SENT) {
         /* Part of the target's answer is already out: the only honest signal is a close. */
         log_exchange(s);
         release_target(s);
         session_close(s);
         return;
     }
-    s->status = status;
-    s->target_status = -1;
+    s->ex.status = status;
+    s->ex.target_status = -1;
     size_t before = evbuffer_get_length(s->conn.out);
     evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d %s\r\nServer: berth\r\n", status,
                         bth_http_reason(status));
@@ -527,7 +568,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
         evbuffer_add_printf(s->conn.out, "Content-Type: %s\r\n", ctype);
     evbuffer_add_printf(s->conn.out, "Content-Length: %zu\r\n%s%s\r\n", blen, extra ? extra : "",
                         s->close_after ? "Connection: close\r\n" : "");
-    if (!s->is_head_method && blen > 0)
+    if (!s->ex.is_head_method && blen > 0)
         evbuffer_add(s->conn.out, body, blen);
     s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
     log_exchange(s);
@@ -541,7 +582,7 @@ static void send_answer(struct bth_http_session *s, int status, const char *ctyp
     flush_client(s);
     if (s->closing)
         return;
-    if (!s->req_done) {
+    if (!s->ex.req_done) {
         /* Keep the connection: drop the body the target will never see. */
         s->discarded = 0;
         set_state(s, SS_DISCARD);
@@ -639,20 +680,7 @@ static void xm_release(struct bth_http_session *s)
  * connection with nothing buffered gives its exchange memory back while idle. */
 static void reset_exchange(struct bth_http_session *s)
 {
-    s->req_parsed = s->resp_parsed = 0;
-    s->req_body = s->resp_body = BODY_NONE;
-    s->req_remaining = s->resp_remaining = 0;
-    s->req_done = s->resp_done = s->resp_head_sent = false;
-    s->req_has_body = s->is_head_method = s->is_upgrade = s->te_reframe = false;
-    s->group = NULL;
-    s->sticky_pick = NULL;
-    s->rule = -1;
-    s->set_tg_cookie = s->set_target_cookie = s->resp_sets_app_cookie = false;
-    s->desync_close = false;
-    s->ntried = 0;
-    s->up_reused = s->retried_fresh = false;
-    s->status = 0;
-    s->target_status = -1;
+    s->ex = (struct exchange){.rule = -1, .target_status = -1};
     if (s->xm != NULL && evbuffer_get_length(s->conn.in) > 0) {
         xm_reset(s);
     } else {
@@ -666,9 +694,9 @@ static void reset_exchange(struct bth_http_session *s)
  * next request (possibly already buffered: pipelining). */
 static void finish_exchange(struct bth_http_session *s)
 {
-    bool reusable = s->resp_body != BODY_EOF && s->req_done && s->status != 101 &&
-                    llhttp_should_keep_alive(&s->xm->resp_parser) && !s->desync_close;
-    if (s->desync_close)
+    bool reusable = s->ex.resp_body != BODY_EOF && s->ex.req_done && s->ex.status != 101 &&
+                    llhttp_should_keep_alive(&s->xm->resp_parser) && !s->ex.desync_close;
+    if (s->ex.desync_close)
         s->close_after = true;
     log_exchange(s);
     drop_upstream(s, reusable);
@@ -754,14 +782,14 @@ static struct evbuffer *request_sink(struct bth_http_session *s)
 
 static void forward_request_body(struct bth_http_session *s)
 {
-    if (s->req_done)
+    if (s->ex.req_done)
         return;
     struct evbuffer *dst = request_sink(s);
     if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
         return;
     uint64_t dummy = 0;
-    int r =
-        forward_body(&s->xm->req_parser, s->req_body, &s->req_remaining, s->conn.in, dst, &dummy);
+    int r = forward_body(&s->xm->req_parser, s->ex.req_body, &s->ex.req_remaining, s->conn.in, dst,
+                         &dummy);
     s->xm->rx_bytes += dummy;
     if (r < 0) {
         s->close_after = true;
@@ -769,10 +797,10 @@ static void forward_request_body(struct bth_http_session *s)
         return;
     }
     if (r == 1)
-        s->req_done = true;
+        s->ex.req_done = true;
     /* While connecting the timer is the wait for the target, not reset by client bytes; a
      * body deadline set then gives way to it once the body is whole. */
-    if (s->state != SS_CONNECTING || (s->req_done && s->timer_body))
+    if (s->state != SS_CONNECTING || (s->ex.req_done && s->timer_body))
         arm_exchange_timer(s);
     flush_upstream(s);
 }
@@ -824,7 +852,7 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
     size_t n = 0;
     /* One contiguous reservation keeps this to a handful of memcpy calls. */
     size_t need = h->url.len + ri->authority_len + 64 + 256 + 8;
-    if (s->te_reframe)
+    if (s->ex.te_reframe)
         need += bth_http_head_te_room(h) + 24;
     for (unsigned i = 0; i < h->nhdrs; i++)
         need += h->hdrs[i].name.len + h->hdrs[i].value.len + 4;
@@ -872,12 +900,12 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
         PUT(bth_span_ptr(h, hd->value), hd->value.len);
         PUTS("\r\n");
     }
-    if (s->te_reframe) {
+    if (s->ex.te_reframe) {
         PUTS("Transfer-Encoding: ");
         p += bth_http_head_te_reframe(h, p);
         PUTS("\r\n");
     }
-    if (s->is_upgrade) {
+    if (s->ex.is_upgrade) {
         const struct bth_http_hdr *u = &h->hdrs[h->idx[BTH_HDR_UPGRADE]];
         PUTS("Upgrade: ");
         PUT(bth_span_ptr(h, u->value), u->value.len);
@@ -1221,8 +1249,8 @@ static struct bth_snap_group *pick_group(struct bth_http_session *s,
                     return act->forwards[i].group;
             }
         }
-        s->set_tg_cookie = true;
-        s->tg_cookie_ms = act->cfg->stickiness_ms;
+        s->ex.set_tg_cookie = true;
+        s->ex.tg_cookie_ms = act->cfg->stickiness_ms;
     }
     return bth_lb_pick_group(&s->w->rand, act);
 }
@@ -1230,12 +1258,12 @@ static struct bth_snap_group *pick_group(struct bth_http_session *s,
 /* The target a stickiness cookie names, if it is still in the group and takes traffic. */
 static struct bth_target *sticky_target(struct bth_http_session *s)
 {
-    const struct bth_cfg_target_group *gc = s->group->cfg;
+    const struct bth_cfg_target_group *gc = s->ex.group->cfg;
     char cname[160], scope[160], name[160];
     const char *prefix = gc->stickiness == BTH_STICKY_LB_COOKIE ? "BERTH-" : "BERTHAPP-";
     snprintf(cname, sizeof(cname), "%s%s", prefix, gc->name);
     snprintf(scope, sizeof(scope), "%s|%s", prefix, gc->name);
-    s->set_target_cookie = gc->stickiness == BTH_STICKY_LB_COOKIE;
+    s->ex.set_target_cookie = gc->stickiness == BTH_STICKY_LB_COOKIE;
     size_t vlen, alen;
     const char *v = cookie_value(&s->xm->req, cname, &vlen);
     if (v == NULL)
@@ -1245,8 +1273,8 @@ static struct bth_target *sticky_target(struct bth_http_session *s)
         return NULL; /* the application's session ended: no longer sticky */
     if (bth_sticky_verify(scope, v, vlen, bth_clock_unix_s(), name, sizeof(name)) <= 0)
         return NULL;
-    for (size_t i = 0; i < s->group->ntargets; i++) {
-        struct bth_target *t = s->group->targets[i];
+    for (size_t i = 0; i < s->ex.group->ntargets; i++) {
+        struct bth_target *t = s->ex.group->targets[i];
         if (strcmp(t->addr.text, name) == 0)
             return bth_target_takes_traffic(t) ? t : NULL;
     }
@@ -1258,19 +1286,19 @@ static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
 {
     char value[BTH_STICKY_VALUE_MAX];
     int64_t now_s = bth_clock_unix_s();
-    if (s->set_tg_cookie && s->group != NULL) {
-        uint64_t ttl = s->tg_cookie_ms / 1000;
-        size_t n = bth_sticky_sign("tg", s->group->cfg->name, strlen(s->group->cfg->name),
+    if (s->ex.set_tg_cookie && s->ex.group != NULL) {
+        uint64_t ttl = s->ex.tg_cookie_ms / 1000;
+        size_t n = bth_sticky_sign("tg", s->ex.group->cfg->name, strlen(s->ex.group->cfg->name),
                                    now_s + (int64_t)ttl, value);
         if (n > 0)
             evbuffer_add_printf(out, "Set-Cookie: BERTHTG=%s; Path=/; Max-Age=%llu\r\n", value,
                                 (unsigned long long)ttl);
     }
-    if (s->target == NULL || s->group == NULL)
+    if (s->target == NULL || s->ex.group == NULL)
         return;
-    const struct bth_cfg_target_group *gc = s->group->cfg;
-    bool app = gc->stickiness == BTH_STICKY_APP_COOKIE && s->resp_sets_app_cookie;
-    if (!s->set_target_cookie && !app)
+    const struct bth_cfg_target_group *gc = s->ex.group->cfg;
+    bool app = gc->stickiness == BTH_STICKY_APP_COOKIE && s->ex.resp_sets_app_cookie;
+    if (!s->ex.set_target_cookie && !app)
         return;
     const char *prefix = app ? "BERTHAPP-" : "BERTH-";
     char scope[160];
@@ -1295,7 +1323,7 @@ static void reframe_chunked(struct bth_http_session *s)
         snprintf(head, sizeof(head), "%.40s / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", m);
     for (unsigned i = 0; i < s->xm->req.nhdrs; i++)
         s->xm->req.hdrs[i].drop |= s->xm->req.hdrs[i].kind == BTH_HDR_TRANSFER_ENCODING;
-    s->te_reframe = true;
+    s->ex.te_reframe = true;
     init_request_parser(s);
     llhttp_execute(&s->xm->req_parser, head, (size_t)n); /* pauses at the end of the head */
 }
@@ -1318,7 +1346,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
     }
     s->client_http10 = s->xm->req_parser.http_major == 1 && s->xm->req_parser.http_minor == 0;
     s->client_keepalive = llhttp_should_keep_alive(&s->xm->req_parser) != 0;
-    s->is_head_method = s->xm->req_parser.method == HTTP_HEAD;
+    s->ex.is_head_method = s->xm->req_parser.method == HTTP_HEAD;
     s->xm->rx_bytes = head_len;
     if (h->idx[BTH_HDR_X_REQUEST_ID] >= 0) {
         struct bth_span v = h->hdrs[h->idx[BTH_HDR_X_REQUEST_ID]].value;
@@ -1337,7 +1365,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         send_error(s, status, reason);
         return;
     }
-    s->is_upgrade = s->xm->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
+    s->ex.is_upgrade = s->xm->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
     if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) { /* final coding chunked: vet_request */
         /* A sender MUST remove a received Content-Length when Transfer-Encoding is present
          * (RFC 9112 6.3): the target must frame the body the way berth did. */
@@ -1347,19 +1375,19 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         }
         if (!(s->xm->req_parser.flags & F_CHUNKED))
             reframe_chunked(s);
-        s->req_body = BODY_CHUNKED;
-        s->req_has_body = true;
+        s->ex.req_body = BODY_CHUNKED;
+        s->ex.req_has_body = true;
         llhttp_resume(&s->xm->req_parser); /* it finds the end of the chunked body */
     } else if ((s->xm->req_parser.flags & F_CONTENT_LENGTH) &&
                s->xm->req_parser.content_length > 0) {
-        s->req_body = BODY_LENGTH;
-        s->req_remaining = s->xm->req_parser.content_length;
-        s->req_has_body = true;
+        s->ex.req_body = BODY_LENGTH;
+        s->ex.req_remaining = s->xm->req_parser.content_length;
+        s->ex.req_has_body = true;
     } else {
-        s->req_body = BODY_NONE;
-        s->req_done = true;
+        s->ex.req_body = BODY_NONE;
+        s->ex.req_done = true;
     }
-    if (s->req_has_body) {
+    if (s->ex.req_has_body) {
         /* The body's clock starts with the head (t_start, same monotonic clock). */
         s->xm->body_t0_ms =
             (uint64_t)s->xm->t_start.tv_sec * 1000 + (uint64_t)s->xm->t_start.tv_nsec / 1000000;
@@ -1387,7 +1415,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         return;
     }
     int rule = route(s, &ri);
-    s->rule = rule;
+    s->ex.rule = rule;
     const struct bth_snap_action *act =
         rule >= 0 ? &s->listener->rule_actions[rule] : &s->listener->default_action;
     const struct bth_cfg_action *ac = act->cfg;
@@ -1411,23 +1439,23 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
 static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
                             const struct route_info *ri, size_t head_len)
 {
-    s->group = pick_group(s, act);
-    if (s->group == NULL) {
+    s->ex.group = pick_group(s, act);
+    if (s->ex.group == NULL) {
         evbuffer_drain(s->conn.in, head_len);
         send_error(s, 503, "no target group");
         return;
     }
     /* Cookies are read from the head, so before it is drained. */
-    if (s->group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
-        s->group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
-        s->sticky_pick = sticky_target(s);
+    if (s->ex.group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
+        s->ex.group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
+        s->ex.sticky_pick = sticky_target(s);
     build_request_head(s, ri, s->xm->pending);
     evbuffer_drain(s->conn.in, head_len);
     set_state(s, SS_CONNECTING);
     arm_timer(s, s->listener->cfg->idle_timeout_ms);
     start_exchange_on_target(s);
     /* Unless it answered already (503, 502): then the exchange is over, or closing. */
-    if (!s->closing && !s->req_done && (s->state == SS_CONNECTING || s->state == SS_PROXYING)) {
+    if (!s->closing && !s->ex.req_done && (s->state == SS_CONNECTING || s->state == SS_PROXYING)) {
         forward_request_body(s);
         /* Still connecting with the body under way: its deadline may come first. */
         if (!s->closing && s->state == SS_CONNECTING && body_rate_applies(s))
@@ -1439,42 +1467,42 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
  * left. */
 static void start_exchange_on_target(struct bth_http_session *s)
 {
-    struct bth_target *sticky = s->ntried == 0 ? s->sticky_pick : NULL;
-    s->sticky_pick = NULL;
+    struct bth_target *sticky = s->ex.ntried == 0 ? s->ex.sticky_pick : NULL;
+    s->ex.sticky_pick = NULL;
     for (;;) {
         struct bth_target *t = sticky;
         sticky = NULL;
         if (t == NULL)
-            t = bth_lb_pick_target(s->w->id, &s->w->rand, s->group, s->xm->tried, s->ntried);
+            t = bth_lb_pick_target(s->w->id, &s->w->rand, s->ex.group, s->xm->tried, s->ex.ntried);
         if (t == NULL) {
-            if (s->ntried == 0)
+            if (s->ex.ntried == 0)
                 send_error(s, 503, "no healthy target");
             else
                 send_error(s, 502, "target connection failed");
             return;
         }
-        if (s->ntried < MAX_TRIES)
-            s->xm->tried[s->ntried++] = t;
+        if (s->ex.ntried < MAX_TRIES)
+            s->xm->tried[s->ex.ntried++] = t;
         bth_target_ref(t);
         s->target = t;
         atomic_fetch_add_explicit(&t->outstanding, 1, memory_order_relaxed);
-        s->up = bth_upstream_acquire(s->w, t, false, s->group->tls, on_upstream_event, s);
+        s->up = bth_upstream_acquire(s->w, t, false, s->ex.group->tls, on_upstream_event, s);
         if (s->up != NULL)
             break;
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
                 t->addr.text, strerror(errno));
         count_connection_error(s);
         release_target(s);
-        if (s->ntried >= MAX_TRIES) {
+        if (s->ex.ntried >= MAX_TRIES) {
             send_error(s, 502, "target connection failed");
             return;
         }
     }
-    s->up_reused = s->up->state == BTH_UP_ST_ACTIVE;
-    if (s->up_reused) {
+    s->ex.up_reused = s->up->state == BTH_UP_ST_ACTIVE;
+    if (s->ex.up_reused) {
         /* A pooled connection may turn out closed by the target: keep the head of a
          * bodiless request to replay it on a fresh connection. */
-        if (!s->req_has_body) {
+        if (!s->ex.req_has_body) {
             size_t n = evbuffer_get_length(s->xm->pending);
             evbuffer_add(s->xm->retry_copy, evbuffer_pullup(s->xm->pending, (ev_ssize_t)n), n);
         }
@@ -1534,15 +1562,15 @@ static int desync_check(struct bth_http_session *s, const char *head, size_t len
                 (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier),
                 why != NULL ? why : v.reason);
         bth_stats_add(s->listener->stats, s->w->id, BTH_ST_DESYNC_BLOCKED, 1);
-        s->req_done = false;
+        s->ex.req_done = false;
         s->close_after = true;
         evbuffer_drain(s->conn.in, len);
         send_error(s, 400, v.reason);
         return -1;
     }
     if (mode == BTH_DESYNC_MODE_DEFENSIVE && v.tier == BTH_DESYNC_AMBIGUOUS) {
-        s->desync_close = true; /* the target connection is not reused either */
-        s->close_after = true;  /* and the client is told so in the response */
+        s->ex.desync_close = true; /* the target connection is not reused either */
+        s->close_after = true;     /* and the client is told so in the response */
     }
     return 0;
 }
@@ -1588,7 +1616,7 @@ static int tolerate_head(struct bth_http_session *s, const char *buf, size_t ava
     llhttp_errno_t err = llhttp_execute(&s->xm->req_parser, view, vlen);
     if (err != HPE_PAUSED || llhttp_get_error_pos(&s->xm->req_parser) != view + vlen)
         return -1; /* the view is freed with the exchange */
-    s->is_head_method = llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD;
+    s->ex.is_head_method = llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD;
     bth_log(BTH_LOG_DEBUG, "#%llu request from %s mended (desync %s: %s)",
             (unsigned long long)s->id, s->client_text, bth_desync_tier_name(v.tier), v.reason);
     if (desync_check(s, buf, head_len) == 0)
@@ -1600,7 +1628,7 @@ static int tolerate_head(struct bth_http_session *s, const char *buf, size_t ava
 static void parse_request_head(struct bth_http_session *s)
 {
     size_t len = evbuffer_get_length(s->conn.in);
-    if (len == 0 || len == s->req_parsed)
+    if (len == 0 || len == s->ex.req_parsed)
         return;
     if (s->state == SS_IDLE) {
         if (xm_take(s) != 0) {
@@ -1620,10 +1648,10 @@ static void parse_request_head(struct bth_http_session *s)
     }
     s->xm->req.base = base;
     llhttp_errno_t err =
-        llhttp_execute(&s->xm->req_parser, base + s->req_parsed, feed - s->req_parsed);
+        llhttp_execute(&s->xm->req_parser, base + s->ex.req_parsed, feed - s->ex.req_parsed);
     if (err == HPE_PAUSED) {
         size_t head_len = (size_t)(llhttp_get_error_pos(&s->xm->req_parser) - base);
-        s->is_head_method = llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD; /* for a 400 */
+        s->ex.is_head_method = llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD; /* for a 400 */
         if (desync_check(s, base, head_len) != 0)
             return;
         start_request(s, head_len, head_len);
@@ -1634,20 +1662,20 @@ static void parse_request_head(struct bth_http_session *s)
         if (t > 0)
             return;
         if (t == 0) {
-            s->req_parsed = feed; /* wait for the rest of the head */
+            s->ex.req_parsed = feed; /* wait for the rest of the head */
             return;
         }
         bth_log(BTH_LOG_INFO, "#%llu bad request from %s: %s", (unsigned long long)s->id,
                 s->client_text, llhttp_get_error_reason(&s->xm->req_parser));
         count_refused(s, base, feed);
-        s->req_done = false;
+        s->ex.req_done = false;
         /* No body on the 400 when the method read in this head is HEAD. */
-        s->is_head_method =
+        s->ex.is_head_method =
             s->xm->req.url.len > 0 && llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD;
         send_error(s, 400, "malformed request");
         return;
     }
-    s->req_parsed = feed;
+    s->ex.req_parsed = feed;
     /* Incomplete: enforce the limits on what is buffered so far. */
     bool line_done = s->xm->req.nhdrs > 0;
     if (s->xm->req.url.len > lc->max_request_line_bytes ||
@@ -1735,7 +1763,7 @@ static void client_readable(struct bth_http_session *s)
              * do; a request still arriving was cut short; after a whole request we answer
              * first. */
             if (s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING ||
-                s->state == SS_TUNNEL || s->state == SS_DISCARD || !s->req_done)
+                s->state == SS_TUNNEL || s->state == SS_DISCARD || !s->ex.req_done)
                 session_close(s);
             else
                 s->close_after = true;
@@ -1811,14 +1839,14 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         bth_stats_add(s->listener->stats, s->w->id, BTH_ST_HEADER_TIMEOUTS, 1);
         bth_log(BTH_LOG_DEBUG, "#%llu request head from %s not whole after header_timeout",
                 (unsigned long long)s->id, s->client_text);
-        s->req_done = false;
+        s->ex.req_done = false;
         send_error(s, 408, "request header timeout");
         break;
     case SS_CONNECTING:
     case SS_PROXYING:
         if (s->timer_body) {
             on_body_deadline(s);
-        } else if (!s->resp_head_sent) {
+        } else if (s->ex.resp == RESP_WAITING) {
             bth_log(BTH_LOG_INFO, "#%llu target %s did not answer in time",
                     (unsigned long long)s->id, s->target ? s->target->addr.text : "-");
             send_error(s, 504, "target timeout");
@@ -1840,17 +1868,17 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
 /* The target connection broke before any response byte: retry where that is safe. */
 static void upstream_failed_early(struct bth_http_session *s, const char *why)
 {
-    bool safe_retry = s->up_reused && !s->req_has_body && !s->retried_fresh &&
+    bool safe_retry = s->ex.up_reused && !s->ex.req_has_body && !s->ex.retried_fresh &&
                       evbuffer_get_length(s->xm->retry_copy) > 0;
     drop_upstream(s, false);
     if (safe_retry) {
         /* A pooled connection the target had already closed: replay on a fresh one. */
-        s->retried_fresh = true;
+        s->ex.retried_fresh = true;
         evbuffer_drain(s->xm->pending, evbuffer_get_length(s->xm->pending));
         evbuffer_add_buffer(s->xm->pending, s->xm->retry_copy);
-        s->up = bth_upstream_acquire(s->w, s->target, true, s->group->tls, on_upstream_event, s);
+        s->up = bth_upstream_acquire(s->w, s->target, true, s->ex.group->tls, on_upstream_event, s);
         if (s->up != NULL) {
-            s->up_reused = false;
+            s->ex.up_reused = false;
             set_state(s, SS_CONNECTING);
             return;
         }
@@ -1879,7 +1907,7 @@ static void upstream_connect_done(struct bth_http_session *s)
     bth_clock_mono(&s->xm->t_sent);
     set_state(s, SS_PROXYING);
     flush_upstream(s);
-    if (!s->req_done) {
+    if (!s->ex.req_done) {
         forward_request_body(s);
         if (!s->closing && s->conn.read_pending)
             client_readable(s);
@@ -1890,21 +1918,21 @@ static void upstream_connect_done(struct bth_http_session *s)
 static void build_response_head(struct bth_http_session *s, struct evbuffer *out)
 {
     const struct bth_http_head *h = &s->xm->resp;
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", s->status);
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", s->ex.status);
     add_span(out, h, h->reason);
     evbuffer_add(out, "\r\n", 2);
     for (unsigned i = 0; i < h->nhdrs; i++) {
         const struct bth_http_hdr *hd = &h->hdrs[i];
-        if (hd->drop && !(s->status == 101 && hd->kind == BTH_HDR_UPGRADE))
+        if (hd->drop && !(s->ex.status == 101 && hd->kind == BTH_HDR_UPGRADE))
             continue;
-        if (hd->kind == BTH_HDR_TRANSFER_ENCODING && s->resp_body == BODY_DECHUNK)
+        if (hd->kind == BTH_HDR_TRANSFER_ENCODING && s->ex.resp_body == BODY_DECHUNK)
             continue;
         add_span(out, h, hd->name);
         evbuffer_add(out, ": ", 2);
         add_span(out, h, hd->value);
         evbuffer_add(out, "\r\n", 2);
     }
-    const struct bth_cfg_target_group *gc = s->group ? s->group->cfg : NULL;
+    const struct bth_cfg_target_group *gc = s->ex.group ? s->ex.group->cfg : NULL;
     if (gc != NULL && gc->stickiness == BTH_STICKY_APP_COOKIE) {
         size_t cl = strlen(gc->stickiness_cookie);
         for (unsigned i = 0; i < h->nhdrs; i++) {
@@ -1912,11 +1940,11 @@ static void build_response_head(struct bth_http_session *s, struct evbuffer *out
             const char *v = bth_span_ptr(h, hd->value);
             if (hd->kind == BTH_HDR_SET_COOKIE && hd->value.len > cl && v[cl] == '=' &&
                 memcmp(v, gc->stickiness_cookie, cl) == 0)
-                s->resp_sets_app_cookie = true;
+                s->ex.resp_sets_app_cookie = true;
         }
     }
     add_sticky_cookies(s, out);
-    if (s->status == 101)
+    if (s->ex.status == 101)
         evbuffer_add(out, "Connection: upgrade\r\n", 21);
     else if (s->close_after || !s->client_keepalive)
         evbuffer_add(out, "Connection: close\r\n", 19);
@@ -1932,16 +1960,16 @@ static int parse_response_head(struct bth_http_session *s)
     struct evbuffer *in = s->up->conn.in;
     for (;;) {
         size_t len = evbuffer_get_length(in);
-        if (len == s->resp_parsed)
+        if (len == s->ex.resp_parsed)
             return 0;
         const char *base = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
         s->xm->resp.base = base;
         llhttp_errno_t err =
-            llhttp_execute(&s->xm->resp_parser, base + s->resp_parsed, len - s->resp_parsed);
+            llhttp_execute(&s->xm->resp_parser, base + s->ex.resp_parsed, len - s->ex.resp_parsed);
         if (err == HPE_OK) {
-            s->resp_parsed = len;
+            s->ex.resp_parsed = len;
             if (len > s->listener->cfg->max_response_header_bytes) {
-                s->up_reused = false; /* the target did answer: no replay */
+                s->ex.up_reused = false; /* the target did answer: no replay */
                 upstream_failed_early(s, "response head too large");
                 return -1;
             }
@@ -1950,14 +1978,14 @@ static int parse_response_head(struct bth_http_session *s)
         if (err != HPE_PAUSED) {
             bth_log(BTH_LOG_INFO, "#%llu malformed response from %s: %s", (unsigned long long)s->id,
                     s->target->addr.text, llhttp_get_error_reason(&s->xm->resp_parser));
-            s->up_reused = false; /* no retry: the target did answer */
+            s->ex.up_reused = false; /* no retry: the target did answer */
             upstream_failed_early(s, "malformed response");
             return -1;
         }
         size_t head_len = (size_t)(llhttp_get_error_pos(&s->xm->resp_parser) - base);
         int code = s->xm->resp_parser.status_code;
         if (head_len > s->listener->cfg->max_response_header_bytes) {
-            s->up_reused = false;
+            s->ex.up_reused = false;
             upstream_failed_early(s, "response head too large");
             return -1;
         }
@@ -1971,41 +1999,42 @@ static int parse_response_head(struct bth_http_session *s)
             evbuffer_add(s->conn.out, "\r\n\r\n", 4);
             evbuffer_drain(in, head_len);
             bth_http_head_reset(&s->xm->resp);
-            s->resp_parsed = 0;
+            s->ex.resp_parsed = 0;
             llhttp_init(&s->xm->resp_parser, HTTP_RESPONSE, &bth_http_head_settings);
             s->xm->resp_parser.data = &s->xm->resp;
             continue;
         }
         bth_http_head_finish(&s->xm->resp);
         bth_clock_mono(&s->xm->t_resp);
-        s->status = s->target_status = code;
+        s->ex.status = s->ex.target_status = code;
         bth_target_note_result(s->target, code >= 500); /* passive health checking */
         uint8_t flags = s->xm->resp_parser.flags;
         if (code == 101) {
-            s->resp_body = BODY_NONE;
-        } else if (s->is_head_method || code == 204 || code == 304) {
-            s->resp_body = BODY_NONE;
+            s->ex.resp_body = BODY_NONE;
+        } else if (s->ex.is_head_method || code == 204 || code == 304) {
+            s->ex.resp_body = BODY_NONE;
         } else if (flags & F_CHUNKED) {
-            s->resp_body = s->client_http10 ? BODY_DECHUNK : BODY_CHUNKED;
+            s->ex.resp_body = s->client_http10 ? BODY_DECHUNK : BODY_CHUNKED;
             if (s->client_http10)
                 s->close_after = true;
         } else if (flags & F_CONTENT_LENGTH) {
-            s->resp_body = BODY_LENGTH;
-            s->resp_remaining = s->xm->resp_parser.content_length;
+            s->ex.resp_body = BODY_LENGTH;
+            s->ex.resp_remaining = s->xm->resp_parser.content_length;
         } else {
-            s->resp_body = BODY_EOF;
+            s->ex.resp_body = BODY_EOF;
             s->close_after = true;
         }
-        if (s->resp_body == BODY_NONE || s->resp_body == BODY_LENGTH || s->resp_body == BODY_EOF)
+        if (s->ex.resp_body == BODY_NONE || s->ex.resp_body == BODY_LENGTH ||
+            s->ex.resp_body == BODY_EOF)
             ; /* llhttp is not used for the body */
         else
             llhttp_resume(&s->xm->resp_parser);
-        s->xm->resp.decode_to = s->resp_body == BODY_DECHUNK ? s->conn.out : NULL;
+        s->xm->resp.decode_to = s->ex.resp_body == BODY_DECHUNK ? s->conn.out : NULL;
         size_t before = evbuffer_get_length(s->conn.out);
         build_response_head(s, s->conn.out);
         s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
         evbuffer_drain(in, head_len);
-        s->resp_head_sent = true;
+        set_resp(s, RESP_HEAD_SENT);
         return 1;
     }
 }
@@ -2053,7 +2082,7 @@ static bool response_step(struct bth_http_session *s)
     }
     bth_conn_read(&up->conn, READ_BUDGET);
     bool ended = up->conn.eof || up->conn.error != 0;
-    if (!s->resp_head_sent) {
+    if (s->ex.resp == RESP_WAITING) {
         int r = parse_response_head(s);
         if (r < 0)
             return false;
@@ -2063,8 +2092,8 @@ static bool response_step(struct bth_http_session *s)
                                                         : "target closed the connection");
             return false;
         }
-        if (s->status == 101) {
-            if (s->is_upgrade) {
+        if (s->ex.status == 101) {
+            if (s->ex.is_upgrade) {
                 enter_tunnel(s);
                 flush_client(s);
                 return false;
@@ -2073,16 +2102,16 @@ static bool response_step(struct bth_http_session *s)
         }
     }
     uint64_t moved = 0;
-    int r = forward_body(&s->xm->resp_parser, s->resp_body, &s->resp_remaining, up->conn.in,
+    int r = forward_body(&s->xm->resp_parser, s->ex.resp_body, &s->ex.resp_remaining, up->conn.in,
                          s->conn.out, &moved);
     s->xm->tx_bytes += moved;
     if (r < 0) {
-        s->up_reused = false;
+        s->ex.up_reused = false;
         send_error(s, 502, "malformed response body");
         return false;
     }
     if (r == 0 && ended) {
-        if (s->resp_body == BODY_EOF) {
+        if (s->ex.resp_body == BODY_EOF) {
             r = 1;
         } else {
             send_error(s, 502, "target closed mid-response");
@@ -2090,8 +2119,8 @@ static bool response_step(struct bth_http_session *s)
         }
     }
     if (r == 1) {
-        s->resp_done = true;
-        if (!s->req_done) {
+        set_resp(s, RESP_DONE);
+        if (!s->ex.req_done) {
             /* The target answered before reading the whole request (e.g. 413): the rest of
              * the body cannot be skipped reliably, so the client connection ends here. */
             s->close_after = true;
