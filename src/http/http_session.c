@@ -8,6 +8,7 @@
  * at the top of the stack. Work inside may mark the session closing; the entry point frees
  * it as its last step, so nothing is freed while a caller still holds it. */
 #include "http_session.h"
+#include "http_session_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,140 +45,6 @@
 #include "uri.h"
 #include "worker.h"
 
-/* Backpressure: stop reading one side while the other side's output holds this much. */
-#define HIGH_WATERMARK (256 * 1024)
-#define READ_BUDGET    (64 * 1024)
-#define MAX_TRIES      8
-/* A request body berth does not forward (it answered itself) is read and dropped up to this
- * size to keep the connection; beyond it the connection closes after the answer. */
-#define DISCARD_MAX (1024 * 1024)
-
-enum session_state {
-    SS_IDLE = 0,   /* keep-alive: waiting for the first byte of a request */
-    SS_HEAD,       /* reading a request head */
-    SS_CONNECTING, /* request routed; waiting for the target connection */
-    SS_PROXYING,   /* request forwarded (body may still stream); response in progress */
-    SS_TUNNEL,     /* after 101 Switching Protocols: bytes both ways */
-    SS_CLOSING,    /* sending berth's last answer, then close */
-    SS_DISCARD,    /* berth answered early: reading and dropping the rest of the body */
-};
-
-enum body_mode {
-    BODY_NONE = 0,
-    BODY_LENGTH,  /* Content-Length */
-    BODY_CHUNKED, /* chunked, forwarded raw */
-    BODY_DECHUNK, /* chunked from the target, decoded for an HTTP/1.0 client */
-    BODY_EOF,     /* response delimited by the target closing */
-};
-
-/* The response side of an exchange; it only moves forward (set_resp). */
-enum resp_state {
-    RESP_WAITING = 0, /* nothing sent to the client yet (a retry is still possible) */
-    RESP_HEAD_SENT,   /* the status line and fields are on their way to the client */
-    RESP_DONE,        /* the whole response is queued to the client */
-};
-
-enum close_reason {
-    CLOSE_NONE = 0,
-    CLOSE_CLIENT_EOF,
-    CLOSE_CLIENT_ERROR,
-    CLOSE_IDLE_TIMEOUT,
-    CLOSE_TARGET_ABORT,
-    CLOSE_DONE,
-};
-
-/* What only an exchange in progress needs: the parsers, the heads' spans (a few KiB) and
- * the buffers toward the target. Taken when a request's first byte arrives and given back
- * when the connection goes idle, so an idle keep-alive connection holds none of it. */
-struct exchange_mem {
-    llhttp_t req_parser;
-    struct bth_http_head req;
-    llhttp_t resp_parser;
-    struct bth_http_head resp;
-    struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
-    struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
-    char *req_view;              /* owned: the mended head req parses, when llhttp refused it */
-    struct bth_target *tried[MAX_TRIES]; /* borrowed: targets this exchange tried */
-    char request_id[33];
-    /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
-    uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
-    uint64_t body_rx0;     /* rx_bytes when the head was read: body bytes = rx_bytes - this */
-    uint64_t body_held_ms; /* when berth stopped reading the client (target side full), or 0 */
-    /* access log */
-    struct timespec t_start, t_sent, t_resp;
-    uint64_t rx_bytes, tx_bytes;
-    char *scratch; /* owned: copies of method, uri, host, user agent for the log */
-    size_t scratch_cap;
-    size_t m_len, u_len, h_len, ua_len;
-    const char *error_reason;
-};
-
-/* The per-request state of one exchange, request and response side. Everything here
- * starts over with each request in one assignment (reset_exchange); what outlives a
- * request (the connection, its keep-alive, the upstream and target references) lives in
- * the session. */
-struct exchange {
-    /* request */
-    size_t req_parsed; /* head bytes fed to llhttp so far */
-    enum body_mode req_body;
-    uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
-    bool req_done;          /* whole request forwarded (or queued) */
-    bool req_has_body;
-    bool is_head_method;
-    bool is_upgrade;
-    bool te_reframe;   /* Transfer-Encoding rewritten with a bare final chunked */
-    bool desync_close; /* ambiguous request: close both sides after the response */
-
-    /* routing */
-    int rule;           /* matched rule index, -1: default action */
-    bool set_tg_cookie; /* answer with a BERTHTG group stickiness cookie */
-    uint64_t tg_cookie_ms;
-    bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */
-    bool resp_sets_app_cookie;      /* the target set the app_cookie: bind BERTHAPP-<group> */
-    struct bth_snap_group *group;   /* borrowed from snap */
-    struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
-    unsigned ntried;
-    bool up_reused;
-    bool retried_fresh;
-
-    /* response */
-    size_t resp_parsed;
-    enum body_mode resp_body;
-    uint64_t resp_remaining;
-    enum resp_state resp;
-    int status;        /* status sent to the client */
-    int target_status; /* status from the target, -1 if none */
-};
-
-struct bth_http_session {
-    struct bth_conn conn;
-    struct bth_worker *w;                     /* borrowed: owner */
-    struct bth_worker_listener *wl;           /* borrowed */
-    struct bth_snapshot *snap;                /* one reference held */
-    const struct bth_snap_listener *listener; /* borrowed from snap */
-    struct bth_worker_conn wc;                /* on the worker's client list */
-    struct event timer;
-    enum session_state state;
-    uint64_t id;
-    bool closing;          /* free at the end of the current callback */
-    bool close_after;      /* close once the current answer is written */
-    bool client_keepalive; /* the client may send another request */
-    bool client_http10;
-    bool resume;              /* a buffered request waits for on_client_io (resume_client) */
-    struct sockaddr_in6 peer; /* or a sockaddr_in: the client, AF_INET or AF_INET6 */
-    char client_ip[INET6_ADDRSTRLEN];
-    char client_text[INET6_ADDRSTRLEN + 8];
-    unsigned listen_port;
-
-    struct exchange_mem *xm; /* owned: while a request is in progress, NULL when idle */
-
-    struct bth_upstream *up;   /* attached upstream connection, NULL if none */
-    struct bth_target *target; /* one reference while an exchange uses it */
-    uint64_t discarded;        /* body bytes dropped in SS_DISCARD */
-    bool timer_body;           /* the timer is set for the body deadline, not a fixed timeout */
-    struct exchange ex;        /* the request/response in progress; reset whole per request */
-};
-
 static void on_client_io(evutil_socket_t fd, short what, void *arg);
 static void session_stop(struct bth_worker_conn *c);
 static void session_abort(struct bth_worker_conn *c);
@@ -186,7 +53,6 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg);
 static void on_upstream_event(struct bth_upstream *up, short what, void *arg);
 static void process_client(struct bth_http_session *s);
 static void process_response(struct bth_http_session *s);
-static void send_error(struct bth_http_session *s, int status, const char *reason);
 static void start_exchange_on_target(struct bth_http_session *s);
 static void xm_release(struct bth_http_session *s);
 static struct bth_span host_value(const struct bth_http_head *h);
@@ -220,7 +86,7 @@ static const unsigned legal_moves[] __attribute__((unused)) = {
 };
 #undef ST
 
-static void set_state(struct bth_http_session *s, enum session_state st)
+void h1_set_state(struct bth_http_session *s, enum session_state st)
 {
     bth_debug_assert(legal_moves[s->state] & (1u << st));
     bth_log(BTH_LOG_DEBUG, "#%llu %s -> %s", (unsigned long long)s->id, state_name(s->state),
@@ -235,7 +101,7 @@ static void set_resp(struct bth_http_session *s, enum resp_state st)
     s->ex.resp = st;
 }
 
-static void arm_timer(struct bth_http_session *s, uint64_t ms)
+void h1_arm_timer(struct bth_http_session *s, uint64_t ms)
 {
     event_add(&s->timer, bth_worker_timeout(s->w, ms));
     s->timer_body = false;
@@ -278,7 +144,7 @@ static void arm_exchange_timer(struct bth_http_session *s)
             return;
         }
     }
-    arm_timer(s, idle_ms);
+    h1_arm_timer(s, idle_ms);
 }
 
 /* Stops the body's clock while berth does not read the client because the target side is
@@ -308,7 +174,7 @@ static double seconds_between(const struct timespec *a, const struct timespec *b
 
 /* ---- teardown ----------------------------------------------------------------------- */
 
-static void release_target(struct bth_http_session *s)
+void h1_release_target(struct bth_http_session *s)
 {
     if (s->target != NULL) {
         atomic_fetch_sub_explicit(&s->target->outstanding, 1, memory_order_relaxed);
@@ -317,7 +183,7 @@ static void release_target(struct bth_http_session *s)
     }
 }
 
-static void drop_upstream(struct bth_http_session *s, bool reusable)
+void h1_drop_upstream(struct bth_http_session *s, bool reusable)
 {
     if (s->up != NULL) {
         bth_upstream_release(s->up, reusable);
@@ -327,13 +193,13 @@ static void drop_upstream(struct bth_http_session *s, bool reusable)
 
 /* Marks the session for closing; the entry point frees it. Idempotent. Callers: every
  * path that gives up on the client (EOF, errors, timeouts, the end of a closing answer). */
-static void session_close(struct bth_http_session *s)
+void h1_session_close(struct bth_http_session *s)
 {
     if (s->closing)
         return;
     s->closing = true;
-    drop_upstream(s, false);
-    release_target(s);
+    h1_drop_upstream(s, false);
+    h1_release_target(s);
 }
 
 static void session_free(struct bth_http_session *s)
@@ -358,14 +224,14 @@ static void session_settle(struct bth_http_session *s)
 /* ---- client output -------------------------------------------------------------------- */
 
 /* Writes what the client can take; on a write error the session closes. */
-static void flush_client(struct bth_http_session *s)
+void h1_flush_client(struct bth_http_session *s)
 {
     if (bth_conn_flush(&s->conn) != 0) {
-        session_close(s);
+        h1_session_close(s);
         return;
     }
     if (s->state == SS_CLOSING && evbuffer_get_length(s->conn.out) == 0)
-        session_close(s);
+        h1_session_close(s);
 }
 
 static void flush_upstream(struct bth_http_session *s)
@@ -447,7 +313,7 @@ static void count_connection_error(struct bth_http_session *s)
         bth_stats_add(s->ex.group->stats, s->w->id, BTH_ST_TARGET_CONN_ERRORS, 1);
 }
 
-static void log_exchange(struct bth_http_session *s)
+void h1_log_exchange(struct bth_http_session *s)
 {
     struct bth_worker *w = s->w;
     count_exchange(s);
@@ -493,22 +359,13 @@ static void log_exchange(struct bth_http_session *s)
     bth_accesslog_append(&w->alog, &e);
 }
 
-/* ---- berth's own answers -------------------------------------------------------------- */
-
-static void reset_exchange(struct bth_http_session *s);
-
-/* Answers the current request with <status> and a short body. The connection closes after
- * it unless the request was read whole and the status leaves the stream in sync. <reason>
- * goes to the access log's error_reason. */
-static void process_client(struct bth_http_session *s);
-static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
-                        struct evbuffer *dst, uint64_t *count);
+/* ---- pipelining ------------------------------------------------------------------------ */
 
 /* The exchange ended and the client's next request (pipelined) may already be buffered: it
  * is taken up from the event loop, not from here, so a run of pipelined requests berth
  * answers itself never nests calls (a stack that grew with the input) and other
  * connections get their turn in between. */
-static void resume_client(struct bth_http_session *s)
+void h1_resume_client(struct bth_http_session *s)
 {
     if (s->closing || evbuffer_get_length(s->conn.in) == 0)
         return;
@@ -517,93 +374,6 @@ static void resume_client(struct bth_http_session *s)
 }
 
 /* Reads past the body of a request berth answered itself, then goes on with the next. */
-static void discard_body(struct bth_http_session *s)
-{
-    uint64_t n = 0;
-    int r = forward_body(&s->xm->req_parser, s->ex.req_body, &s->ex.req_remaining, s->conn.in,
-                         s->xm->pending, &n);
-    evbuffer_drain(s->xm->pending, evbuffer_get_length(s->xm->pending));
-    s->discarded += n;
-    if (r < 0 || s->discarded > DISCARD_MAX) {
-        session_close(s);
-        return;
-    }
-    if (r == 0)
-        return;
-    s->ex.req_done = true;
-    reset_exchange(s);
-    resume_client(s);
-}
-
-/* Answers the current request itself: <status> with <body> (<blen> bytes) of <ctype> and
- * any <extra> header lines. The connection closes afterwards unless the request was read
- * whole and the status leaves the stream in sync. <reason> goes to the access log's
- * error_reason (NULL for answers that are not errors: redirects, fixed responses). */
-static void send_answer(struct bth_http_session *s, int status, const char *ctype, const char *body,
-                        size_t blen, const char *extra, const char *reason)
-{
-    bool framing_error = status == 400 || status == 408 || status == 414 || status == 431 ||
-                         status == 463 || status == 501;
-    bool can_discard = !s->ex.req_done && s->ex.req_body != BODY_NONE &&
-                       s->xm->t_sent.tv_sec == 0 &&
-                       (s->ex.req_body != BODY_LENGTH || s->ex.req_remaining <= DISCARD_MAX);
-    if (framing_error || (!s->ex.req_done && !can_discard) || !s->client_keepalive ||
-        s->ex.resp >= RESP_HEAD_SENT)
-        s->close_after = true;
-    drop_upstream(s, false);
-    s->xm->error_reason = reason;
-    if (s->ex.resp >= RESP_HEAD_SENT) {
-        /* Part of the target's answer is already out: the only honest signal is a close. */
-        log_exchange(s);
-        release_target(s);
-        session_close(s);
-        return;
-    }
-    s->ex.status = status;
-    s->ex.target_status = -1;
-    size_t before = evbuffer_get_length(s->conn.out);
-    evbuffer_add_printf(s->conn.out, "HTTP/1.1 %d %s\r\nServer: berth\r\n", status,
-                        bth_http_reason(status));
-    if (ctype != NULL)
-        evbuffer_add_printf(s->conn.out, "Content-Type: %s\r\n", ctype);
-    evbuffer_add_printf(s->conn.out, "Content-Length: %zu\r\n%s%s\r\n", blen, extra ? extra : "",
-                        s->close_after ? "Connection: close\r\n" : "");
-    if (!s->ex.is_head_method && blen > 0)
-        evbuffer_add(s->conn.out, body, blen);
-    s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
-    log_exchange(s);
-    release_target(s);
-    if (s->close_after) {
-        set_state(s, SS_CLOSING);
-        event_del(&s->timer);
-        flush_client(s);
-        return;
-    }
-    flush_client(s);
-    if (s->closing)
-        return;
-    if (!s->ex.req_done) {
-        /* Keep the connection: drop the body the target will never see. */
-        s->discarded = 0;
-        set_state(s, SS_DISCARD);
-        arm_timer(s, s->listener->cfg->idle_timeout_ms);
-        discard_body(s);
-        return;
-    }
-    reset_exchange(s);
-    resume_client(s);
-}
-
-/* berth's own error answer: "<status> <text>" as a short plain-text body. */
-static void send_error(struct bth_http_session *s, int status, const char *reason)
-{
-    char body[64];
-    int blen = snprintf(body, sizeof(body), "%d %s\n", status, bth_http_reason(status));
-    send_answer(s, status, "text/plain", body, (size_t)blen,
-                status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n" : NULL,
-                reason);
-}
-
 /* ---- exchange lifecycle -------------------------------------------------------------- */
 
 static void init_request_parser(struct bth_http_session *s)
@@ -678,7 +448,7 @@ static void xm_release(struct bth_http_session *s)
 
 /* Ends an exchange: the next request (already buffered when pipelined) starts afresh, and a
  * connection with nothing buffered gives its exchange memory back while idle. */
-static void reset_exchange(struct bth_http_session *s)
+void h1_reset_exchange(struct bth_http_session *s)
 {
     s->ex = (struct exchange){.rule = -1, .target_status = -1};
     if (s->xm != NULL && evbuffer_get_length(s->conn.in) > 0) {
@@ -686,8 +456,8 @@ static void reset_exchange(struct bth_http_session *s)
     } else {
         xm_release(s);
     }
-    set_state(s, SS_IDLE);
-    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    h1_set_state(s, SS_IDLE);
+    h1_arm_timer(s, s->listener->cfg->idle_timeout_ms);
 }
 
 /* Both directions finished: log, return the connection to the pool, and go on with the
@@ -698,26 +468,26 @@ static void finish_exchange(struct bth_http_session *s)
                     llhttp_should_keep_alive(&s->xm->resp_parser) && !s->ex.desync_close;
     if (s->ex.desync_close)
         s->close_after = true;
-    log_exchange(s);
-    drop_upstream(s, reusable);
-    release_target(s);
+    h1_log_exchange(s);
+    h1_drop_upstream(s, reusable);
+    h1_release_target(s);
     if (s->close_after || !s->client_keepalive) {
-        set_state(s, SS_CLOSING);
+        h1_set_state(s, SS_CLOSING);
         event_del(&s->timer);
-        flush_client(s);
+        h1_flush_client(s);
         return;
     }
-    reset_exchange(s);
-    flush_client(s);
-    resume_client(s);
+    h1_reset_exchange(s);
+    h1_flush_client(s);
+    h1_resume_client(s);
 }
 
 /* ---- forwarding bodies ----------------------------------------------------------------- */
 
 /* Moves one message body's bytes from <src> to <dst> according to <mode>. Returns 1 when the
  * body ended, 0 when more is expected, -1 on a framing error. */
-static int forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
-                        struct evbuffer *dst, uint64_t *count)
+int h1_forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
+                    struct evbuffer *dst, uint64_t *count)
 {
     size_t avail = evbuffer_get_length(src);
     if (mode == BODY_NONE)
@@ -788,12 +558,12 @@ static void forward_request_body(struct bth_http_session *s)
     if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
         return;
     uint64_t dummy = 0;
-    int r = forward_body(&s->xm->req_parser, s->ex.req_body, &s->ex.req_remaining, s->conn.in, dst,
-                         &dummy);
+    int r = h1_forward_body(&s->xm->req_parser, s->ex.req_body, &s->ex.req_remaining, s->conn.in,
+                            dst, &dummy);
     s->xm->rx_bytes += dummy;
     if (r < 0) {
         s->close_after = true;
-        send_error(s, 400, "invalid request body framing");
+        h1_send_error(s, 400, "invalid request body framing");
         return;
     }
     if (r == 1)
@@ -824,23 +594,6 @@ static void add_span(struct evbuffer *out, const struct bth_http_head *h, struct
 }
 
 /* What routing learnt about the request; pointers go into the head or <buf>. */
-struct route_info {
-    char *buf; /* owned by the caller: room for both paths below */
-    size_t cap;
-    char *path; /* percent-decoded and dot-free (NUL-terminated): what rules match */
-    size_t path_len;
-    const char *fwd_path; /* normalised, still encoded: forwarded, and #{path} of redirects */
-    size_t fwd_path_len;
-    const char *query; /* raw, after '?' */
-    size_t query_len;
-    bool has_query;
-    bool rewrite_target; /* forward fwd_path and query, not the target as received */
-    const char *host;    /* for rules: without port */
-    size_t host_len;
-    const char *authority; /* absolute-form without a Host field: the Host berth sends */
-    size_t authority_len;
-};
-
 /* Writes the request head as berth forwards it: HTTP/1.1, hop-by-hop headers removed,
  * X-Forwarded-* set (RFC 7239's de-facto predecessors, as ALB sends them). */
 static void build_request_head(struct bth_http_session *s, const struct route_info *ri,
@@ -1021,18 +774,6 @@ static int vet_request(struct bth_http_session *s, size_t head_len, const char *
 
 /* ---- routing and actions ------------------------------------------------------------- */
 
-static const char *cookie_value(const struct bth_http_head *h, const char *name, size_t *len)
-{
-    for (unsigned i = 0; i < h->nhdrs; i++) {
-        const struct bth_http_hdr *hd = &h->hdrs[i];
-        const char *v;
-        if (hd->kind == BTH_HDR_COOKIE &&
-            bth_cookie_find(bth_span_ptr(h, hd->value), hd->value.len, name, &v, len))
-            return v;
-    }
-    return NULL;
-}
-
 /* The Host header's value without trailing whitespace (llhttp keeps it in the span). */
 static struct bth_span host_value(const struct bth_http_head *h)
 {
@@ -1141,175 +882,6 @@ static int route(struct bth_http_session *s, const struct route_info *ri)
 }
 
 /* Appends <tmpl> to <out> with the #{...} variables of ALB redirects substituted. */
-static void expand_template(struct evbuffer *out, const char *tmpl, const char *const vals[5],
-                            const size_t lens[5])
-{
-    static const char *const names[] = {"#{protocol}", "#{host}", "#{port}", "#{path}", "#{query}"};
-    const char *p = tmpl;
-    while (*p != '\0') {
-        const char *hit = strstr(p, "#{");
-        if (hit == NULL) {
-            evbuffer_add(out, p, strlen(p));
-            break;
-        }
-        evbuffer_add(out, p, (size_t)(hit - p));
-        size_t k = 0;
-        for (; k < 5; k++) {
-            if (strncmp(hit, names[k], strlen(names[k])) == 0)
-                break;
-        }
-        if (k == 5) {
-            evbuffer_add(out, "#{", 2);
-            p = hit + 2;
-            continue;
-        }
-        evbuffer_add(out, vals[k], lens[k]);
-        p = hit + strlen(names[k]);
-    }
-}
-
-/* Answers with the redirect of <a>. The Location is built from the head's spans, so the
- * head (<head_len> bytes) is drained only afterwards. */
-static void send_redirect(struct bth_http_session *s, const struct bth_cfg_action *a,
-                          const struct route_info *ri, size_t head_len)
-{
-    char port[8];
-    int plen = snprintf(port, sizeof(port), "%u", s->listen_port);
-    /* As in ALB, #{path} is the path without its leading "/" (the default is "/#{path}"). */
-    const char *path = ri->fwd_path;
-    size_t path_len = ri->fwd_path_len;
-    if (path_len > 0 && path[0] == '/') {
-        path++;
-        path_len--;
-    }
-    const char *proto_now = s->conn.ssl ? "https" : "http";
-    const char *vals[5] = {proto_now, ri->host, port, path, ri->query};
-    const size_t lens[5] = {strlen(proto_now), ri->host_len, (size_t)plen, path_len, ri->query_len};
-    struct evbuffer *b = evbuffer_new();
-    struct evbuffer *proto = evbuffer_new();
-    if (b == NULL || proto == NULL) {
-        session_close(s); /* out of memory: only this connection pays */
-        goto out;
-    }
-    expand_template(proto, a->redirect_protocol ? a->redirect_protocol : "#{protocol}", vals, lens);
-    size_t prl = evbuffer_get_length(proto);
-    char scheme[16] = "http";
-    if (prl > 0 && prl < sizeof(scheme)) {
-        evbuffer_remove(proto, scheme, prl);
-        scheme[prl] = '\0';
-        for (char *c = scheme; *c; c++)
-            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
-    }
-    struct evbuffer *portb = evbuffer_new();
-    expand_template(portb, a->redirect_port ? a->redirect_port : "#{port}", vals, lens);
-    char portv[16] = "";
-    size_t pl = evbuffer_get_length(portb);
-    if (pl < sizeof(portv))
-        evbuffer_remove(portb, portv, pl);
-    evbuffer_free(portb);
-    bool default_port = (strcmp(scheme, "http") == 0 && strcmp(portv, "80") == 0) ||
-                        (strcmp(scheme, "https") == 0 && strcmp(portv, "443") == 0);
-    evbuffer_add_printf(b, "Location: %s://", scheme);
-    expand_template(b, a->redirect_host ? a->redirect_host : "#{host}", vals, lens);
-    if (!default_port && portv[0] != '\0')
-        evbuffer_add_printf(b, ":%s", portv);
-    expand_template(b, a->redirect_path ? a->redirect_path : "/#{path}", vals, lens);
-    struct evbuffer *q = evbuffer_new();
-    expand_template(q, a->redirect_query ? a->redirect_query : "#{query}", vals, lens);
-    if (evbuffer_get_length(q) > 0) {
-        evbuffer_add(b, "?", 1);
-        evbuffer_add_buffer(b, q);
-    }
-    evbuffer_free(q);
-    evbuffer_add(b, "\r\n", 3); /* with its NUL: the header lines become a C string */
-    char *extra = (char *)evbuffer_pullup(b, -1);
-    evbuffer_drain(s->conn.in, head_len);
-    send_answer(s, a->redirect_status ? a->redirect_status : 301, NULL, NULL, 0, extra, NULL);
-out:
-    if (b)
-        evbuffer_free(b);
-    if (proto)
-        evbuffer_free(proto);
-}
-
-/* Picks the group of a forward action; with rule-level stickiness the client's BERTHTG
- * cookie keeps it on its group while that group still has weight. */
-static struct bth_snap_group *pick_group(struct bth_http_session *s,
-                                         const struct bth_snap_action *act)
-{
-    if (act->cfg->stickiness_ms > 0 && act->nforwards > 1) {
-        size_t vlen;
-        const char *v = cookie_value(&s->xm->req, "BERTHTG", &vlen);
-        char name[160];
-        if (v != NULL &&
-            bth_sticky_verify("tg", v, vlen, bth_clock_unix_s(), name, sizeof(name)) > 0) {
-            for (size_t i = 0; i < act->nforwards; i++) {
-                if (act->forwards[i].weight > 0 &&
-                    strcmp(act->forwards[i].group->cfg->name, name) == 0)
-                    return act->forwards[i].group;
-            }
-        }
-        s->ex.set_tg_cookie = true;
-        s->ex.tg_cookie_ms = act->cfg->stickiness_ms;
-    }
-    return bth_lb_pick_group(&s->w->rand, act);
-}
-
-/* The target a stickiness cookie names, if it is still in the group and takes traffic. */
-static struct bth_target *sticky_target(struct bth_http_session *s)
-{
-    const struct bth_cfg_target_group *gc = s->ex.group->cfg;
-    char cname[160], scope[160], name[160];
-    const char *prefix = gc->stickiness == BTH_STICKY_LB_COOKIE ? "BERTH-" : "BERTHAPP-";
-    snprintf(cname, sizeof(cname), "%s%s", prefix, gc->name);
-    snprintf(scope, sizeof(scope), "%s|%s", prefix, gc->name);
-    s->ex.set_target_cookie = gc->stickiness == BTH_STICKY_LB_COOKIE;
-    size_t vlen, alen;
-    const char *v = cookie_value(&s->xm->req, cname, &vlen);
-    if (v == NULL)
-        return NULL;
-    if (gc->stickiness == BTH_STICKY_APP_COOKIE &&
-        cookie_value(&s->xm->req, gc->stickiness_cookie, &alen) == NULL)
-        return NULL; /* the application's session ended: no longer sticky */
-    if (bth_sticky_verify(scope, v, vlen, bth_clock_unix_s(), name, sizeof(name)) <= 0)
-        return NULL;
-    for (size_t i = 0; i < s->ex.group->ntargets; i++) {
-        struct bth_target *t = s->ex.group->targets[i];
-        if (strcmp(t->addr.text, name) == 0)
-            return bth_target_takes_traffic(t) ? t : NULL;
-    }
-    return NULL;
-}
-
-/* Set-Cookie lines for stickiness, added to the target's response head. */
-static void add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out)
-{
-    char value[BTH_STICKY_VALUE_MAX];
-    int64_t now_s = bth_clock_unix_s();
-    if (s->ex.set_tg_cookie && s->ex.group != NULL) {
-        uint64_t ttl = s->ex.tg_cookie_ms / 1000;
-        size_t n = bth_sticky_sign("tg", s->ex.group->cfg->name, strlen(s->ex.group->cfg->name),
-                                   now_s + (int64_t)ttl, value);
-        if (n > 0)
-            evbuffer_add_printf(out, "Set-Cookie: BERTHTG=%s; Path=/; Max-Age=%llu\r\n", value,
-                                (unsigned long long)ttl);
-    }
-    if (s->target == NULL || s->ex.group == NULL)
-        return;
-    const struct bth_cfg_target_group *gc = s->ex.group->cfg;
-    bool app = gc->stickiness == BTH_STICKY_APP_COOKIE && s->ex.resp_sets_app_cookie;
-    if (!s->ex.set_target_cookie && !app)
-        return;
-    const char *prefix = app ? "BERTHAPP-" : "BERTH-";
-    char scope[160];
-    snprintf(scope, sizeof(scope), "%s|%s", prefix, gc->name);
-    uint64_t ttl = gc->stickiness_duration_ms / 1000;
-    const char *t = s->target->addr.text;
-    if (bth_sticky_sign(scope, t, strlen(t), now_s + (int64_t)ttl, value) > 0)
-        evbuffer_add_printf(out, "Set-Cookie: %s%s=%s; Path=/; Max-Age=%llu\r\n", prefix, gc->name,
-                            value, (unsigned long long)ttl);
-}
-
 /* The final coding is chunked with parameters ("chunked;x=1"), which llhttp does not
  * read as chunked, nor may a target. berth frames the body as chunked and forwards the
  * Transfer-Encoding rewritten with a bare final "chunked" (build_request_head), so the
@@ -1362,7 +934,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
     int status = vet_request(s, parsed_len, &reason);
     if (status != 0) {
         evbuffer_drain(s->conn.in, head_len);
-        send_error(s, status, reason);
+        h1_send_error(s, status, reason);
         return;
     }
     s->ex.is_upgrade = s->xm->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
@@ -1399,7 +971,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
     ri.cap = 2 * ((size_t)h->url.len + 2);
     ri.buf = ri.cap > sizeof(pathbuf) ? bth_malloc(ri.cap) : pathbuf;
     if (ri.buf == NULL) {
-        session_close(s); /* out of memory: only this connection pays */
+        h1_session_close(s); /* out of memory: only this connection pays */
         return;
     }
     const char *bad_target = read_target(s, &ri);
@@ -1411,7 +983,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
             bth_free(ri.buf);
         evbuffer_drain(s->conn.in, head_len);
         s->close_after = true;
-        send_error(s, 400, bad_target);
+        h1_send_error(s, 400, bad_target);
         return;
     }
     int rule = route(s, &ri);
@@ -1420,13 +992,13 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         rule >= 0 ? &s->listener->rule_actions[rule] : &s->listener->default_action;
     const struct bth_cfg_action *ac = act->cfg;
     if (ac->type == BTH_ACTION_REDIRECT) {
-        send_redirect(s, ac, &ri, head_len);
+        h1_send_redirect(s, ac, &ri, head_len);
     } else if (ac->type == BTH_ACTION_FIXED_RESPONSE) {
         evbuffer_drain(s->conn.in, head_len);
         const char *body = ac->fixed_body ? ac->fixed_body : "";
-        send_answer(s, ac->fixed_status,
-                    ac->fixed_content_type ? ac->fixed_content_type : "text/plain", body,
-                    strlen(body), NULL, NULL);
+        h1_send_answer(s, ac->fixed_status,
+                       ac->fixed_content_type ? ac->fixed_content_type : "text/plain", body,
+                       strlen(body), NULL, NULL);
     } else {
         forward_request(s, act, &ri, head_len);
     }
@@ -1439,20 +1011,20 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
 static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
                             const struct route_info *ri, size_t head_len)
 {
-    s->ex.group = pick_group(s, act);
+    s->ex.group = h1_pick_group(s, act);
     if (s->ex.group == NULL) {
         evbuffer_drain(s->conn.in, head_len);
-        send_error(s, 503, "no target group");
+        h1_send_error(s, 503, "no target group");
         return;
     }
     /* Cookies are read from the head, so before it is drained. */
     if (s->ex.group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
         s->ex.group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
-        s->ex.sticky_pick = sticky_target(s);
+        s->ex.sticky_pick = h1_sticky_target(s);
     build_request_head(s, ri, s->xm->pending);
     evbuffer_drain(s->conn.in, head_len);
-    set_state(s, SS_CONNECTING);
-    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    h1_set_state(s, SS_CONNECTING);
+    h1_arm_timer(s, s->listener->cfg->idle_timeout_ms);
     start_exchange_on_target(s);
     /* Unless it answered already (503, 502): then the exchange is over, or closing. */
     if (!s->closing && !s->ex.req_done && (s->state == SS_CONNECTING || s->state == SS_PROXYING)) {
@@ -1476,9 +1048,9 @@ static void start_exchange_on_target(struct bth_http_session *s)
             t = bth_lb_pick_target(s->w->id, &s->w->rand, s->ex.group, s->xm->tried, s->ex.ntried);
         if (t == NULL) {
             if (s->ex.ntried == 0)
-                send_error(s, 503, "no healthy target");
+                h1_send_error(s, 503, "no healthy target");
             else
-                send_error(s, 502, "target connection failed");
+                h1_send_error(s, 502, "target connection failed");
             return;
         }
         if (s->ex.ntried < MAX_TRIES)
@@ -1492,9 +1064,9 @@ static void start_exchange_on_target(struct bth_http_session *s)
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
                 t->addr.text, strerror(errno));
         count_connection_error(s);
-        release_target(s);
+        h1_release_target(s);
         if (s->ex.ntried >= MAX_TRIES) {
-            send_error(s, 502, "target connection failed");
+            h1_send_error(s, 502, "target connection failed");
             return;
         }
     }
@@ -1508,7 +1080,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
         }
         evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
         bth_clock_mono(&s->xm->t_sent);
-        set_state(s, SS_PROXYING);
+        h1_set_state(s, SS_PROXYING);
         flush_upstream(s);
     }
 }
@@ -1565,7 +1137,7 @@ static int desync_check(struct bth_http_session *s, const char *head, size_t len
         s->ex.req_done = false;
         s->close_after = true;
         evbuffer_drain(s->conn.in, len);
-        send_error(s, 400, v.reason);
+        h1_send_error(s, 400, v.reason);
         return -1;
     }
     if (mode == BTH_DESYNC_MODE_DEFENSIVE && v.tier == BTH_DESYNC_AMBIGUOUS) {
@@ -1632,18 +1204,18 @@ static void parse_request_head(struct bth_http_session *s)
         return;
     if (s->state == SS_IDLE) {
         if (xm_take(s) != 0) {
-            session_close(s); /* out of memory: only this connection pays */
+            h1_session_close(s); /* out of memory: only this connection pays */
             return;
         }
-        set_state(s, SS_HEAD);
-        arm_timer(s, s->listener->cfg->header_timeout_ms);
+        h1_set_state(s, SS_HEAD);
+        h1_arm_timer(s, s->listener->cfg->header_timeout_ms);
     }
     const struct bth_cfg_listener *lc = s->listener->cfg;
     size_t limit = lc->max_request_line_bytes + lc->max_header_bytes + 4;
     size_t feed = len > limit + 1 ? limit + 1 : len;
     const char *base = (const char *)evbuffer_pullup(s->conn.in, (ev_ssize_t)feed);
     if (base == NULL) {
-        session_close(s);
+        h1_session_close(s);
         return;
     }
     s->xm->req.base = base;
@@ -1672,7 +1244,7 @@ static void parse_request_head(struct bth_http_session *s)
         /* No body on the 400 when the method read in this head is HEAD. */
         s->ex.is_head_method =
             s->xm->req.url.len > 0 && llhttp_get_method(&s->xm->req_parser) == HTTP_HEAD;
-        send_error(s, 400, "malformed request");
+        h1_send_error(s, 400, "malformed request");
         return;
     }
     s->ex.req_parsed = feed;
@@ -1680,11 +1252,11 @@ static void parse_request_head(struct bth_http_session *s)
     bool line_done = s->xm->req.nhdrs > 0;
     if (s->xm->req.url.len > lc->max_request_line_bytes ||
         (s->xm->req.nhdrs == 0 && feed > lc->max_request_line_bytes + 16)) {
-        send_error(s, 414, "request line too long");
+        h1_send_error(s, 414, "request line too long");
         return;
     }
     if (feed > limit || (line_done && feed - request_line_len(s, feed) > lc->max_header_bytes)) {
-        send_error(s, line_done ? 431 : 414, "request head too large");
+        h1_send_error(s, line_done ? 431 : 414, "request head too large");
         return;
     }
 }
@@ -1713,7 +1285,7 @@ static void process_client(struct bth_http_session *s)
         evbuffer_drain(s->conn.in, evbuffer_get_length(s->conn.in));
         break;
     case SS_DISCARD:
-        discard_body(s);
+        h1_discard_body(s);
         break;
     }
 }
@@ -1751,7 +1323,7 @@ static void client_readable(struct bth_http_session *s)
         }
         bth_conn_read(&s->conn, limit);
         if (s->conn.error != 0) {
-            session_close(s);
+            h1_session_close(s);
             return;
         }
         if (evbuffer_get_length(s->conn.in) > 0)
@@ -1764,7 +1336,7 @@ static void client_readable(struct bth_http_session *s)
              * first. */
             if (s->state == SS_IDLE || s->state == SS_HEAD || s->state == SS_CLOSING ||
                 s->state == SS_TUNNEL || s->state == SS_DISCARD || !s->ex.req_done)
-                session_close(s);
+                h1_session_close(s);
             else
                 s->close_after = true;
             return;
@@ -1789,7 +1361,7 @@ static void on_client_io(evutil_socket_t fd, short what, void *arg)
     if (what & EV_CLOSED)
         what |= EV_READ;
     if (what & EV_WRITE) {
-        flush_client(s);
+        h1_flush_client(s);
         /* The client drained: resume reading the target if we had stopped. */
         if (!s->closing && s->up != NULL && s->up->conn.read_pending &&
             evbuffer_get_length(s->conn.out) < HIGH_WATERMARK)
@@ -1815,7 +1387,7 @@ static void body_timed_out(struct bth_http_session *s)
             (unsigned long long)(bth_clock_mono_ms() - s->xm->body_t0_ms),
             (unsigned long long)lc->body_timeout_ms, lc->min_body_rate);
     s->close_after = true;
-    send_error(s, 408, "request body timeout");
+    h1_send_error(s, 408, "request body timeout");
 }
 
 /* The timer set for the body's deadline fired. Bytes since may have moved the deadline out
@@ -1833,14 +1405,14 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     struct bth_http_session *s = arg;
     switch (s->state) {
     case SS_IDLE:
-        session_close(s);
+        h1_session_close(s);
         break;
     case SS_HEAD:
         bth_stats_add(s->listener->stats, s->w->id, BTH_ST_HEADER_TIMEOUTS, 1);
         bth_log(BTH_LOG_DEBUG, "#%llu request head from %s not whole after header_timeout",
                 (unsigned long long)s->id, s->client_text);
         s->ex.req_done = false;
-        send_error(s, 408, "request header timeout");
+        h1_send_error(s, 408, "request header timeout");
         break;
     case SS_CONNECTING:
     case SS_PROXYING:
@@ -1849,15 +1421,15 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
         } else if (s->ex.resp == RESP_WAITING) {
             bth_log(BTH_LOG_INFO, "#%llu target %s did not answer in time",
                     (unsigned long long)s->id, s->target ? s->target->addr.text : "-");
-            send_error(s, 504, "target timeout");
+            h1_send_error(s, 504, "target timeout");
         } else {
-            session_close(s);
+            h1_session_close(s);
         }
         break;
     case SS_TUNNEL:
     case SS_CLOSING:
     case SS_DISCARD:
-        session_close(s);
+        h1_session_close(s);
         break;
     }
     session_settle(s);
@@ -1870,7 +1442,7 @@ static void upstream_failed_early(struct bth_http_session *s, const char *why)
 {
     bool safe_retry = s->ex.up_reused && !s->ex.req_has_body && !s->ex.retried_fresh &&
                       evbuffer_get_length(s->xm->retry_copy) > 0;
-    drop_upstream(s, false);
+    h1_drop_upstream(s, false);
     if (safe_retry) {
         /* A pooled connection the target had already closed: replay on a fresh one. */
         s->ex.retried_fresh = true;
@@ -1879,14 +1451,14 @@ static void upstream_failed_early(struct bth_http_session *s, const char *why)
         s->up = bth_upstream_acquire(s->w, s->target, true, s->ex.group->tls, on_upstream_event, s);
         if (s->up != NULL) {
             s->ex.up_reused = false;
-            set_state(s, SS_CONNECTING);
+            h1_set_state(s, SS_CONNECTING);
             return;
         }
     }
     count_connection_error(s);
     bth_log(BTH_LOG_INFO, "#%llu target %s: %s", (unsigned long long)s->id,
             s->target ? s->target->addr.text : "-", why);
-    send_error(s, 502, why);
+    h1_send_error(s, 502, why);
 }
 
 static void upstream_connect_done(struct bth_http_session *s)
@@ -1896,8 +1468,8 @@ static void upstream_connect_done(struct bth_http_session *s)
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
                 s->target->addr.text, strerror(-rc));
         count_connection_error(s);
-        drop_upstream(s, false);
-        release_target(s);
+        h1_drop_upstream(s, false);
+        h1_release_target(s);
         /* Nothing was sent: another target may take the request (the pending buffer
          * still holds it). */
         start_exchange_on_target(s);
@@ -1905,7 +1477,7 @@ static void upstream_connect_done(struct bth_http_session *s)
     }
     evbuffer_add_buffer(s->up->conn.out, s->xm->pending);
     bth_clock_mono(&s->xm->t_sent);
-    set_state(s, SS_PROXYING);
+    h1_set_state(s, SS_PROXYING);
     flush_upstream(s);
     if (!s->ex.req_done) {
         forward_request_body(s);
@@ -1943,7 +1515,7 @@ static void build_response_head(struct bth_http_session *s, struct evbuffer *out
                 s->ex.resp_sets_app_cookie = true;
         }
     }
-    add_sticky_cookies(s, out);
+    h1_add_sticky_cookies(s, out);
     if (s->ex.status == 101)
         evbuffer_add(out, "Connection: upgrade\r\n", 21);
     else if (s->close_after || !s->client_keepalive)
@@ -2041,9 +1613,9 @@ static int parse_response_head(struct bth_http_session *s)
 
 static void enter_tunnel(struct bth_http_session *s)
 {
-    log_exchange(s);
-    set_state(s, SS_TUNNEL);
-    arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    h1_log_exchange(s);
+    h1_set_state(s, SS_TUNNEL);
+    h1_arm_timer(s, s->listener->cfg->idle_timeout_ms);
     /* Whatever either side sent after its head belongs to the new protocol. */
     evbuffer_add_buffer(s->conn.out, s->up->conn.in);
     evbuffer_add_buffer(s->up->conn.out, s->conn.in);
@@ -2065,15 +1637,15 @@ static bool response_step(struct bth_http_session *s)
         evbuffer_add_buffer(s->conn.out, up->conn.in);
         if (up->conn.eof || up->conn.error) {
             /* The target ended the tunnel: deliver what it sent, then close. */
-            drop_upstream(s, false);
-            set_state(s, SS_CLOSING);
-            flush_client(s);
+            h1_drop_upstream(s, false);
+            h1_set_state(s, SS_CLOSING);
+            h1_flush_client(s);
             return false;
         }
-        flush_client(s);
+        h1_flush_client(s);
         if (s->closing)
             return false; /* the client went away: <up> went with it */
-        arm_timer(s, s->listener->cfg->idle_timeout_ms);
+        h1_arm_timer(s, s->listener->cfg->idle_timeout_ms);
         return up->conn.read_pending;
     }
     if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
@@ -2095,26 +1667,26 @@ static bool response_step(struct bth_http_session *s)
         if (s->ex.status == 101) {
             if (s->ex.is_upgrade) {
                 enter_tunnel(s);
-                flush_client(s);
+                h1_flush_client(s);
                 return false;
             }
             s->close_after = true;
         }
     }
     uint64_t moved = 0;
-    int r = forward_body(&s->xm->resp_parser, s->ex.resp_body, &s->ex.resp_remaining, up->conn.in,
-                         s->conn.out, &moved);
+    int r = h1_forward_body(&s->xm->resp_parser, s->ex.resp_body, &s->ex.resp_remaining,
+                            up->conn.in, s->conn.out, &moved);
     s->xm->tx_bytes += moved;
     if (r < 0) {
         s->ex.up_reused = false;
-        send_error(s, 502, "malformed response body");
+        h1_send_error(s, 502, "malformed response body");
         return false;
     }
     if (r == 0 && ended) {
         if (s->ex.resp_body == BODY_EOF) {
             r = 1;
         } else {
-            send_error(s, 502, "target closed mid-response");
+            h1_send_error(s, 502, "target closed mid-response");
             return false;
         }
     }
@@ -2125,13 +1697,13 @@ static bool response_step(struct bth_http_session *s)
              * the body cannot be skipped reliably, so the client connection ends here. */
             s->close_after = true;
         }
-        flush_client(s);
+        h1_flush_client(s);
         if (!s->closing)
             finish_exchange(s);
         return false;
     }
     arm_exchange_timer(s);
-    flush_client(s);
+    h1_flush_client(s);
     return !s->closing && up->conn.read_pending;
 }
 
@@ -2158,7 +1730,7 @@ static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
             bth_log(BTH_LOG_INFO, "#%llu connect() to %s timed out", (unsigned long long)s->id,
                     up->target->addr.text);
             count_connection_error(s);
-            send_error(s, 504, "target connect timeout");
+            h1_send_error(s, 504, "target connect timeout");
         } else {
             upstream_connect_done(s);
         }
@@ -2242,7 +1814,7 @@ static void session_start(struct bth_worker *w, struct bth_worker_listener *wl, 
     evtimer_assign(&s->timer, w->base, on_session_timer, s);
     bth_worker_track(w, &s->wc, &session_conn_ops, true);
     bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
-    reset_exchange(s);
+    h1_reset_exchange(s);
     /* The connection may already carry the request (accept after data arrived). */
     client_readable(s);
     session_settle(s);
@@ -2254,7 +1826,7 @@ static void session_stop(struct bth_worker_conn *c)
     struct bth_http_session *s = bth_list_entry(c, struct bth_http_session, wc);
     s->close_after = true;
     if (s->state == SS_IDLE && evbuffer_get_length(s->conn.in) == 0) {
-        session_close(s);
+        h1_session_close(s);
         session_free(s);
     }
 }
@@ -2262,7 +1834,7 @@ static void session_stop(struct bth_worker_conn *c)
 static void session_abort(struct bth_worker_conn *c)
 {
     struct bth_http_session *s = bth_list_entry(c, struct bth_http_session, wc);
-    session_close(s);
+    h1_session_close(s);
     session_free(s);
 }
 

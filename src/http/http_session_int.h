@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/* Inside the HTTP/1 session, shared by its files and nothing else: http_session.c (the
+ * connection and the exchange flow), http_answer.c (berth's own answers) and http_sticky.c
+ * (stickiness cookies). Worker thread: a session belongs to the worker that accepted it. */
+#ifndef BERTH_HTTP_SESSION_INT_H
+#define BERTH_HTTP_SESSION_INT_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+
+#include "conn.h"
+#include "http_head.h"
+#include "snapshot.h"
+#include "worker.h"
+
+struct bth_upstream;
+struct evbuffer;
+
+/* Backpressure: stop reading one side while the other side's output holds this much. */
+#define HIGH_WATERMARK (256 * 1024)
+#define READ_BUDGET    (64 * 1024)
+#define MAX_TRIES      8
+/* A request body berth does not forward (it answered itself) is read and dropped up to this
+ * size to keep the connection; beyond it the connection closes after the answer. */
+#define DISCARD_MAX (1024 * 1024)
+
+enum session_state {
+    SS_IDLE = 0,   /* keep-alive: waiting for the first byte of a request */
+    SS_HEAD,       /* reading a request head */
+    SS_CONNECTING, /* request routed; waiting for the target connection */
+    SS_PROXYING,   /* request forwarded (body may still stream); response in progress */
+    SS_TUNNEL,     /* after 101 Switching Protocols: bytes both ways */
+    SS_CLOSING,    /* sending berth's last answer, then close */
+    SS_DISCARD,    /* berth answered early: reading and dropping the rest of the body */
+};
+
+enum body_mode {
+    BODY_NONE = 0,
+    BODY_LENGTH,  /* Content-Length */
+    BODY_CHUNKED, /* chunked, forwarded raw */
+    BODY_DECHUNK, /* chunked from the target, decoded for an HTTP/1.0 client */
+    BODY_EOF,     /* response delimited by the target closing */
+};
+
+/* The response side of an exchange; it only moves forward (set_resp). */
+enum resp_state {
+    RESP_WAITING = 0, /* nothing sent to the client yet (a retry is still possible) */
+    RESP_HEAD_SENT,   /* the status line and fields are on their way to the client */
+    RESP_DONE,        /* the whole response is queued to the client */
+};
+
+enum close_reason {
+    CLOSE_NONE = 0,
+    CLOSE_CLIENT_EOF,
+    CLOSE_CLIENT_ERROR,
+    CLOSE_IDLE_TIMEOUT,
+    CLOSE_TARGET_ABORT,
+    CLOSE_DONE,
+};
+
+/* What only an exchange in progress needs: the parsers, the heads' spans (a few KiB) and
+ * the buffers toward the target. Taken when a request's first byte arrives and given back
+ * when the connection goes idle, so an idle keep-alive connection holds none of it. */
+struct exchange_mem {
+    llhttp_t req_parser;
+    struct bth_http_head req;
+    llhttp_t resp_parser;
+    struct bth_http_head resp;
+    struct evbuffer *pending;    /* owned: bytes for the target while no connection is ready */
+    struct evbuffer *retry_copy; /* owned: the head again, for a retry on a fresh connection */
+    char *req_view;              /* owned: the mended head req parses, when llhttp refused it */
+    struct bth_target *tried[MAX_TRIES]; /* borrowed: targets this exchange tried */
+    char request_id[33];
+    /* min_body_rate: the body must be whole by body_t0_ms + body_timeout + received/rate. */
+    uint64_t body_t0_ms;   /* monotonic: the head's arrival, moved on by time berth held off */
+    uint64_t body_rx0;     /* rx_bytes when the head was read: body bytes = rx_bytes - this */
+    uint64_t body_held_ms; /* when berth stopped reading the client (target side full), or 0 */
+    /* access log */
+    struct timespec t_start, t_sent, t_resp;
+    uint64_t rx_bytes, tx_bytes;
+    char *scratch; /* owned: copies of method, uri, host, user agent for the log */
+    size_t scratch_cap;
+    size_t m_len, u_len, h_len, ua_len;
+    const char *error_reason;
+};
+
+/* The per-request state of one exchange, request and response side. Everything here
+ * starts over with each request in one assignment (reset_exchange); what outlives a
+ * request (the connection, its keep-alive, the upstream and target references) lives in
+ * the session. */
+struct exchange {
+    /* request */
+    size_t req_parsed; /* head bytes fed to llhttp so far */
+    enum body_mode req_body;
+    uint64_t req_remaining; /* BODY_LENGTH bytes still to forward */
+    bool req_done;          /* whole request forwarded (or queued) */
+    bool req_has_body;
+    bool is_head_method;
+    bool is_upgrade;
+    bool te_reframe;   /* Transfer-Encoding rewritten with a bare final chunked */
+    bool desync_close; /* ambiguous request: close both sides after the response */
+
+    /* routing */
+    int rule;           /* matched rule index, -1: default action */
+    bool set_tg_cookie; /* answer with a BERTHTG group stickiness cookie */
+    uint64_t tg_cookie_ms;
+    bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */
+    bool resp_sets_app_cookie;      /* the target set the app_cookie: bind BERTHAPP-<group> */
+    struct bth_snap_group *group;   /* borrowed from snap */
+    struct bth_target *sticky_pick; /* borrowed from snap: the target a cookie names */
+    unsigned ntried;
+    bool up_reused;
+    bool retried_fresh;
+
+    /* response */
+    size_t resp_parsed;
+    enum body_mode resp_body;
+    uint64_t resp_remaining;
+    enum resp_state resp;
+    int status;        /* status sent to the client */
+    int target_status; /* status from the target, -1 if none */
+};
+
+struct bth_http_session {
+    struct bth_conn conn;
+    struct bth_worker *w;                     /* borrowed: owner */
+    struct bth_worker_listener *wl;           /* borrowed */
+    struct bth_snapshot *snap;                /* one reference held */
+    const struct bth_snap_listener *listener; /* borrowed from snap */
+    struct bth_worker_conn wc;                /* on the worker's client list */
+    struct event timer;
+    enum session_state state;
+    uint64_t id;
+    bool closing;          /* free at the end of the current callback */
+    bool close_after;      /* close once the current answer is written */
+    bool client_keepalive; /* the client may send another request */
+    bool client_http10;
+    bool resume;              /* a buffered request waits for on_client_io (resume_client) */
+    struct sockaddr_in6 peer; /* or a sockaddr_in: the client, AF_INET or AF_INET6 */
+    char client_ip[INET6_ADDRSTRLEN];
+    char client_text[INET6_ADDRSTRLEN + 8];
+    unsigned listen_port;
+
+    struct exchange_mem *xm; /* owned: while a request is in progress, NULL when idle */
+
+    struct bth_upstream *up;   /* attached upstream connection, NULL if none */
+    struct bth_target *target; /* one reference while an exchange uses it */
+    uint64_t discarded;        /* body bytes dropped in SS_DISCARD */
+    bool timer_body;           /* the timer is set for the body deadline, not a fixed timeout */
+    struct exchange ex;        /* the request/response in progress; reset whole per request */
+};
+
+struct route_info {
+    char *buf; /* owned by the caller: room for both paths below */
+    size_t cap;
+    char *path; /* percent-decoded and dot-free (NUL-terminated): what rules match */
+    size_t path_len;
+    const char *fwd_path; /* normalised, still encoded: forwarded, and #{path} of redirects */
+    size_t fwd_path_len;
+    const char *query; /* raw, after '?' */
+    size_t query_len;
+    bool has_query;
+    bool rewrite_target; /* forward fwd_path and query, not the target as received */
+    const char *host;    /* for rules: without port */
+    size_t host_len;
+    const char *authority; /* absolute-form without a Host field: the Host berth sends */
+    size_t authority_len;
+};
+
+/* ---- http_session.c: the connection and the exchange flow ---- */
+
+/* Moves the session's state (legal moves checked in debug builds). */
+void h1_set_state(struct bth_http_session *s, enum session_state st);
+/* (Re)arms the session's one timer for <ms>. */
+void h1_arm_timer(struct bth_http_session *s, uint64_t ms);
+/* Writes what the client can take; on a write error the session closes. */
+void h1_flush_client(struct bth_http_session *s);
+/* Detaches the upstream connection (back to its pool when <reusable>). */
+void h1_drop_upstream(struct bth_http_session *s, bool reusable);
+/* Drops the exchange's target reference and in-flight count. */
+void h1_release_target(struct bth_http_session *s);
+/* Marks the session closing; the entry point frees it as its last step. */
+void h1_session_close(struct bth_http_session *s);
+/* Writes the exchange's access-log line and counts it. */
+void h1_log_exchange(struct bth_http_session *s);
+/* Ends the exchange: the next request starts afresh (reset in one assignment). */
+void h1_reset_exchange(struct bth_http_session *s);
+/* Takes up a buffered (pipelined) request from the event loop. */
+void h1_resume_client(struct bth_http_session *s);
+/* Moves body bytes from <src> to <dst> under <mode>; 1 when the body is whole, 0 when more
+ * is to come, -1 on a framing error. <count> gets the bytes moved. */
+int h1_forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
+                    struct evbuffer *dst, uint64_t *count);
+
+/* ---- http_answer.c: berth's own answers ---- */
+
+/* Answers the current request itself: <status> with <body> (<blen> bytes) of <ctype> and
+ * any <extra> header lines. The connection closes afterwards unless the request was read
+ * whole and the status leaves the stream in sync. <reason> goes to the access log's
+ * error_reason (NULL for answers that are not errors: redirects, fixed responses). */
+void h1_send_answer(struct bth_http_session *s, int status, const char *ctype, const char *body,
+                    size_t blen, const char *extra, const char *reason);
+/* berth's own error answer: "<status> <text>" as a short plain-text body. */
+void h1_send_error(struct bth_http_session *s, int status, const char *reason);
+/* Answers with the redirect of <a>; the head (<head_len> bytes) is drained afterwards. */
+void h1_send_redirect(struct bth_http_session *s, const struct bth_cfg_action *a,
+                      const struct route_info *ri, size_t head_len);
+/* In SS_DISCARD: reads and drops the rest of a body berth answered early. */
+void h1_discard_body(struct bth_http_session *s);
+
+/* ---- http_sticky.c: stickiness ---- */
+
+/* The value of cookie <name> in the request head, or NULL. */
+const char *h1_cookie_value(const struct bth_http_head *h, const char *name, size_t *len);
+/* Picks the group of a forward action; with rule-level stickiness the client's BERTHTG
+ * cookie keeps it on its group while that group still has weight. */
+struct bth_snap_group *h1_pick_group(struct bth_http_session *s, const struct bth_snap_action *act);
+/* The target a stickiness cookie names, if it is still in the group and takes traffic. */
+struct bth_target *h1_sticky_target(struct bth_http_session *s);
+/* Set-Cookie lines for stickiness, added to the target's response head. */
+void h1_add_sticky_cookies(struct bth_http_session *s, struct evbuffer *out);
+
+#endif /* BERTH_HTTP_SESSION_INT_H */
