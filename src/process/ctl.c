@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <llhttp.h>
 
 #include "config.h"
 #include "mem.h"
@@ -99,167 +100,68 @@ void bth_ctl_resp_fini(struct bth_ctl_resp *resp)
     resp->body_len = 0;
 }
 
-/* Copies <n> bytes into resp->body as a NUL-terminated string. Returns 1 or -1. */
-static int set_body(struct bth_ctl_resp *resp, const char *p, size_t n)
-{
-    resp->body = bth_malloc(n + 1);
-    if (resp->body == NULL)
-        return -1;
-    memcpy(resp->body, p, n);
-    resp->body[n] = '\0';
-    resp->body_len = n;
-    return 1;
-}
-
-/* Reads a chunk-size line at <p>: hex digits, then optional extensions (ignored, RFC 9112
- * §7.1.1). Returns the position after its CRLF, or NULL when the line is incomplete
- * (<*bad> stays false) or malformed (<*bad> set). */
-static const char *chunk_size_line(const char *p, const char *end, uint64_t *size, bool *bad)
-{
-    const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-    if (eol == NULL)
-        return NULL;
-    uint64_t v = 0;
-    const char *q = p;
-    for (; q < eol && isxdigit((unsigned char)*q); q++) {
-        if (q - p == 15) { /* keeps v + 2 far from overflow */
-            *bad = true;
-            return NULL;
-        }
-        v = v * 16 + (uint64_t)(*q <= '9' ? *q - '0' : (*q | 0x20) - 'a' + 10);
-    }
-    if (q == p || (q < eol && *q != ';' && *q != ' ' && *q != '\t')) {
-        *bad = true;
-        return NULL;
-    }
-    *size = v;
-    return eol + 2;
-}
-
-/* Skips the trailer section after the last chunk: lines up to an empty one. Returns 1 when
- * it is complete, 0 when more bytes are needed. */
-static int skip_trailers(const char *p, const char *end)
-{
-    for (;;) {
-        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-        if (eol == NULL)
-            return 0;
-        if (eol == p)
-            return 1;
-        p = eol + 2;
-    }
-}
-
-/* Decodes a chunked body from [p, end) into resp->body. Returns 1, 0 (need more) or -1. */
-static int parse_chunked(const char *p, const char *end, struct bth_ctl_resp *resp)
-{
-    /* The decoded body is never longer than its encoding. */
-    char *out = bth_malloc((size_t)(end - p) + 1);
-    size_t n = 0;
-    int rc = -1;
-    if (out == NULL)
-        return -1;
-    for (;;) {
-        bool bad = false;
-        uint64_t size;
-        const char *data = chunk_size_line(p, end, &size, &bad);
-        if (data == NULL) {
-            rc = bad ? -1 : 0;
-            goto out;
-        }
-        if (size == 0) {
-            rc = skip_trailers(data, end);
-            break;
-        }
-        if ((uint64_t)(end - data) < size + 2) {
-            rc = 0;
-            goto out;
-        }
-        if (memcmp(data + size, "\r\n", 2) != 0)
-            goto out;
-        memcpy(out + n, data, (size_t)size);
-        n += (size_t)size;
-        p = data + size + 2;
-    }
-    if (rc == 1) {
-        out[n] = '\0';
-        resp->body = out;
-        resp->body_len = n;
-        return 1;
-    }
-out:
-    bth_free(out);
-    return rc;
-}
-
-/* Header framing of a response. */
-struct framing {
-    bool chunked;
-    bool has_length;
-    uint64_t length;
+/* What the llhttp callbacks collect from one response. */
+struct collect {
+    char *body; /* owned until handed to the response */
+    size_t len, cap;
+    bool done;
+    bool oom;
 };
 
-/* Reads Content-Length and Transfer-Encoding from the header lines in [p, end). */
-static int parse_headers(const char *p, const char *end, struct framing *f)
+static int on_body(llhttp_t *p, const char *at, size_t n)
 {
-    while (p < end) {
-        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-        if (eol == NULL)
-            eol = end;
-        const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon != NULL) {
-            size_t nlen = (size_t)(colon - p);
-            const char *v = colon + 1;
-            while (v < eol && (*v == ' ' || *v == '\t'))
-                v++;
-            char val[64];
-            snprintf(val, sizeof(val), "%.*s", (int)(eol - v), v);
-            if (nlen == 14 && strncasecmp(p, "Content-Length", nlen) == 0) {
-                char *e;
-                errno = 0;
-                f->length = strtoull(val, &e, 10);
-                if (e == val || (*e != '\0' && *e != ' ') || errno != 0 || val[0] == '-')
-                    return -1;
-                f->has_length = true;
-            } else if (nlen == 17 && strncasecmp(p, "Transfer-Encoding", nlen) == 0) {
-                f->chunked = strcasestr(val, "chunked") != NULL;
-            }
+    struct collect *c = p->data;
+    if (c->len + n + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 256;
+        while (cap < c->len + n + 1)
+            cap *= 2;
+        char *b = bth_realloc(c->body, cap);
+        if (b == NULL) {
+            c->oom = true;
+            return -1;
         }
-        p = eol + 2;
+        c->body = b;
+        c->cap = cap;
     }
+    memcpy(c->body + c->len, at, n);
+    c->len += n;
     return 0;
 }
 
+static int on_message_complete(llhttp_t *p)
+{
+    ((struct collect *)p->data)->done = true;
+    return HPE_PAUSED; /* one response: what follows is not ours */
+}
+
+/* The control client reads one response per connection, so each call parses the bytes
+ * received so far from the start with llhttp (framing, chunked decoding and trailers are
+ * llhttp's, as on the data plane). */
 int bth_ctl_parse_response(const char *buf, size_t len, bool eof, struct bth_ctl_resp *resp)
 {
-    const char *end = buf + len;
-    const char *head_end = memmem(buf, len, "\r\n\r\n", 4);
-    if (head_end == NULL)
-        return eof ? -1 : 0;
-    /* "HTTP/1.1 200 OK": the status is three digits at a fixed place. */
-    if (head_end - buf < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
-        strspn(buf + 9, "0123456789") < 3)
-        return -1;
-    resp->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-    const char *line2 = memmem(buf, (size_t)(head_end - buf) + 2, "\r\n", 2) + 2;
-    struct framing f = {0};
-    if (parse_headers(line2, head_end, &f) != 0)
-        return -1;
-    const char *body = head_end + 4;
-    size_t avail = (size_t)(end - body);
-    /* RFC 9112 §6.3: no body for 1xx, 204 and 304; chunked wins over Content-Length. */
-    if (resp->status < 200 || resp->status == 204 || resp->status == 304)
-        return set_body(resp, body, 0);
-    if (f.chunked) {
-        int rc = parse_chunked(body, end, resp);
-        return rc == 0 && eof ? -1 : rc;
+    llhttp_settings_t settings;
+    llhttp_settings_init(&settings);
+    settings.on_body = on_body;
+    settings.on_message_complete = on_message_complete;
+    llhttp_t p;
+    llhttp_init(&p, HTTP_RESPONSE, &settings);
+    llhttp_set_lenient_chunked_length(&p, 1); /* RFC 9112 6.3: chunked wins over a length */
+    struct collect c = {0};
+    p.data = &c;
+    enum llhttp_errno e = llhttp_execute(&p, buf, len);
+    if (e == HPE_OK && eof && !c.done)
+        e = llhttp_finish(&p); /* a body delimited by the close ends here */
+    if (!c.done || (e != HPE_OK && e != HPE_PAUSED) || c.oom) {
+        bth_free(c.body);
+        return (e == HPE_OK && !eof && !c.oom) ? 0 : -1;
     }
-    if (f.has_length) {
-        if (avail >= f.length)
-            return set_body(resp, body, (size_t)f.length);
-        return eof ? -1 : 0;
-    }
-    return eof ? set_body(resp, body, avail) : 0;
+    if (c.body == NULL && (c.body = bth_malloc(1)) == NULL)
+        return -1;
+    c.body[c.len] = '\0';
+    resp->status = p.status_code;
+    resp->body = c.body;
+    resp->body_len = c.len;
+    return 1;
 }
 
 /* ------------------------------------------------------------------------------------ */

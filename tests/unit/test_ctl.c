@@ -155,7 +155,8 @@ static void test_response_bad(void **state)
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", true},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", false},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n", false},
+        /* a chunk larger than anything berth sends: waited for, then truncated at the close */
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000\r\n", true},
         {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false},
         {"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n", false},
         {"SMTP/1.1 200 OK\r\n\r\n", false},
