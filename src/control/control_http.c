@@ -908,7 +908,7 @@ static void reply(struct bth_control_req *req, int status, const char *ctype, co
     c->linger = !r->complete && !c->peer_eof;
     req->gone = NULL;
     char date[64];
-    time_t now = time(NULL);
+    time_t now = (time_t)bth_clock_unix_s();
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
