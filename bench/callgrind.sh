@@ -6,6 +6,7 @@
 # backend on loopback, and a client sends requests one after another:
 #   http   keep-alive GETs on one connection (HTTP listener -> HTTP group)
 #   tcp    one TCP connection per exchange: 64 bytes up, the backend's answer back, close
+#   udp    one flow: a 1200-byte datagram up, its echo back (a Python echo target)
 # Each case runs twice (N1 and N2 exchanges); the difference in instructions over N2-N1
 # cancels start-up and shutdown, and the script prints instructions per exchange.
 #
@@ -33,6 +34,7 @@ done
 [[ -x $BERTH_BIN ]] || die "no berth binary at $BERTH_BIN"
 bench_tmpdir callgrind
 BACKEND=$PORT_BASE HTTP_PORT=$((PORT_BASE + 1)) TCP_PORT=$((PORT_BASE + 2))
+UDP_PORT=$((PORT_BASE + 3)) ECHO_PORT=$((PORT_BASE + 4))
 for p in $BACKEND $HTTP_PORT $TCP_PORT; do
     tcp_port_busy "$p" && die "port $p is busy (set PORT_BASE)"
 done
@@ -56,6 +58,16 @@ nginx -c "$D/nginx.conf" -g 'daemon off;' >"${LOG[backend]}" 2>&1 &
 STARTED+=($!)
 wait_ready backend "$BACKEND" $!
 
+python3 - "$ECHO_PORT" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(65536)
+    s.sendto(data, peer)
+EOF
+STARTED+=($!)
+
 cat >"$D/berth.yaml" <<EOF
 workers: 1
 control: {socket: $D/berth.sock}
@@ -63,16 +75,19 @@ access_log: off
 listeners:
   - {name: web, protocol: HTTP, bind: "127.0.0.1:$HTTP_PORT", default_action: {forward: {target_groups: [{name: web}]}}}
   - {name: tcp, protocol: TCP, bind: "127.0.0.1:$TCP_PORT", default_action: {forward: {target_groups: [{name: tcp}]}}}
+  - {name: udp, protocol: UDP, bind: "127.0.0.1:$UDP_PORT", default_action: {forward: {target_groups: [{name: udp}]}}}
 target_groups:
   - {name: web, protocol: HTTP, health_check: {enabled: false}, targets: ["127.0.0.1:$BACKEND"]}
   - {name: tcp, protocol: TCP, health_check: {enabled: false}, targets: ["127.0.0.1:$BACKEND"]}
+  - {name: udp, protocol: UDP, health_check: {enabled: false}, targets: ["127.0.0.1:$ECHO_PORT"]}
 EOF
 
 # client MODE N: N exchanges, one after another.
 client() {
-    python3 - "$1" "$2" "$HTTP_PORT" "$TCP_PORT" <<'EOF'
+    python3 - "$1" "$2" "$HTTP_PORT" "$TCP_PORT" "$UDP_PORT" <<'EOF'
 import socket, sys
-mode, n, http_port, tcp_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+mode, n, http_port, tcp_port, udp_port = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                          int(sys.argv[4]), int(sys.argv[5]))
 req = b"GET /x HTTP/1.1\r\nHost: bench\r\nUser-Agent: callgrind\r\n\r\n"
 if mode == "http":
     s = socket.create_connection(("127.0.0.1", http_port))
@@ -82,6 +97,14 @@ if mode == "http":
         while b"hello from backend\n" not in buf:
             buf += s.recv(65536)
         buf = buf.split(b"hello from backend\n", 1)[1]
+    s.close()
+elif mode == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    d = b"u" * 1200
+    for _ in range(n):
+        s.sendto(d, ("127.0.0.1", udp_port))
+        s.recvfrom(65536)
     s.close()
 else:
     up = b"GET /t HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nX-Pad: 0123456789\r\n\r\n"
@@ -112,7 +135,7 @@ instructions() {
 }
 
 printf '%-6s %14s %14s %18s\n' case "Ir (N=$N1)" "Ir (N=$N2)" "Ir per exchange"
-for mode in http tcp; do
+for mode in http tcp udp; do
     a=$(instructions "$mode" "$N1")
     b=$(instructions "$mode" "$N2")
     printf '%-6s %14s %14s %18s\n' "$mode" "$a" "$b" $(((b - a) / (N2 - N1)))

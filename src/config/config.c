@@ -1329,6 +1329,8 @@ static const struct field control_fields[] = {
     F("socket", F_STR, CF(control_socket), 0, 0, 0),
     FN("listen", CF(control_listen), on_control_listen, 0),
     F("token_file", F_STR, CF(control_token_file), 0, 0, 0),
+    F("request_timeout", F_DUR, CF(control_request_timeout_ms), SEC_MS, HOUR_MS, 0),
+    F("idle_timeout", F_DUR, CF(control_idle_timeout_ms), SEC_MS, HOUR_MS, 0),
 };
 SECTION(control_sec, "control", control_fields);
 
@@ -1461,6 +1463,8 @@ static struct bth_config *config_new(const char *name)
         return NULL;
     cfg->path = bth_strdup(name);
     cfg->control_socket = bth_strdup("./berth.sock");
+    cfg->control_request_timeout_ms = 10 * SEC_MS;
+    cfg->control_idle_timeout_ms = 30 * SEC_MS;
     cfg->access_log = bth_strdup("stdout");
     cfg->shutdown_timeout_ms = 30 * SEC_MS;
     if (cfg->path == NULL || cfg->control_socket == NULL || cfg->access_log == NULL) {

@@ -211,12 +211,14 @@ struct bth_cfg_target_group {
 enum bth_state_recovery { BTH_STATE_FAIL, BTH_STATE_MOVE_ASIDE };
 
 struct bth_config {
-    char *path;                   /* owned; "<default>" for the embedded config */
-    unsigned workers;             /* 0 = auto (CPU count) */
-    char *control_socket;         /* owned, default "./berth.sock" */
-    char *control_listen;         /* owned, may be NULL */
-    char *control_token_file;     /* owned, may be NULL */
-    char *state_file;             /* owned, may be NULL */
+    char *path;                          /* owned; "<default>" for the embedded config */
+    unsigned workers;                    /* 0 = auto (CPU count) */
+    char *control_socket;                /* owned, default "./berth.sock" */
+    char *control_listen;                /* owned, may be NULL */
+    char *control_token_file;            /* owned, may be NULL */
+    uint64_t control_request_timeout_ms; /* a control request must be whole within; 10s */
+    uint64_t control_idle_timeout_ms;    /* an idle control connection closes after; 30s */
+    char *state_file;                    /* owned, may be NULL */
     int state_file_recovery;      /* enum bth_state_recovery: a corrupt state file at start */
     char *cookie_key_file;        /* owned, may be NULL */
     char *access_log;             /* owned: "stdout" (default), "off" or a path */

@@ -289,6 +289,8 @@ static json_t *control(const struct bth_config *cfg, bool *ok)
     put(obj, "socket", str(cfg->control_socket), ok);
     put(obj, "listen", str(cfg->control_listen), ok);
     put(obj, "token_file", str(cfg->control_token_file), ok); /* the path, never the token */
+    put(obj, "request_timeout", dur(cfg->control_request_timeout_ms), ok);
+    put(obj, "idle_timeout", dur(cfg->control_idle_timeout_ms), ok);
     return obj;
 }
 

@@ -50,7 +50,8 @@ struct bth_control {
     char *tcp_listen;                  /* owned: the address tcp_http is bound to */
     char *token;                       /* owned: Bearer token for tcp_http */
     size_t token_len;
-    char *path;     /* owned */
+    char *path;                                   /* owned */
+    uint64_t request_timeout_ms, idle_timeout_ms; /* in force on both servers */
     dev_t sock_dev; /* the socket file berth created: only that one is unlinked on exit */
     ino_t sock_ino;
 };
@@ -62,7 +63,17 @@ struct bth_control_plan {
     char *listen;                      /* owned: control.listen after the change, or NULL */
     struct bth_control_http *tcp_http; /* owned: bound, not yet accepting; NULL when none */
     bool replace_tcp;                  /* the running TCP server goes */
+    uint64_t request_timeout_ms, idle_timeout_ms; /* control.request_timeout, idle_timeout */
 };
+
+/* Puts the control timeouts in force on both servers (their connections' next deadlines). */
+static void set_timeouts(struct bth_control *c, uint64_t request_ms, uint64_t idle_ms)
+{
+    c->request_timeout_ms = request_ms;
+    c->idle_timeout_ms = idle_ms;
+    bth_control_http_set_timeouts(c->http, request_ms, idle_ms);
+    bth_control_http_set_timeouts(c->tcp_http, request_ms, idle_ms);
+}
 
 static void reply_json(struct bth_control_req *req, int code, json_t *body)
 {
@@ -614,6 +625,7 @@ static int start_tcp(struct bth_control *c, const char *listen_addr)
         bth_log(BTH_LOG_ERR, "%s", c->tcp_http == NULL ? why : "out of memory");
         return -1;
     }
+    bth_control_http_set_timeouts(c->tcp_http, c->request_timeout_ms, c->idle_timeout_ms);
     bth_control_http_start(c->tcp_http);
     bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", listen_addr);
     return 0;
@@ -706,6 +718,7 @@ struct bth_control *bth_control_start(const struct bth_control_deps *deps, const
         unlink(path);
         goto fail;
     }
+    set_timeouts(c, cfg->control_request_timeout_ms, cfg->control_idle_timeout_ms);
     bth_control_http_start(c->http);
     struct stat st;
     if (lstat(path, &st) == 0) {
@@ -758,6 +771,8 @@ int bth_control_reconfigure(struct bth_control *c, const struct bth_config *cfg,
         bth_log(BTH_LOG_WARN, "control.socket changed to %s: %s stays until a restart",
                 cfg->control_socket, c->path);
     plan->replace_tcp = !same_str(c->tcp_listen, cfg->control_listen);
+    plan->request_timeout_ms = cfg->control_request_timeout_ms;
+    plan->idle_timeout_ms = cfg->control_idle_timeout_ms;
     /* A new address is bound now, so a busy port fails the reload before anything changes. */
     if (plan->replace_tcp && cfg->control_listen != NULL &&
         (plan->tcp_http = bind_tcp(c, cfg->control_listen, why, sizeof(why))) == NULL)
@@ -779,6 +794,7 @@ void bth_control_apply(struct bth_control *c, struct bth_control_plan *plan)
     c->token = plan->token;
     c->token_len = plan->token_len;
     plan->token = NULL;
+    set_timeouts(c, plan->request_timeout_ms, plan->idle_timeout_ms);
     if (plan->replace_tcp) {
         if (c->tcp_http != NULL)
             bth_log(BTH_LOG_NOTICE, "control no longer listening on %s", c->tcp_listen);
@@ -790,6 +806,7 @@ void bth_control_apply(struct bth_control *c, struct bth_control_plan *plan)
         plan->tcp_http = NULL;
         plan->listen = NULL;
         if (c->tcp_http != NULL) {
+            bth_control_http_set_timeouts(c->tcp_http, c->request_timeout_ms, c->idle_timeout_ms);
             bth_control_http_start(c->tcp_http);
             bth_log(BTH_LOG_NOTICE, "control listening on %s (token required)", c->tcp_listen);
         }

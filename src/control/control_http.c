@@ -28,6 +28,7 @@
 #include <llhttp.h>
 
 #include "clock.h"
+#include "debug.h"
 #include "http_status.h"
 #include "log.h"
 #include "mem.h"
@@ -388,6 +389,8 @@ struct bth_control_http {
     unsigned long long refused; /* since the last log line about it */
     uint64_t refusal_logged_ms;
     bool refusal_logged;
+    uint64_t request_timeout_ms; /* control.request_timeout */
+    uint64_t idle_timeout_ms;    /* control.idle_timeout */
 };
 
 static unsigned long long next_conn_id = 1;
@@ -418,13 +421,13 @@ static void set_state(struct conn *c, enum conn_state st)
     if (!(legal_moves[c->state] & (1u << st))) {
         bth_log(BTH_LOG_ERR, "control#%llu: illegal move %s -> %s", c->id, state_names[c->state],
                 state_names[st]);
-        assert(!"illegal state move");
+        bth_debug_assert(!"illegal state move");
     }
     bth_log(BTH_LOG_DEBUG, "control#%llu %s -> %s", c->id, state_names[c->state], state_names[st]);
     c->state = st;
     switch (st) {
     case ST_HEAD:
-        arm(c, BTH_CONTROL_HTTP_REQUEST_TIMEOUT_MS);
+        arm(c, c->srv->request_timeout_ms);
         break;
     case ST_BODY:
         break; /* the request deadline set in ST_HEAD still runs */
@@ -435,7 +438,7 @@ static void set_state(struct conn *c, enum conn_state st)
         arm(c, BTH_CONTROL_HTTP_WRITE_TIMEOUT_MS);
         break;
     case ST_IDLE:
-        arm(c, BTH_CONTROL_HTTP_IDLE_TIMEOUT_MS);
+        arm(c, c->srv->idle_timeout_ms);
         break;
     case ST_LINGER:
         arm(c, BTH_CONTROL_HTTP_LINGER_MS);
@@ -680,8 +683,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         /* fall through */
     case ST_BODY: {
         char msg[96];
-        snprintf(msg, sizeof(msg), "the request did not arrive within %d ms",
-                 BTH_CONTROL_HTTP_REQUEST_TIMEOUT_MS);
+        snprintf(msg, sizeof(msg), "the request did not arrive within %llu ms",
+                 (unsigned long long)c->srv->request_timeout_ms);
         reply_error(c, 408, "RequestTimeout", msg);
         return;
     }
@@ -742,7 +745,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         h->conns->prev = c;
     h->conns = c;
     h->nconns++;
-    arm(c, BTH_CONTROL_HTTP_REQUEST_TIMEOUT_MS); /* ST_HEAD from the start */
+    arm(c, c->srv->request_timeout_ms); /* ST_HEAD from the start */
     return;
 fail:
     bth_log(BTH_LOG_WARN, "%s: out of memory for a new connection", h->name);
@@ -797,6 +800,8 @@ struct bth_control_http *bth_control_http_create(struct event_base *base, int fd
     }
     h->base = base;
     h->max_conns = max_conns;
+    h->request_timeout_ms = BTH_CONTROL_HTTP_REQUEST_TIMEOUT_MS;
+    h->idle_timeout_ms = BTH_CONTROL_HTTP_IDLE_TIMEOUT_MS;
     h->on_head = on_head;
     h->on_request = on_request;
     h->arg = arg;
@@ -963,4 +968,13 @@ void bth_control_req_reply_error(struct bth_control_req *req, int status, const 
     }
     bth_free(body);
     free(text); /* jansson's allocator: plain malloc */
+}
+
+void bth_control_http_set_timeouts(struct bth_control_http *h, uint64_t request_ms,
+                                   uint64_t idle_ms)
+{
+    if (h == NULL)
+        return;
+    h->request_timeout_ms = request_ms;
+    h->idle_timeout_ms = idle_ms;
 }

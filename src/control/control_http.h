@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct evbuffer;
@@ -21,11 +22,12 @@ struct bth_control_req;
 #define BTH_CONTROL_HTTP_MAX_HEADERS    64
 /* Larger bodies get 413 (a register call of 1000 targets is about 60 KiB). */
 #define BTH_CONTROL_HTTP_MAX_BODY_BYTES (4 * 1024 * 1024)
-/* A whole request (head and body) must arrive within this, counted from the connection's
- * opening or from the first byte of a later request; then 408 and close. */
+/* Defaults of control.request_timeout and control.idle_timeout (bth_control_http_set_timeouts).
+ * A whole request (head and body) must arrive within the first, counted from the
+ * connection's opening or from the first byte of a later request; then 408 and close. A
+ * keep-alive connection with no request under way is closed after the second. */
 #define BTH_CONTROL_HTTP_REQUEST_TIMEOUT_MS 10000
-/* A keep-alive connection with no request under way is closed after this. */
-#define BTH_CONTROL_HTTP_IDLE_TIMEOUT_MS 30000
+#define BTH_CONTROL_HTTP_IDLE_TIMEOUT_MS    30000
 /* A response the client does not take within this is dropped with its connection. */
 #define BTH_CONTROL_HTTP_WRITE_TIMEOUT_MS 30000
 /* After an error answer, what the client still sends is read and dropped for up to this
@@ -50,6 +52,10 @@ typedef void (*bth_control_req_cb)(struct bth_control_req *req, void *arg);
 /* Called when a request not answered yet is dropped with its connection (error, timeout,
  * server destroyed). The request must not be used afterwards. */
 typedef void (*bth_control_gone_cb)(void *arg);
+
+/* Sets the request and idle timeouts for connections' next deadlines. NULL is a no-op. */
+void bth_control_http_set_timeouts(struct bth_control_http *h, uint64_t request_ms,
+                                   uint64_t idle_ms);
 
 /* Creates a server on <fd>, a listening stream socket it takes over (closed on failure and
  * on destroy). <name> names it in log lines ("control listen 127.0.0.1:9090"). At most
