@@ -1061,8 +1061,16 @@ static void start_exchange_on_target(struct bth_http_session *s)
         s->up = bth_upstream_acquire(s->w, t, false, s->ex.group->tls, on_upstream_event, s);
         if (s->up != NULL)
             break;
+        int err = errno;
         bth_log(BTH_LOG_INFO, "#%llu connect() to %s failed: %s", (unsigned long long)s->id,
-                t->addr.text, strerror(errno));
+                t->addr.text, strerror(err));
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            /* berth is short of descriptors or memory: no target is to blame (passive
+             * health must not eject it) and another target would fail the same way. */
+            h1_release_target(s);
+            h1_send_error(s, 503, "out of descriptors or memory");
+            return;
+        }
         count_connection_error(s);
         h1_release_target(s);
         if (s->ex.ntried >= MAX_TRIES) {
