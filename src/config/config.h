@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Main thread only. The YAML config file (SPEC.md "Config file") parsed and validated into
+/* Main thread only. The YAML config file (README "Config reference") parsed and validated into
  * a plain, immutable struct bth_config. Errors carry FILE:LINE:COL. A loaded config is
  * never written again: the snapshot builder reads it, reload replaces it whole. */
 #ifndef BERTH_CONFIG_H

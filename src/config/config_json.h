@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The config in force as JSON, for GET /v1/config (SPEC.md "Control API"). Main thread only
+/* The config in force as JSON, for GET /v1/config (README "Control API"). Main thread only
  * (the control API runs there); reads a published, immutable config. Never emits secrets:
  * files that hold them appear by path only. */
 #ifndef BERTH_CONFIG_JSON_H

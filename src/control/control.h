@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Main thread only. The control API (SPEC.md "Control API"): HTTP/1.1 + JSON on a Unix
+/* Main thread only. The control API (README "Control API"): HTTP/1.1 + JSON on a Unix
  * socket and, with a Bearer token, on control.listen, served by control_http.c on the main
  * event loop, ELBv2 names and errors. */
 #ifndef BERTH_CONTROL_H

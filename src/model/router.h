@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Build: main thread. Match: worker threads; lock-free, no allocation.
- * Listener rules (SPEC.md "rules") compiled into an immutable index: the main thread builds
- * a router per listener when it prepares a snapshot, workers match requests against it
- * concurrently. Invariant: the answer is always the first matching rule in ascending
+ * Listener rules (README "Rules and actions") compiled into an immutable index: the main
+ * thread builds a router per listener when it prepares a snapshot, workers match requests
+ * against it concurrently. Invariant: the answer is always the first matching rule in ascending
  * priority, exactly as a linear scan of the rules would give it. */
 #ifndef BERTH_ROUTER_H
 #define BERTH_ROUTER_H

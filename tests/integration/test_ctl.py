@@ -256,7 +256,7 @@ def fake(tmp_path):
 
 
 def test_chunked_answer(fake):
-    """A chunked answer (as evhttp sends for large bodies) is decoded before the table is built."""
+    """A chunked answer (as an HTTP/1.1 server may send for large bodies) is decoded before the table is built."""
     body = json.dumps({"TargetGroups": [
         {"TargetGroupName": "g%03d" % i, "Protocol": "HTTP", "Algorithm": "round_robin",
          "Targets": i, "HealthyTargets": 0} for i in range(400)]}).encode()
