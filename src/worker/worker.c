@@ -609,15 +609,6 @@ int bth_worker_post(struct bth_worker *w, enum bth_msg_type type, struct bth_sna
         return -1;
     m->type = type;
     m->snapshot = type == BTH_MSG_STOP ? (struct bth_snapshot *)(uintptr_t)arg_ms : snap;
-    pthread_mutex_lock(&w->mq_lock);
-    if (w->mq_tail)
-        w->mq_tail->next = m;
-    else
-        w->mq_head = m;
-    w->mq_tail = m;
-    pthread_mutex_unlock(&w->mq_lock);
-    uint64_t one = 1;
-    ssize_t r = write(w->mq_fd, &one, sizeof(one));
-    (void)r;
+    enqueue(w, m);
     return 0;
 }
