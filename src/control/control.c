@@ -508,10 +508,8 @@ static int on_tcp_head(struct bth_control_req *req, void *arg)
     return 0;
 }
 
-/* Reads the whole token file into <*token> (owned by the caller). Refuses a missing, empty,
- * world-readable or over-long file, and a token with control characters in it (it could
- * never arrive in a header), writing one line saying why into <why>. Returns 0 or -1. */
-static int read_token(const char *file, char **token, size_t *token_len, char *why, size_t whysz)
+int bth_control_read_token(const char *file, char **token, size_t *token_len, char *why,
+                           size_t whysz)
 {
     char buf[MAX_TOKEN_FILE_BYTES + 1];
     size_t n = 0;
@@ -519,15 +517,15 @@ static int read_token(const char *file, char **token, size_t *token_len, char *w
     struct stat st;
     int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd == -1 || fstat(fd, &st) != 0) {
-        snprintf(why, whysz, "control token_file %s: %s", file, strerror(errno));
+        snprintf(why, whysz, "control.token_file %s: %s", file, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whysz, "control token_file %s is not a regular file", file);
+        snprintf(why, whysz, "control.token_file %s is not a regular file", file);
         goto out;
     }
     if (st.st_mode & S_IROTH) {
-        snprintf(why, whysz, "control token_file %s is world-readable; refusing it (chmod o-r)",
+        snprintf(why, whysz, "control.token_file %s is world-readable; refusing it (chmod o-r)",
                  file);
         goto out;
     }
@@ -537,7 +535,7 @@ static int read_token(const char *file, char **token, size_t *token_len, char *w
         if (r == -1 && errno == EINTR)
             continue;
         if (r == -1) {
-            snprintf(why, whysz, "control token_file %s: read() failed: %s", file, strerror(errno));
+            snprintf(why, whysz, "control.token_file %s: read() failed: %s", file, strerror(errno));
             goto out;
         }
         if (r == 0)
@@ -545,21 +543,21 @@ static int read_token(const char *file, char **token, size_t *token_len, char *w
         n += (size_t)r;
     }
     if (n > MAX_TOKEN_FILE_BYTES) {
-        snprintf(why, whysz, "control token_file %s is longer than %d bytes", file,
+        snprintf(why, whysz, "control.token_file %s is longer than %d bytes", file,
                  MAX_TOKEN_FILE_BYTES);
         goto out;
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     if (n == 0) {
-        snprintf(why, whysz, "control token_file %s is empty or unreadable", file);
+        snprintf(why, whysz, "control.token_file %s is empty or unreadable", file);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)buf[i];
         if (ch < 0x20 || ch == 0x7f) {
             snprintf(why, whysz,
-                     "control token_file %s: the token has a control character (byte %zu); "
+                     "control.token_file %s: the token has a control character (byte %zu); "
                      "one line expected",
                      file, i + 1);
             goto out;
@@ -568,7 +566,7 @@ static int read_token(const char *file, char **token, size_t *token_len, char *w
     *token = bth_strndup(buf, n);
     *token_len = n;
     if (*token == NULL) {
-        snprintf(why, whysz, "control token_file %s: out of memory", file);
+        snprintf(why, whysz, "control.token_file %s: out of memory", file);
         goto out;
     }
     rc = 0;
@@ -579,7 +577,7 @@ out:
     return rc;
 }
 
-static void free_token(char *token, size_t len)
+void bth_control_free_token(char *token, size_t len)
 {
     if (token != NULL) {
         OPENSSL_cleanse(token, len);
@@ -631,16 +629,26 @@ static int start_tcp(struct bth_control *c, const char *listen_addr)
     return 0;
 }
 
+/* <sun> for <path>; -1 with errno ENAMETOOLONG when it does not fit. */
+static int unix_address(const char *path, struct sockaddr_un *sun)
+{
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun->sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sun->sun_path, path);
+    return 0;
+}
+
 int bth_control_check_socket(const char *path)
 {
     struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun.sun_path)) {
+    if (unix_address(path, &sun) != 0) {
         bth_log(BTH_LOG_ERR, "control socket %s: path too long", path);
         return -1;
     }
-    strcpy(sun.sun_path, path);
     struct stat st;
     if (lstat(path, &st) != 0)
         return 0;
@@ -667,13 +675,8 @@ int bth_control_check_socket(const char *path)
 static int bind_unix(const char *path)
 {
     struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        errno = ENAMETOOLONG;
+    if (unix_address(path, &sun) != 0)
         return -1;
-    }
-    strcpy(sun.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
         return -1;
@@ -703,7 +706,8 @@ struct bth_control *bth_control_start(const struct bth_control_deps *deps, const
     char why[512], name[160];
     /* The token is checked before anything is bound, so a refused start leaves no socket. */
     if (cfg->control_listen != NULL &&
-        read_token(cfg->control_token_file, &c->token, &c->token_len, why, sizeof(why)) != 0) {
+        bth_control_read_token(cfg->control_token_file, &c->token, &c->token_len, why,
+                               sizeof(why)) != 0) {
         bth_log(BTH_LOG_ERR, "%s", why);
         goto fail;
     }
@@ -733,7 +737,7 @@ struct bth_control *bth_control_start(const struct bth_control_deps *deps, const
 fail:
     bth_control_http_destroy(c->tcp_http);
     bth_free(c->tcp_listen);
-    free_token(c->token, c->token_len);
+    bth_control_free_token(c->token, c->token_len);
     bth_control_http_destroy(c->http);
     bth_free(c->path);
     bth_free(c);
@@ -744,7 +748,7 @@ void bth_control_plan_free(struct bth_control_plan *plan)
 {
     if (plan == NULL)
         return;
-    free_token(plan->token, plan->token_len);
+    bth_control_free_token(plan->token, plan->token_len);
     bth_free(plan->listen);
     bth_control_http_destroy(plan->tcp_http); /* never started: it has no connection */
     bth_free(plan);
@@ -763,9 +767,10 @@ int bth_control_reconfigure(struct bth_control *c, const struct bth_config *cfg,
     *out = NULL;
     if (plan == NULL)
         goto fail;
-    if (cfg->control_listen != NULL && (read_token(cfg->control_token_file, &plan->token,
-                                                   &plan->token_len, why, sizeof(why)) != 0 ||
-                                        (plan->listen = bth_strdup(cfg->control_listen)) == NULL))
+    if (cfg->control_listen != NULL &&
+        (bth_control_read_token(cfg->control_token_file, &plan->token, &plan->token_len, why,
+                                sizeof(why)) != 0 ||
+         (plan->listen = bth_strdup(cfg->control_listen)) == NULL))
         goto fail;
     if (!same_str(c->path, cfg->control_socket))
         bth_log(BTH_LOG_WARN, "control.socket changed to %s: %s stays until a restart",
@@ -790,7 +795,7 @@ void bth_control_apply(struct bth_control *c, struct bth_control_plan *plan)
     bool token_changed =
         plan->token != NULL && (plan->token_len != c->token_len ||
                                 CRYPTO_memcmp(plan->token, c->token, plan->token_len) != 0);
-    free_token(c->token, c->token_len);
+    bth_control_free_token(c->token, c->token_len);
     c->token = plan->token;
     c->token_len = plan->token_len;
     plan->token = NULL;
@@ -823,7 +828,7 @@ void bth_control_stop(struct bth_control *c)
     bth_control_http_destroy(c->http);
     bth_control_http_destroy(c->tcp_http);
     bth_free(c->tcp_listen);
-    free_token(c->token, c->token_len);
+    bth_control_free_token(c->token, c->token_len);
     /* Another process may have replaced the file since (a second berth, an operator):
      * only the socket this berth bound is removed. */
     struct stat st;

@@ -6,6 +6,7 @@
 #define BERTH_CONTROL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct bth_config;
 struct bth_control;
@@ -40,6 +41,16 @@ struct bth_control_deps {
     const struct bth_control_ops *ops;
     void *arg;
 };
+
+/* Reads the whole token file <file> into <*token> (owned by the caller, freed with
+ * bth_control_free_token). Refuses a missing, non-regular, empty, world-readable or
+ * over-long (4096 bytes) file, and a token with control characters in it (it could never
+ * arrive in a header), writing one line saying why into <why>. The start, a reload and
+ * `berth -t` all read it this way. Returns 0 or -1. */
+int bth_control_read_token(const char *file, char **token, size_t *token_len, char *why,
+                           size_t whysz);
+/* Wipes and frees a token; NULL is fine. */
+void bth_control_free_token(char *token, size_t len);
 
 /* Before anything else at start: refuses (-1, logged) when <path> is a socket another
  * process answers on (a second berth would take it over) or a file that is not a socket;

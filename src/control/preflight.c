@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "mem.h"
 #include "state_file.h"
 #include "sticky.h"
@@ -26,6 +27,18 @@ struct identity {
     gid_t gid;
     const char *name; /* for messages */
 };
+
+static int resolve_identity(const struct bth_config *cfg, struct identity *id, struct bth_err *err);
+
+int bth_preflight_identity(const struct bth_config *cfg, uid_t *uid, gid_t *gid,
+                           struct bth_err *err)
+{
+    struct identity id;
+    int rc = resolve_identity(cfg, &id, err);
+    *uid = id.uid;
+    *gid = id.gid;
+    return rc;
+}
 
 static int resolve_identity(const struct bth_config *cfg, struct identity *id, struct bth_err *err)
 {
@@ -97,50 +110,44 @@ static int check_dir_of(const struct bth_config *cfg, const char *what, const ch
     return rc;
 }
 
-/* The TCP control listener's token: present, readable, not empty, not world-readable. */
+/* The TCP control listener's token, read exactly as the start reads it. */
 static int check_token_file(const struct bth_config *cfg, struct bth_err *err)
 {
-    const char *file = cfg->control_token_file;
-    struct stat st;
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    if (fd == -1 || fstat(fd, &st) != 0) {
-        bth_err_add(err, "%s: control.token_file %s: %s", cfg->path, file, strerror(errno));
-        if (fd != -1)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    if (st.st_mode & S_IROTH) {
-        bth_err_add(err, "%s: control.token_file %s is world-readable (chmod o-r)", cfg->path,
-                    file);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-        bth_err_add(err, "%s: control.token_file %s is empty or not a regular file", cfg->path,
-                    file);
-        return -1;
-    }
-    return 0;
+    char *token = NULL, why[512];
+    size_t len = 0;
+    int rc = bth_control_read_token(cfg->control_token_file, &token, &len, why, sizeof(why));
+    if (rc != 0)
+        bth_err_add(err, "%s: %s", cfg->path, why);
+    bth_control_free_token(token, len);
+    return rc;
 }
 
-static int check_cookie_key_file(const struct bth_config *cfg, struct bth_err *err)
+int bth_preflight_read_cookie_key(const char *path, uint8_t key[BTH_STICKY_KEY_BYTES], char *why,
+                                  size_t whysz)
 {
-    FILE *f = fopen(cfg->cookie_key_file, "r");
+    FILE *f = fopen(path, "r");
     char text[256];
     size_t n = f ? fread(text, 1, sizeof(text), f) : 0;
-    uint8_t key[BTH_STICKY_KEY_BYTES];
     int rc = 0;
     if (f == NULL) {
-        bth_err_add(err, "%s: cookie_key_file %s: %s", cfg->path, cfg->cookie_key_file,
-                    strerror(errno));
+        snprintf(why, whysz, "cookie_key_file %s: %s", path, strerror(errno));
         rc = -1;
     } else if (bth_sticky_parse_hex_key(text, n, key) != 0) {
-        bth_err_add(err, "%s: cookie_key_file %s: expected 64 hex characters", cfg->path,
-                    cfg->cookie_key_file);
+        snprintf(why, whysz, "cookie_key_file %s: expected 64 hex characters", path);
         rc = -1;
     }
     if (f != NULL)
         fclose(f);
+    return rc;
+}
+
+static int check_cookie_key_file(const struct bth_config *cfg, struct bth_err *err)
+{
+    uint8_t key[BTH_STICKY_KEY_BYTES];
+    char why[512];
+    int rc = bth_preflight_read_cookie_key(cfg->cookie_key_file, key, why, sizeof(why));
+    if (rc != 0)
+        bth_err_add(err, "%s: %s", cfg->path, why);
     return rc;
 }
 

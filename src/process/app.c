@@ -564,26 +564,16 @@ static int drop_privileges(const struct bth_config *cfg)
 {
     if (cfg->user == NULL && cfg->group == NULL)
         return 0;
-    gid_t gid = getgid();
-    uid_t uid = getuid();
-    if (cfg->group != NULL) {
-        struct group *g = getgrnam(cfg->group);
-        if (g == NULL) {
-            bth_log(BTH_LOG_ERR, "group %s: no such group", cfg->group);
-            return -1;
-        }
-        gid = g->gr_gid;
-    }
-    if (cfg->user != NULL) {
-        struct passwd *p = getpwnam(cfg->user);
-        if (p == NULL) {
-            bth_log(BTH_LOG_ERR, "user %s: no such user", cfg->user);
-            return -1;
-        }
-        uid = p->pw_uid;
-        if (cfg->group == NULL)
-            gid = p->pw_gid;
-    }
+    uid_t uid;
+    gid_t gid;
+    struct bth_err err;
+    bth_err_init(&err);
+    int rc = bth_preflight_identity(cfg, &uid, &gid, &err);
+    for (size_t i = 0; i < err.n; i++)
+        bth_log(BTH_LOG_ERR, "%s", err.msgs[i]);
+    bth_err_fini(&err);
+    if (rc != 0)
+        return -1;
     if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
         bth_log(BTH_LOG_ERR, "dropping privileges to %s:%s failed: %s", cfg->user ? cfg->user : "-",
                 cfg->group ? cfg->group : "-", strerror(errno));
@@ -726,14 +716,9 @@ static int setup_sticky_key(struct bth_app *app, const struct bth_config *cfg, b
         bth_sticky_set_key(key);
         return 0;
     }
-    FILE *f = fopen(cfg->cookie_key_file, "r");
-    char text[256];
-    size_t n = f ? fread(text, 1, sizeof(text), f) : 0;
-    if (f)
-        fclose(f);
-    if (f == NULL || bth_sticky_parse_hex_key(text, n, key) != 0) {
-        bth_log(BTH_LOG_ERR, "cookie_key_file %s: %s", cfg->cookie_key_file,
-                f == NULL ? strerror(errno) : "expected 64 hex characters");
+    char why[512];
+    if (bth_preflight_read_cookie_key(cfg->cookie_key_file, key, why, sizeof(why)) != 0) {
+        bth_log(BTH_LOG_ERR, "%s", why);
         return -1;
     }
     bth_sticky_set_key(key);

@@ -81,7 +81,7 @@ void bth_worker_track(struct bth_worker *w, struct bth_worker_conn *c,
 {
     c->ops = ops;
     c->client = client;
-    bth_list_push(client ? &w->clients : &w->targets, &c->link);
+    bth_list_push(!client ? &w->targets : ops->sweep != NULL ? &w->swept : &w->clients, &c->link);
     if (client) {
         w->nclients++;
         BTH_STAT_ADD(w->counters.active_connections, 1);
@@ -228,11 +228,10 @@ static void on_sweep_timer(evutil_socket_t fd, short what, void *arg)
     struct bth_worker *w = arg;
     uint64_t now = bth_clock_mono_ms();
     struct bth_list *it, *tmp;
-    bth_list_foreach_safe(it, tmp, &w->clients)
+    bth_list_foreach_safe(it, tmp, &w->swept)
     {
         struct bth_worker_conn *c = bth_list_entry(it, struct bth_worker_conn, link);
-        if (c->ops->sweep != NULL)
-            c->ops->sweep(c, now); /* may free c */
+        c->ops->sweep(c, now); /* may free c */
     }
     for (size_t i = 0; i < w->nlisteners; i++) {
         struct bth_worker_listener *wl = w->listeners[i];
@@ -356,11 +355,11 @@ static void check_stopped(struct bth_worker *w)
         event_base_loopbreak(w->base);
 }
 
-/* Asks every client connection to close once idle (<abort>: at once). */
-static void close_clients(struct bth_worker *w, bool abort)
+/* Asks every connection on <list> to close once idle (<abort>: at once). */
+static void close_list(struct bth_list *list, bool abort)
 {
     struct bth_list *it, *tmp;
-    bth_list_foreach_safe(it, tmp, &w->clients)
+    bth_list_foreach_safe(it, tmp, list)
     {
         struct bth_worker_conn *c = bth_list_entry(it, struct bth_worker_conn, link);
         if (abort)
@@ -368,6 +367,12 @@ static void close_clients(struct bth_worker *w, bool abort)
         else if (c->ops->stop != NULL)
             c->ops->stop(c); /* may free c */
     }
+}
+
+static void close_clients(struct bth_worker *w, bool abort)
+{
+    close_list(&w->clients, abort);
+    close_list(&w->swept, abort);
 }
 
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
@@ -451,6 +456,7 @@ struct bth_worker *bth_worker_create(unsigned id, const struct bth_listen_spec *
     w->exited = exited;
     w->exited_arg = exited_arg;
     bth_list_init(&w->clients);
+    bth_list_init(&w->swept);
     bth_list_init(&w->targets);
     w->mq_fd = -1;
     pthread_mutex_init(&w->mq_lock, NULL);
@@ -516,12 +522,7 @@ static void *worker_main(void *arg)
     /* Past the deadline: whatever is left is cut, clients first (they hand their target
      * connections back), then the target connections left in pools. */
     close_clients(w, true);
-    struct bth_list *it, *tmp;
-    bth_list_foreach_safe(it, tmp, &w->targets)
-    {
-        struct bth_worker_conn *c = bth_list_entry(it, struct bth_worker_conn, link);
-        c->ops->abort(c);
-    }
+    close_list(&w->targets, true);
     stop_listeners(w); /* UDP flows end with their listener */
     bth_accesslog_flush(&w->alog);
     if (w->exited != NULL)

@@ -57,7 +57,7 @@ struct bth_conn_ops {
 };
 
 struct bth_worker_conn {
-    struct bth_list link; /* the worker's list of client or target connections */
+    struct bth_list link; /* on one of the worker's lists: clients, swept or targets */
     const struct bth_conn_ops *ops;
     bool client; /* a client connection: counted, and a graceful stop waits for it */
 };
@@ -114,9 +114,11 @@ struct bth_worker {
     int mq_fd; /* eventfd that wakes the loop */
     struct event mq_ev;
 
-    struct bth_list clients;  /* struct bth_worker_conn of every client connection */
+    struct bth_list clients;  /* struct bth_worker_conn of client connections without sweep */
+    struct bth_list swept;    /* ... and those with one: the once-a-second sweep walks only
+                               * these, not every idle keep-alive connection */
     struct bth_list targets;  /* struct bth_worker_conn of every connection to a target */
-    size_t nclients;          /* on clients */
+    size_t nclients;          /* on clients and swept */
     struct event sweep_timer; /* once a second: connection and listener sweeps */
     /* Out of descriptors (accept() fails with EMFILE, ENFILE, ENOBUFS or ENOMEM): retrying
      * at once would spin, since the connection stays in the backlog. The stream listeners'

@@ -137,6 +137,19 @@ def make_http_config(targets, group="app", **listener):
     }
 
 
+def start_fails(berth, config, timeout=2):
+    """Starts berth on <config> (the berth fixture), expecting exit 1 within <timeout> s, as
+    every refused start must; returns its stderr."""
+    lb = berth(config, wait_ready=False)
+    try:
+        rc = lb.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        lb.proc.kill()
+        raise AssertionError("berth did not refuse to start:\n" + lb.stderr)
+    assert rc == 1, (rc, lb.stderr)
+    return lb.stderr
+
+
 # ---- the control socket client ----
 def unix_http(sock_path, method, path, body=None, timeout=5.0):
     """One HTTP/1.1 request over a Unix socket; returns (status, json-or-text, headers)."""

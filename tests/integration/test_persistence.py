@@ -10,11 +10,10 @@ import os
 import re
 import stat
 import random
-import subprocess
 import threading
 import time
 
-from conftest import unix_http
+from conftest import start_fails, unix_http
 from httpwire import fetch
 
 
@@ -123,18 +122,6 @@ def assert_set_aside(lb, state_path, content):
     with open(aside[0]) as f:
         assert f.read() == content
     return aside[0]
-
-
-def start_fails(berth, cfg):
-    """Starts berth on <cfg>, expecting exit 1 within 2 s; returns its stderr."""
-    lb = berth(cfg, wait_ready=False)
-    try:
-        rc = lb.proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        lb.proc.kill()
-        raise AssertionError("berth started on a state file it cannot read:\n" + lb.stderr)
-    assert rc == 1, (rc, lb.stderr)
-    return lb.stderr
 
 
 # Files a crash, a full disk or a hand edit can leave: each refuses the start by default.

@@ -6,21 +6,9 @@ reuse_port on purpose."""
 
 import os
 import socket
-import subprocess
 
+from conftest import start_fails
 from httpwire import fetch
-
-
-def start_fails(berth, cfg, timeout=2):
-    """Starts berth on <cfg>, expecting exit 1 within <timeout> s; returns its stderr."""
-    lb = berth(cfg, wait_ready=False)
-    try:
-        rc = lb.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        lb.proc.kill()
-        raise AssertionError("second berth started:\n" + lb.stderr)
-    assert rc == 1, (rc, lb.stderr)
-    return lb.stderr
 
 
 def test_second_berth_on_same_control_socket_exits(berth, backend, http_config, tmp_path):
