@@ -864,6 +864,45 @@ static void on_default_action(struct ctx *c, yaml_node_t *v, void *dst)
 }
 
 #define LI(m) offsetof(struct bth_cfg_listener, m)
+#define H2(m) offsetof(struct bth_cfg_http2, m)
+
+static const struct field http2_fields[] = {
+    F("enabled", F_BOOL, H2(enabled), 0, 0, 0),
+    F("max_concurrent_streams", F_UINT, H2(max_concurrent_streams), 1, 100000, 0),
+    F("initial_window_size", F_SIZE, H2(initial_window_size), 1, 2147483647, 0),
+    F("max_frame_size", F_SIZE, H2(max_frame_size), 16384, 16777215, 0),
+    F("max_header_list_size", F_SIZE, H2(max_header_list_size), 1024, 16 * MIB, 0),
+    F("ping_interval", F_DUR, H2(ping_interval_ms), 0, HOUR_MS, 0),
+};
+SECTION(http2_sec, "http2", http2_fields);
+
+/* "http2: false" or a mapping of settings (with "enabled"). */
+static void on_http2(struct ctx *c, yaml_node_t *v, void *dst)
+{
+    struct bth_cfg_listener *l = dst;
+    if (!is_l7(l->protocol)) {
+        err_node(c, v, "http2 is only for HTTP and HTTPS listeners");
+        return;
+    }
+    l->http2.mark = mark_of(v);
+    if (v->type == YAML_SCALAR_NODE) {
+        static const struct field enabled = F("http2", F_BOOL, 0, 0, 0, 0);
+        set_field(c, &enabled, v, &l->http2.enabled);
+        return;
+    }
+    parse_map(c, v, &http2_sec, &l->http2);
+}
+
+static void on_h2c(struct ctx *c, yaml_node_t *v, void *dst)
+{
+    struct bth_cfg_listener *l = dst;
+    static const struct field h2c = F("h2c", F_BOOL, 0, 0, 0, 0);
+    if (l->protocol != BTH_PROTO_HTTP) {
+        err_node(c, v, "h2c is only for HTTP listeners (HTTPS listeners offer h2 by ALPN)");
+        return;
+    }
+    set_field(c, &h2c, v, &l->h2c);
+}
 
 static const char *const desync_names[] = {"defensive", "monitor", "strictest"};
 static const struct enumdef desync_enum = {desync_names, 3, "monitor, defensive or strictest"};
@@ -888,6 +927,8 @@ static const struct field listener_fields[] = {
     F("max_connections", F_UINT, LI(max_connections), 0, 100000000, 0),
     FE("desync_mitigation_mode", LI(desync_mode), &desync_enum, 0),
     FE("path_normalization", LI(path_norm), &path_norm_enum, 0),
+    FN("h2c", 0, on_h2c, 0),
+    FN("http2", 0, on_http2, 0),
     FN("certificates", 0, on_certificates, 0),
     F("ssl_policy", F_STR, LI(ssl_policy), 0, 0, 0),
     FN("rules", 0, on_rules, 0),
@@ -930,6 +971,10 @@ static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listene
     l->max_response_header_bytes = 32 * KIB;
     l->max_request_line_bytes = 16 * KIB;
     l->max_header_bytes = 64 * KIB;
+    l->http2 = (struct bth_cfg_http2){.enabled = 1,
+                                      .max_concurrent_streams = 128,
+                                      .initial_window_size = 64 * KIB,
+                                      .max_frame_size = 16 * KIB};
     l->mark = mark_of(n);
     parse_map(c, n, &listener_sec, l);
     if (n->type != YAML_MAPPING_NODE)
@@ -938,6 +983,8 @@ static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listene
         set_str(c, n, &l->name, l->bind.text);
     if ((l->protocol == BTH_PROTO_HTTPS || l->protocol == BTH_PROTO_TLS) && l->ncertificates == 0)
         err_node(c, n, "%s listener needs certificates", bth_proto_name(l->protocol));
+    if (l->http2.max_header_list_size == 0)
+        l->http2.max_header_list_size = l->max_request_line_bytes + l->max_header_bytes;
 }
 
 static void on_listeners(struct ctx *c, yaml_node_t *v, void *dst)

@@ -104,6 +104,17 @@ struct bth_cfg_cert {
     char *key;  /* owned path */
 };
 
+/* A listener's HTTP/2 to clients (README, "HTTP/2"). */
+struct bth_cfg_http2 {
+    int enabled;                     /* HTTPS: offer h2 by ALPN; default 1 */
+    unsigned max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS; default 128 */
+    size_t initial_window_size;      /* per stream, SETTINGS_INITIAL_WINDOW_SIZE; 64k */
+    size_t max_frame_size;           /* SETTINGS_MAX_FRAME_SIZE; default 16k */
+    size_t max_header_list_size;     /* 0: max_request_line + max_header_size */
+    uint64_t ping_interval_ms;       /* liveness PING on a quiet connection; 0 = off */
+    struct bth_cfg_mark mark;
+};
+
 struct bth_cfg_listener {
     char *name; /* owned; defaults to the bind text */
     enum bth_proto protocol;
@@ -121,6 +132,8 @@ struct bth_cfg_listener {
     unsigned max_connections;         /* client connections at once, 0 = unlimited */
     int desync_mode; /* enum bth_desync_mode: what HTTP(S) listeners do per desync tier */
     int path_norm;   /* enum bth_path_norm (uri.h): HTTP(S) request paths; default on */
+    int h2c;         /* HTTP: HTTP/2 with prior knowledge besides HTTP/1.1; default 0 */
+    struct bth_cfg_http2 http2;
     struct bth_cfg_cert *certificates; /* owned array */
     size_t ncertificates;
     char *ssl_policy;           /* owned, may be NULL */

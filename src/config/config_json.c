@@ -183,6 +183,18 @@ static json_t *listener(const struct bth_cfg_listener *l, bool *ok)
     put(obj, "min_body_rate", json_integer(l->min_body_rate), ok);
     put(obj, "max_request_line", size(l->max_request_line_bytes), ok);
     put(obj, "max_header_size", size(l->max_header_bytes), ok);
+    if (l->protocol == BTH_PROTO_HTTP || l->protocol == BTH_PROTO_HTTPS) {
+        json_t *h2 = json_object();
+        put(h2, "enabled", json_boolean(l->http2.enabled), ok);
+        put(h2, "max_concurrent_streams", json_integer(l->http2.max_concurrent_streams), ok);
+        put(h2, "initial_window_size", size(l->http2.initial_window_size), ok);
+        put(h2, "max_frame_size", size(l->http2.max_frame_size), ok);
+        put(h2, "max_header_list_size", size(l->http2.max_header_list_size), ok);
+        put(h2, "ping_interval", dur(l->http2.ping_interval_ms), ok);
+        put(obj, "http2", h2, ok);
+        if (l->protocol == BTH_PROTO_HTTP)
+            put(obj, "h2c", json_boolean(l->h2c), ok);
+    }
     for (size_t i = 0; i < l->ncertificates; i++) {
         json_t *c = json_object();
         put(c, "cert", json_string(l->certificates[i].cert), ok);

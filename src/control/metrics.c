@@ -189,6 +189,34 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               "Requests whose body fell behind body_timeout plus one second per min_body_rate "
               "bytes (408, or a close once the answer had started).",
               "listener", ls, nl, BTH_ST_BODY_TIMEOUTS);
+    per_block(out, "berth_http2_connections_total", "HTTP/2 client connections (h2 and h2c).",
+              "listener", ls, nl, BTH_ST_H2_CONNECTIONS);
+    per_block(out, "berth_http2_streams_total", "HTTP/2 streams opened by clients.", "listener", ls,
+              nl, BTH_ST_H2_STREAMS);
+    bth_metrics_family(out, "berth_http2_stream_resets_total", "counter",
+                       "HTTP/2 streams reset (RST_STREAM), by the side that reset them.");
+    for (size_t i = 0; i < nl; i++) {
+        evbuffer_add_printf(
+            out, "berth_http2_stream_resets_total{listener=\"%s\",by=\"client\"} %llu\n",
+            ls[i]->name, (unsigned long long)bth_stats_sum(ls[i], BTH_ST_H2_RESETS_RECEIVED));
+        evbuffer_add_printf(
+            out, "berth_http2_stream_resets_total{listener=\"%s\",by=\"berth\"} %llu\n",
+            ls[i]->name, (unsigned long long)bth_stats_sum(ls[i], BTH_ST_H2_RESETS_SENT));
+    }
+    bth_metrics_family(out, "berth_http2_goaways_total", "counter",
+                       "HTTP/2 GOAWAY frames berth sent, by error code (ENHANCE_YOUR_CALM: a "
+                       "flood was cut off).");
+    static const char *const goaway_codes[] = {"NO_ERROR",           "PROTOCOL_ERROR",
+                                               "FLOW_CONTROL_ERROR", "COMPRESSION_ERROR",
+                                               "ENHANCE_YOUR_CALM",  "OTHER"};
+    for (size_t i = 0; i < nl; i++) {
+        for (int c = 0; c < 6; c++)
+            evbuffer_add_printf(out,
+                                "berth_http2_goaways_total{listener=\"%s\",code=\"%s\"} %llu\n",
+                                ls[i]->name, goaway_codes[c],
+                                (unsigned long long)bth_stats_sum(
+                                    ls[i], (enum bth_stat)(BTH_ST_H2_GOAWAY_NO_ERROR + c)));
+    }
     per_block(out, "berth_udp_flows_rejected_total",
               "UDP datagrams dropped because the flow table was full (udp_max_flows).", "listener",
               ls, nl, BTH_ST_UDP_FLOWS_REJECTED);

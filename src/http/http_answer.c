@@ -138,7 +138,7 @@ void h1_send_redirect(struct bth_http_session *s, const struct bth_cfg_action *a
         path++;
         path_len--;
     }
-    const char *proto_now = s->conn.ssl ? "https" : "http";
+    const char *proto_now = s->https ? "https" : "http";
     const char *vals[5] = {proto_now, ri->host, port, path, ri->query};
     const size_t lens[5] = {strlen(proto_now), ri->host_len, (size_t)plen, path_len, ri->query_len};
     struct evbuffer *b = evbuffer_new();

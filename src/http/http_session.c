@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -205,11 +206,15 @@ void h1_session_close(struct bth_http_session *s)
 static void session_free(struct bth_http_session *s)
 {
     struct bth_worker *w = s->w;
-    bth_worker_conn_closed(s->listener->stats);
+    if (s->front != NULL) {
+        s->front->gone(s); /* a stream: its connection is counted and tracked, not it */
+    } else {
+        bth_worker_conn_closed(s->listener->stats);
+        bth_worker_untrack(w, &s->wc);
+    }
     event_del(&s->timer);
     bth_conn_fini(&s->conn);
     xm_release(s);
-    bth_worker_untrack(w, &s->wc);
     bth_snapshot_unref(s->snap);
     bth_free(s);
 }
@@ -226,7 +231,8 @@ static void session_settle(struct bth_http_session *s)
 /* Writes what the client can take; on a write error the session closes. */
 void h1_flush_client(struct bth_http_session *s)
 {
-    if (bth_conn_flush(&s->conn) != 0) {
+    int rc = s->front != NULL ? s->front->write(s) : bth_conn_flush(&s->conn);
+    if (rc != 0) {
         h1_session_close(s);
         return;
     }
@@ -342,12 +348,14 @@ void h1_log_exchange(struct bth_http_session *s)
         .received_bytes = s->xm->rx_bytes,
         .sent_bytes = s->xm->tx_bytes,
         .method = have ? sc : NULL,
-        .scheme = s->conn.ssl ? "https" : "http",
+        .scheme = s->https ? "https" : "http",
         .host = have && s->xm->h_len ? sc + s->xm->m_len + 1 + s->xm->u_len + 1 : NULL,
         .port = s->listen_port,
         .uri = have ? sc + s->xm->m_len + 1 : NULL,
         .uri_len = s->xm->u_len,
-        .version = s->client_http10 ? "HTTP/1.0" : "HTTP/1.1",
+        .version = s->http2           ? "HTTP/2.0"
+                   : s->client_http10 ? "HTTP/1.0"
+                                      : "HTTP/1.1",
         .user_agent =
             have && s->xm->ua_len ? sc + s->xm->m_len + s->xm->u_len + s->xm->h_len + 3 : NULL,
         .user_agent_len = s->xm->ua_len,
@@ -555,7 +563,7 @@ static void forward_request_body(struct bth_http_session *s)
     if (s->ex.req_done)
         return;
     struct evbuffer *dst = request_sink(s);
-    if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
+    if (evbuffer_get_length(dst) >= s->out_high)
         return;
     uint64_t dummy = 0;
     int r = h1_forward_body(&s->xm->req_parser, s->ex.req_body, &s->ex.req_remaining, s->conn.in,
@@ -672,7 +680,7 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
     PUT(s->client_ip, strlen(s->client_ip));
     n = (size_t)snprintf(line, sizeof(line),
                          "\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %u\r\n",
-                         s->conn.ssl ? "https" : "http", s->listen_port);
+                         s->https ? "https" : "http", s->listen_port);
     PUT(line, n);
     if (h->idx[BTH_HDR_X_REQUEST_ID] < 0) {
         PUTS("X-Request-Id: ");
@@ -900,6 +908,25 @@ static void reframe_chunked(struct bth_http_session *s)
     llhttp_execute(&s->xm->req_parser, head, (size_t)n); /* pauses at the end of the head */
 }
 
+/* The Upgrade field names h2c (any of its protocols, case-insensitively). */
+static bool upgrade_is_h2c(const struct bth_http_head *h)
+{
+    struct bth_span v = h->hdrs[h->idx[BTH_HDR_UPGRADE]].value;
+    const char *p = bth_span_ptr(h, v), *end = p + v.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *tok = p;
+        while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if (p - tok == 3 && strncasecmp(tok, "h2c", 3) == 0)
+            return true;
+        while (p < end && *p != ',')
+            p++;
+    }
+    return false;
+}
+
 /* The head is complete: classify it, route it and start forwarding. <head_len> bytes of
  * the input are the head as received; <parsed_len>, the head as parsed (the same, or the
  * length of the mended head in xm->req_view). */
@@ -938,6 +965,13 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         return;
     }
     s->ex.is_upgrade = s->xm->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
+    if (s->ex.is_upgrade && upgrade_is_h2c(h)) {
+        /* berth does not offer the h2c upgrade (nor does ALB), and must not pass it on: a
+         * target switched to h2c behind berth would take requests no rule ever saw (h2c
+         * smuggling). The request goes on as plain HTTP/1.1 without its hop-by-hop Upgrade. */
+        s->ex.is_upgrade = false;
+        h->hdrs[h->idx[BTH_HDR_UPGRADE]].drop = true;
+    }
     if (h->idx[BTH_HDR_TRANSFER_ENCODING] >= 0) { /* final coding chunked: vet_request */
         /* A sender MUST remove a received Content-Length when Transfer-Encoding is present
          * (RFC 9112 6.3): the target must frame the body the way berth did. */
@@ -1308,7 +1342,7 @@ static size_t client_read_limit(struct bth_http_session *s)
     if (s->state == SS_CLOSING || s->state == SS_DISCARD)
         return READ_BUDGET;
     struct evbuffer *dst = request_sink(s);
-    if (evbuffer_get_length(dst) >= HIGH_WATERMARK)
+    if (evbuffer_get_length(dst) >= s->out_high)
         return 0;
     return READ_BUDGET;
 }
@@ -1329,7 +1363,10 @@ static void client_readable(struct bth_http_session *s)
                 return;
             continue;
         }
-        bth_conn_read(&s->conn, limit);
+        if (s->front != NULL)
+            s->front->read(s, limit);
+        else
+            bth_conn_read(&s->conn, limit);
         if (s->conn.error != 0) {
             h1_session_close(s);
             return;
@@ -1372,7 +1409,7 @@ static void on_client_io(evutil_socket_t fd, short what, void *arg)
         h1_flush_client(s);
         /* The client drained: resume reading the target if we had stopped. */
         if (!s->closing && s->up != NULL && s->up->conn.read_pending &&
-            evbuffer_get_length(s->conn.out) < HIGH_WATERMARK)
+            evbuffer_get_length(s->conn.out) < s->out_high)
             process_response(s);
     }
     if ((what & EV_READ) && !s->closing)
@@ -1636,7 +1673,7 @@ static bool response_step(struct bth_http_session *s)
 {
     struct bth_upstream *up = s->up;
     if (s->state == SS_TUNNEL) {
-        if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
+        if (evbuffer_get_length(s->conn.out) >= s->out_high) {
             up->conn.read_pending = true;
             return false;
         }
@@ -1656,7 +1693,7 @@ static bool response_step(struct bth_http_session *s)
         h1_arm_timer(s, s->listener->cfg->idle_timeout_ms);
         return up->conn.read_pending;
     }
-    if (evbuffer_get_length(s->conn.out) >= HIGH_WATERMARK) {
+    if (evbuffer_get_length(s->conn.out) >= s->out_high) {
         up->conn.read_pending = true;
         return false;
     }
@@ -1749,7 +1786,7 @@ static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
         flush_upstream(s);
         /* The target drained: resume reading the client if we had stopped. */
         if (s->conn.read_pending && !s->closing &&
-            evbuffer_get_length(request_sink(s)) < HIGH_WATERMARK)
+            evbuffer_get_length(request_sink(s)) < s->out_high)
             client_readable(s);
     }
     if ((what & EV_READ) && !s->closing && s->up == up)
@@ -1759,73 +1796,135 @@ static void on_upstream_event(struct bth_upstream *up, short what, void *arg)
 
 /* ---- start and stop --------------------------------------------------------------------- */
 
-static void describe_peer(struct bth_http_session *s, const struct sockaddr_storage *ss)
+void h1_describe_peer(const struct sockaddr_storage *ss, char ip[INET6_ADDRSTRLEN],
+                      char text[INET6_ADDRSTRLEN + 8])
 {
     unsigned port = 0;
     if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const void *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, s->client_ip, sizeof(s->client_ip));
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, INET6_ADDRSTRLEN);
         port = ntohs(a->sin6_port);
-        snprintf(s->client_text, sizeof(s->client_text), "[%s]:%u", s->client_ip, port);
+        snprintf(text, INET6_ADDRSTRLEN + 8, "[%s]:%u", ip, port);
     } else {
         const struct sockaddr_in *a = (const void *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, s->client_ip, sizeof(s->client_ip));
+        inet_ntop(AF_INET, &a->sin_addr, ip, INET6_ADDRSTRLEN);
         port = ntohs(a->sin_port);
-        snprintf(s->client_text, sizeof(s->client_text), "%s:%u", s->client_ip, port);
+        snprintf(text, INET6_ADDRSTRLEN + 8, "%s:%u", ip, port);
     }
 }
 
-static void session_start(struct bth_worker *w, struct bth_worker_listener *wl, int fd)
+/* What every session starts with, socket or stream. */
+static void session_init(struct bth_http_session *s, struct bth_worker *w,
+                         struct bth_worker_listener *wl, struct bth_snapshot *snap,
+                         const struct sockaddr_storage *peer)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == -1) {
-        close(fd);
-        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
-        return;
-    }
+    s->w = w;
+    s->wl = wl;
+    s->id = ++w->next_conn_id;
+    bth_snapshot_ref(snap);
+    s->snap = snap;
+    s->listener = &snap->listeners[wl->index];
+    s->listen_port = ntohs(((const struct sockaddr_in *)&s->listener->cfg->bind.ss)->sin_port);
+    s->client_keepalive = true;
+    s->out_high = HIGH_WATERMARK;
+    memcpy(&s->peer, peer,
+           peer->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    evtimer_assign(&s->timer, w->base, on_session_timer, s);
+}
+
+/* A session on its client socket is on its way: go. */
+static void session_begin(struct bth_http_session *s, const struct sockaddr_storage *peer)
+{
+    s->https = s->conn.ssl != NULL;
+    h1_describe_peer(peer, s->client_ip, s->client_text);
+    bth_worker_track(s->w, &s->wc, &session_conn_ops, true);
+    h1_reset_exchange(s);
+    /* The connection may already carry the request (accept after data arrived, or bytes
+     * read while the protocol was chosen). */
+    if (evbuffer_get_length(s->conn.in) > 0)
+        process_client(s);
+    if (!s->closing)
+        client_readable(s);
+    session_settle(s);
+}
+
+void bth_h1_session_accept(struct bth_worker *w, struct bth_worker_listener *wl, int fd,
+                           const struct sockaddr_storage *peer)
+{
     struct bth_http_session *s = bth_calloc(1, sizeof(*s));
-    if (s == NULL) {
-        close(fd);
-        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
-        return;
-    }
-    if (bth_conn_init(&s->conn, w->base, fd, on_client_io, s) != 0) {
+    if (s == NULL || bth_conn_init(&s->conn, w->base, fd, on_client_io, s) != 0) {
         close(fd);
         bth_free(s);
         bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    const struct bth_snap_listener *lst = &w->snap->listeners[wl->index];
-    if (lst->tls != NULL) {
-        SSL *ssl = bth_tls_server_new_ssl(lst->tls, fd);
-        if (ssl == NULL) {
+    session_init(s, w, wl, w->snap, peer);
+    session_begin(s, peer);
+}
+
+void bth_h1_session_start(struct bth_worker *w, struct bth_worker_listener *wl, struct bth_conn *c,
+                          const struct sockaddr_storage *peer)
+{
+    struct bth_http_session *s = bth_calloc(1, sizeof(*s));
+    if (s == NULL || bth_conn_move(&s->conn, c, on_client_io, s) != 0) {
+        if (s != NULL)
             bth_conn_fini(&s->conn);
-            bth_free(s);
-            bth_worker_conn_closed(lst->stats);
-            return;
-        }
-        bth_conn_set_ssl(&s->conn, ssl);
+        bth_conn_fini(c);
+        bth_free(s);
+        bth_worker_conn_closed(w->snap->listeners[wl->index].stats);
+        return;
     }
-    s->w = w;
-    s->wl = wl;
-    s->id = ++w->next_conn_id;
-    bth_snapshot_ref(w->snap);
-    s->snap = w->snap;
-    s->listener = &s->snap->listeners[wl->index];
-    s->listen_port = ntohs(((const struct sockaddr_in *)&s->listener->cfg->bind.ss)->sin_port);
-    s->client_keepalive = true;
-    memcpy(&s->peer, &ss, sl < sizeof(s->peer) ? sl : sizeof(s->peer));
-    describe_peer(s, &ss);
-    evtimer_assign(&s->timer, w->base, on_session_timer, s);
-    bth_worker_track(w, &s->wc, &session_conn_ops, true);
-    bth_stats_add(s->listener->stats, w->id, BTH_ST_NEW_CONNECTIONS, 1);
+    session_init(s, w, wl, w->snap, peer);
+    session_begin(s, peer);
+}
+
+struct bth_http_session *h1_front_session_new(struct bth_worker *w, struct bth_worker_listener *wl,
+                                              struct bth_snapshot *snap,
+                                              const struct sockaddr_storage *peer, const char *ip,
+                                              const char *text, bool https,
+                                              const struct h1_front_ops *front, void *arg)
+{
+    struct bth_http_session *s = bth_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    if (bth_conn_init_local(&s->conn, w->base, on_client_io, s) != 0) {
+        bth_free(s);
+        return NULL;
+    }
+    session_init(s, w, wl, snap, peer);
+    s->front = front;
+    s->front_arg = arg;
+    s->https = https;
+    s->http2 = true;
+    s->client_keepalive = false; /* one request: the stream ends with it */
+    /* A stream's answer waits under HTTP/2 flow control: less per stream than per
+     * connection, as one connection carries many streams. */
+    s->out_high = 32 * 1024;
+    snprintf(s->client_ip, sizeof(s->client_ip), "%s", ip);
+    snprintf(s->client_text, sizeof(s->client_text), "%s", text);
     h1_reset_exchange(s);
-    /* The connection may already carry the request (accept after data arrived). */
-    client_readable(s);
-    session_settle(s);
+    return s;
+}
+
+void h1_front_input(struct bth_http_session *s)
+{
+    event_active(&s->conn.ev, EV_READ, 1);
+}
+
+void h1_front_drained(struct bth_http_session *s)
+{
+    event_active(&s->conn.ev, EV_WRITE, 1);
+}
+
+void h1_front_abort(struct bth_http_session *s)
+{
+    s->front = NULL; /* the stream is gone: no calls back */
+    h1_session_close(s);
+    event_del(&s->timer);
+    bth_conn_fini(&s->conn);
+    xm_release(s);
+    bth_snapshot_unref(s->snap);
+    bth_free(s);
 }
 
 /* A graceful stop: an idle keep-alive connection closes now, a busy one after its answer. */
@@ -1845,8 +1944,3 @@ static void session_abort(struct bth_worker_conn *c)
     h1_session_close(s);
     session_free(s);
 }
-
-const struct bth_listener_ops bth_http_listener_ops = {
-    .name = "HTTP",
-    .accept = session_start,
-};

@@ -41,6 +41,23 @@ enum session_state {
     SS_DISCARD,    /* berth answered early: reading and dropping the rest of the body */
 };
 
+struct bth_http_session;
+
+/* The client side of a session that has no socket of its own: an HTTP/2 stream, which
+ * writes the request into the session's conn.in as HTTP/1.1 and reads the HTTP/1.1 answer
+ * from its conn.out. These calls take the place of the socket's reads and writes; the
+ * session never calls back into the front from inside them. Worker thread. */
+struct h1_front_ops {
+    /* Moves up to <limit> more request bytes into s->conn.in; sets s->conn.read_pending when
+     * more are waiting. */
+    void (*read)(struct bth_http_session *s, size_t limit);
+    /* Answer bytes were added to s->conn.out: take what the client can now. Returns 0, or
+     * -1 when the client is gone. */
+    int (*write)(struct bth_http_session *s);
+    /* The session ends and is freed right after: take what is left in s->conn.out. */
+    void (*gone)(struct bth_http_session *s);
+};
+
 enum close_reason {
     CLOSE_NONE = 0,
     CLOSE_CLIENT_EOF,
@@ -52,6 +69,8 @@ enum close_reason {
 
 struct bth_http_session {
     struct bth_conn conn;
+    const struct h1_front_ops *front;         /* NULL: conn is the client's socket */
+    void *front_arg;                          /* the front's own state (its stream) */
     struct bth_worker *w;                     /* borrowed: owner */
     struct bth_worker_listener *wl;           /* borrowed */
     struct bth_snapshot *snap;                /* one reference held */
@@ -65,6 +84,9 @@ struct bth_http_session {
     bool client_keepalive; /* the client may send another request */
     bool client_http10;
     bool resume;              /* a buffered request waits for on_client_io (resume_client) */
+    bool https;               /* the client came over TLS (X-Forwarded-Proto, redirects, log) */
+    bool http2;               /* the client speaks HTTP/2 (the access log's version) */
+    size_t out_high;          /* stop reading the target while conn.out holds this much */
     struct sockaddr_in6 peer; /* or a sockaddr_in: the client, AF_INET or AF_INET6 */
     char client_ip[INET6_ADDRSTRLEN];
     char client_text[INET6_ADDRSTRLEN + 8];
@@ -120,6 +142,29 @@ void h1_resume_client(struct bth_http_session *s);
  * is to come, -1 on a framing error. <count> gets the bytes moved. */
 int h1_forward_body(llhttp_t *p, enum body_mode mode, uint64_t *remaining, struct evbuffer *src,
                     struct evbuffer *dst, uint64_t *count);
+
+/* Writes the client's address as text: <ip> and "<ip>:<port>" in <text>. */
+void h1_describe_peer(const struct sockaddr_storage *ss, char ip[INET6_ADDRSTRLEN],
+                      char text[INET6_ADDRSTRLEN + 8]);
+
+/* A session for one request whose client side is <front> (an HTTP/2 stream), on the
+ * snapshot <snap> (a reference is taken) and listener <wl>, for the client <peer> whose
+ * texts <ip>/<text> are copied. Its conn.in takes the request as HTTP/1.1 bytes: call
+ * h1_front_input once they are there. NULL when out of memory. */
+struct bth_http_session *h1_front_session_new(struct bth_worker *w, struct bth_worker_listener *wl,
+                                              struct bth_snapshot *snap,
+                                              const struct sockaddr_storage *peer, const char *ip,
+                                              const char *text, bool https,
+                                              const struct h1_front_ops *front, void *arg);
+/* The front has request bytes for the session: it reads them from the event loop (never
+ * from inside the caller). */
+void h1_front_input(struct bth_http_session *s);
+/* The front took answer bytes and has room for more: the session goes on from the event
+ * loop. */
+void h1_front_drained(struct bth_http_session *s);
+/* The client gave up the request (a reset stream): the session ends now, without calling
+ * the front again. */
+void h1_front_abort(struct bth_http_session *s);
 
 /* ---- http_answer.c: berth's own answers ---- */
 

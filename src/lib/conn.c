@@ -53,9 +53,39 @@ fail:
     return -1;
 }
 
+int bth_conn_init_local(struct bth_conn *c, struct event_base *base, event_callback_fn cb,
+                        void *arg)
+{
+    *c = (struct bth_conn){.fd = -1};
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    if (c->in == NULL || c->out == NULL || event_assign(&c->ev, base, -1, 0, cb, arg) != 0) {
+        if (c->in)
+            evbuffer_free(c->in);
+        if (c->out)
+            evbuffer_free(c->out);
+        c->in = c->out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int bth_conn_move(struct bth_conn *dst, struct bth_conn *src, event_callback_fn cb, void *arg)
+{
+    struct event_base *base = event_get_base(&src->ev);
+    event_del(&src->ev);
+    *dst = *src;
+    *src = (struct bth_conn){.fd = -1};
+    if (event_assign(&dst->ev, base, dst->fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
+                     cb, arg) != 0 ||
+        event_add(&dst->ev, NULL) != 0)
+        return -1;
+    return 0;
+}
+
 void bth_conn_fini(struct bth_conn *c)
 {
-    if (c->fd < 0)
+    if (c->in == NULL)
         return;
     event_del(&c->ev);
     if (c->ssl != NULL) {
@@ -64,7 +94,8 @@ void bth_conn_fini(struct bth_conn *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     c->fd = -1;
     evbuffer_free(c->in);
     evbuffer_free(c->out);

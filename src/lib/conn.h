@@ -37,11 +37,22 @@ struct bth_conn {
 int bth_conn_init(struct bth_conn *c, struct event_base *base, int fd, event_callback_fn cb,
                   void *arg);
 
+/* Sets up <c> without a socket: the buffers of a connection that another one carries (an
+ * HTTP/2 stream). Its event has no descriptor and fires only when activated by hand
+ * (event_active), with <cb>/<arg>. Returns 0, or -1 when out of memory. */
+int bth_conn_init_local(struct bth_conn *c, struct event_base *base, event_callback_fn cb,
+                        void *arg);
+
+/* Hands the connection in <src> over to <dst> (socket, TLS and buffered bytes), whose event
+ * then calls <cb>/<arg>; <src> is left empty. Returns 0, or -1 when the event cannot be
+ * registered (<dst> still owns the socket: fini it). */
+int bth_conn_move(struct bth_conn *dst, struct bth_conn *src, event_callback_fn cb, void *arg);
+
 /* Puts TLS on <c>: reads and writes go through <ssl> (ownership passes to <c>). The
  * handshake happens inside the first reads and writes. */
 void bth_conn_set_ssl(struct bth_conn *c, SSL *ssl);
 
-/* Closes the socket and frees the buffers. Idempotent. */
+/* Closes the socket and frees the buffers. Idempotent; a zeroed or moved-from <c> is left as is. */
 void bth_conn_fini(struct bth_conn *c);
 
 /* Notes what an event reported; call first in every callback of the connection. */

@@ -40,7 +40,17 @@ enum bth_stat {
     BTH_ST_REJECTED_CONNECTIONS, /* refused by max_connections */
     BTH_ST_HEADER_TIMEOUTS,      /* 408: the head did not arrive within header_timeout */
     BTH_ST_BODY_TIMEOUTS,        /* the body fell behind min_body_rate (408 or a close) */
-    BTH_ST_RT_BUCKET0,           /* BTH_RT_BUCKETS entries follow */
+    BTH_ST_H2_CONNECTIONS,       /* HTTP/2 client connections */
+    BTH_ST_H2_STREAMS,           /* HTTP/2 streams opened by clients */
+    BTH_ST_H2_RESETS_RECEIVED,   /* RST_STREAM from clients */
+    BTH_ST_H2_RESETS_SENT,       /* RST_STREAM from berth */
+    BTH_ST_H2_GOAWAY_NO_ERROR,   /* GOAWAY sent, by code, in this order */
+    BTH_ST_H2_GOAWAY_PROTOCOL_ERROR,
+    BTH_ST_H2_GOAWAY_FLOW_CONTROL_ERROR,
+    BTH_ST_H2_GOAWAY_COMPRESSION_ERROR,
+    BTH_ST_H2_GOAWAY_ENHANCE_YOUR_CALM,
+    BTH_ST_H2_GOAWAY_OTHER,
+    BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };
 

@@ -159,22 +159,40 @@ struct bth_tls_server {
     size_t nctxs;
     struct sni_entry *names; /* owned */
     size_t nnames;
+    bool h2; /* ALPN offers h2 (the listener's http2.enabled) */
 };
 
-static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                   const unsigned char *in, unsigned int inlen, void *arg)
+/* The protocol <name> (<len> bytes) in the client's ALPN list <in>, or NULL. */
+static const unsigned char *alpn_find(const unsigned char *in, unsigned inlen, const char *name,
+                                      unsigned len)
 {
-    /* berth speaks HTTP/1.1 to clients; without a match the handshake goes on without ALPN. */
     for (unsigned i = 0; i + 1 <= inlen;) {
         unsigned n = in[i];
         if (i + 1 + n > inlen)
             break;
-        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
-            *out = in + i + 1;
-            *outlen = 8;
-            return SSL_TLSEXT_ERR_OK;
-        }
+        if (n == len && memcmp(in + i + 1, name, len) == 0)
+            return in + i + 1;
         i += 1 + n;
+    }
+    return NULL;
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    /* berth prefers h2, then HTTP/1.1, whatever the client's order (as ALB and nginx);
+     * without a match the handshake goes on without ALPN (HTTP/1.1). */
+    const struct bth_tls_server *t = arg;
+    const unsigned char *p = t->h2 ? alpn_find(in, inlen, "h2", 2) : NULL;
+    if (p != NULL) {
+        *out = p;
+        *outlen = 2;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if ((p = alpn_find(in, inlen, "http/1.1", 8)) != NULL) {
+        *out = p;
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
     }
     return SSL_TLSEXT_ERR_NOACK;
 }
@@ -234,7 +252,6 @@ static SSL_CTX *make_ctx(const struct policy *p, const struct bth_cfg_cert *c, s
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* tickets only: no shared cache */
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
     SSL_CTX_set_num_tickets(ctx, 1); /* one TLS 1.3 ticket per handshake is enough (default 2) */
-    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
         add_error(err, c->cert, "cannot load certificate");
         goto fail;
@@ -306,6 +323,7 @@ struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l, s
     if (t == NULL)
         return NULL;
     atomic_init(&t->refcnt, 1);
+    t->h2 = l->http2.enabled != 0;
     t->ctxs = bth_calloc(l->ncertificates ? l->ncertificates : 1, sizeof(*t->ctxs));
     if (t->ctxs == NULL)
         goto fail;
@@ -314,6 +332,8 @@ struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l, s
         if (ctx == NULL)
             goto fail;
         t->ctxs[t->nctxs++] = ctx;
+        /* SNI may switch the connection to this context before ALPN is chosen. */
+        SSL_CTX_set_alpn_select_cb(ctx, on_alpn, t);
         if (collect_names(t, ctx) != 0)
             goto fail;
     }

@@ -2,8 +2,8 @@
 /* TLS for HTTPS listeners: OpenSSL contexts built by the main thread from a listener's
  * certificates and ssl_policy, shared read-only by the workers (SSL_new on a shared SSL_CTX
  * is thread-safe). SNI picks the certificate: exact name, then wildcard, then the first as
- * default. ALPN offers http/1.1. Session tickets use keys that rotate and are shared by every
- * worker and listener. */
+ * default. ALPN offers h2 (unless the listener's http2 is off) and http/1.1. Session tickets use
+ * keys that rotate and are shared by every worker and listener. */
 #ifndef BERTH_TLS_H
 #define BERTH_TLS_H
 

@@ -29,7 +29,7 @@
 #include "control.h"
 #include "discovery.h"
 #include "health.h"
-#include "http_session.h"
+#include "http_front.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"

@@ -35,7 +35,8 @@ KNOWN = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "C
          "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL",
          "HEALTHCHECK", "SHELL"}
 BUILD_PKGS = ["build-essential", "cmake", "pkg-config", "libevent-dev", "libssl-dev",
-              "libjemalloc-dev", "node-llhttp", "libyaml-dev", "libjansson-dev", "libcmocka-dev"]
+              "libjemalloc-dev", "node-llhttp", "libyaml-dev", "libjansson-dev", "libcmocka-dev",
+              "libnghttp2-dev"]
 BASE_IMAGE_PKGS = {"libc6", "libgcc-s1", "libstdc++6"}  # in debian:12-slim already
 
 
@@ -144,7 +145,8 @@ def test_dockerfile_packages():
                and "cmake --build build -j" in a for a in run)
     rt = set(apt_packages(runtime))
     assert not [p for p in rt if p.endswith("-dev") or p in BUILD_PKGS]
-    for p in ("libssl3", "libjemalloc2", "libyaml-0-2", "libjansson4", "libevent-core-2.1-7"):
+    for p in ("libssl3", "libjemalloc2", "libyaml-0-2", "libjansson4", "libevent-core-2.1-7",
+              "libnghttp2-14"):
         assert p in rt
     if not (shutil.which("ldd") and shutil.which("dpkg")):
         return

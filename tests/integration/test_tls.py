@@ -113,19 +113,28 @@ def test_no_sni_gets_first_certificate(berth, backend, certs):
 
 
 # ---- ALPN ----
-def test_alpn_selects_http11(berth, backend, certs):
-    """Offering h2 and http/1.1 selects http/1.1."""
+def test_alpn_prefers_h2_then_http11(berth, backend, certs):
+    """berth picks h2 whatever the client's order, http/1.1 when the client offers only
+    that, and with http2: false it picks http/1.1 from a list that has both."""
     b = backend()
     lb = berth(https_config([certs["default"]], [b.addr]))
+    with tls_connect(lb.port, ctx=client_ctx(["http/1.1", "h2"])) as s:
+        assert s.selected_alpn_protocol() == "h2"
+    with tls_connect(lb.port, ctx=client_ctx(["http/1.1"])) as s:
+        assert s.selected_alpn_protocol() == "http/1.1"
+        assert https_get(s).status == 200
+    lb.stop()
+    lb = berth(https_config([certs["default"]], [b.addr], http2=False))
     with tls_connect(lb.port, ctx=client_ctx(["h2", "http/1.1"])) as s:
         assert s.selected_alpn_protocol() == "http/1.1"
         assert https_get(s).status == 200
 
 
-def test_alpn_only_h2_gets_no_alpn(berth, backend, certs):
-    """Offering only h2 completes the handshake without ALPN and HTTP/1.1 still works."""
+def test_alpn_only_h2_gets_no_alpn_when_http2_is_off(berth, backend, certs):
+    """With http2: false, offering only h2 completes the handshake without ALPN and
+    HTTP/1.1 still works."""
     b = backend()
-    lb = berth(https_config([certs["default"]], [b.addr]))
+    lb = berth(https_config([certs["default"]], [b.addr], http2=False))
     with tls_connect(lb.port, ctx=client_ctx(["h2"])) as s:
         assert s.selected_alpn_protocol() is None
         assert https_get(s).status == 200

@@ -1,0 +1,1279 @@
+/* SPDX-License-Identifier: MIT */
+/* HTTP/2 client connections. nghttp2 reads and writes the frames; berth keeps the socket,
+ * the buffers and the loop. A stream's request becomes HTTP/1.1 bytes in the conn.in of an
+ * HTTP/1 session of its own (a "front" session: http_session_int.h), which routes and
+ * forwards it exactly as a request from an HTTP/1.1 client; the HTTP/1.1 answer that
+ * session writes to its conn.out is read back here and sent on the stream as HEADERS and
+ * DATA (and trailers).
+ *
+ * Flow control, both ways, with bounded memory per stream:
+ *  - request bodies: DATA is queued on the stream and handed to the session only as fast as
+ *    the session forwards it (its reads, like a socket's, stop while the target side is
+ *    full); the client's window is given back (nghttp2_session_consume) only then, so a
+ *    slow target stalls its own stream and nothing else.
+ *  - answers: the stream takes answer bytes only while its DATA queue is below STREAM_DATA_MAX;
+ *    the rest waits in the session's conn.out, which stops the session reading its target
+ *    (out_high). A client that does not open its window stalls that stream alone.
+ *
+ * Lifetime: the connection frees itself only at the end of its own event callbacks
+ * (closing flag, as the HTTP/1 session). A session's calls into the front (read, write,
+ * gone) never send: they queue on nghttp2 and activate the connection's event, so nothing
+ * here runs inside a session's callback that could free it, nor the reverse: a session is
+ * aborted (h1_front_abort) only from this connection's callbacks, where no session code
+ * is on the stack. */
+#include "h2_session.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <llhttp.h>
+#include <nghttp2/nghttp2.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "http_session_int.h"
+#include "list.h"
+#include "log.h"
+#include "mem.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "worker.h"
+
+#define CONN_OUT_HIGH   (128 * 1024) /* stop framing while the socket's output holds this */
+#define READ_BUDGET_H2  (64 * 1024)
+#define STREAM_DATA_MAX (32 * 1024) /* answer bytes a stream takes ahead of its window */
+#define GOAWAY_GRACE_MS 1000        /* after a last GOAWAY: time for it to reach the client */
+
+/* Flood limits (README, "HTTP/2"): beyond them the connection gets GOAWAY
+ * ENHANCE_YOUR_CALM. Token buckets refill per second; the reset limit is below nghttp2's
+ * own (1000, 33/s) so berth's answer comes first. */
+#define RESET_BURST        200
+#define RESET_RATE         100
+#define CONTROL_BURST      200 /* PING, SETTINGS, PRIORITY */
+#define CONTROL_RATE       50
+#define EMPTY_FRAMES_MAX   16   /* consecutive DATA/HEADERS frames without payload */
+#define WINDOW_UPDATE_FREE 1000 /* WINDOW_UPDATEs beyond 4 per DATA frame berth sent */
+#define BOMB_FACTOR        4    /* a header list this many times the limit: HPACK bomb */
+
+struct bucket {
+    double tokens;
+    uint64_t t_ms;
+};
+
+struct h2_conn {
+    struct bth_conn conn;
+    struct bth_worker *w;           /* borrowed: owner */
+    struct bth_worker_listener *wl; /* borrowed */
+    struct bth_snapshot *snap;      /* one reference: the listener as accepted */
+    const struct bth_snap_listener *listener;
+    struct bth_worker_conn wc;
+    struct event timer; /* idle timeout; after a last GOAWAY, the grace before closing */
+    nghttp2_session *ng;
+    uint64_t id;
+    struct sockaddr_storage peer;
+    char client_ip[INET6_ADDRSTRLEN];
+    char client_text[INET6_ADDRSTRLEN + 8];
+    struct bth_list streams; /* struct h2_stream.link */
+    unsigned nstreams;
+    bool closing;           /* free at the end of the current callback */
+    bool going_away;        /* a GOAWAY went out: close once the streams are done */
+    uint32_t flood;         /* a callback found a flood: terminate with this code (0: none) */
+    int32_t last_stream_id; /* highest stream a client's HEADERS opened */
+    uint64_t last_rx_ms;
+    bool ping_out; /* a liveness PING is unanswered */
+    /* flood accounting */
+    struct bucket resets, control;
+    unsigned empty_frames;
+    uint64_t window_updates, data_sent;
+};
+
+enum resp_phase {
+    RP_HEAD = 0,   /* reading the answer's head from the session */
+    RP_LENGTH,     /* body of resp_left bytes */
+    RP_CHUNKED,    /* chunked body, decoded by llhttp, trailers too */
+    RP_UNTIL_GONE, /* body delimited by the session's end */
+    RP_DONE,       /* the whole answer is in data (and trailers) */
+};
+
+struct h2_stream {
+    struct bth_list link;
+    struct h2_conn *hc;
+    int32_t id;
+    struct bth_http_session *s; /* the exchange; NULL before the head is whole, and after */
+    /* request */
+    nghttp2_rcbuf *method, *path, *authority, *host; /* referenced until dispatch */
+    struct evbuffer *head;                           /* header lines as HTTP/1.1 */
+    struct evbuffer *cookies;                        /* joined "; " (RFC 9113 8.2.3) */
+    struct evbuffer *body;                           /* DATA not yet given to the session */
+    struct evbuffer *req_trailers;                   /* trailer lines for the last chunk */
+    size_t hdr_bytes;                                /* header list size (name+value+32 each) */
+    bool too_large;
+    bool has_cl;
+    bool chunked;    /* the body goes to the session chunked (no content-length) */
+    bool req_end;    /* END_STREAM received */
+    bool last_chunk; /* the final chunk went to the session */
+    bool dispatched; /* the head went to a session (or was answered here) */
+    /* answer */
+    enum resp_phase phase;
+    bool head_method; /* HEAD: the answer has no body whatever it says */
+    bool submitted;   /* the final HEADERS are queued */
+    bool deferred;    /* the data source waits for bytes (nghttp2_session_resume_data) */
+    bool aborted;     /* the answer broke off: the stream is reset */
+    uint64_t resp_left;
+    llhttp_t rp;
+    struct evbuffer *data; /* answer body for DATA frames */
+    /* the answer's head or trailers as read: lowercase names and values */
+    char *hbuf;
+    size_t hlen, hcap;
+    size_t name_off, name_len, value_off, value_len;
+    bool in_value;
+    struct nv_span {
+        uint32_t name_off, name_len, value_off, value_len;
+    } * nvs;
+    size_t nnv, cap_nv;
+    size_t ntrailers; /* nvs kept as trailers for the end of DATA */
+};
+
+static void on_conn_io(evutil_socket_t fd, short what, void *arg);
+static void conn_pump(struct h2_conn *hc);
+static void stream_take(struct h2_stream *st);
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static bool bucket_take(struct bucket *b, double burst, double rate, uint64_t now)
+{
+    if (b->t_ms == 0) {
+        b->tokens = burst;
+    } else if (now > b->t_ms) {
+        b->tokens += (double)(now - b->t_ms) * rate / 1000.0;
+        if (b->tokens > burst)
+            b->tokens = burst;
+    }
+    b->t_ms = now;
+    if (b->tokens < 1)
+        return false;
+    b->tokens -= 1;
+    return true;
+}
+
+static void schedule_send(struct h2_conn *hc)
+{
+    event_active(&hc->conn.ev, EV_WRITE, 1);
+}
+
+static void arm_timer(struct h2_conn *hc, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(&hc->timer, &tv);
+}
+
+static struct bth_span_vec {
+    const char *p;
+    size_t n;
+} rcvec(nghttp2_rcbuf *rc)
+{
+    nghttp2_vec v = nghttp2_rcbuf_get_buf(rc);
+    return (struct bth_span_vec){(const char *)v.base, v.len};
+}
+
+static void count(struct h2_conn *hc, enum bth_stat k)
+{
+    bth_stats_add(hc->listener->stats, hc->w->id, k, 1);
+}
+
+/* A flood or a protocol error nghttp2 lets pass: the connection ends with GOAWAY <code>
+ * once the current input is handled. */
+static int cut_off(struct h2_conn *hc, uint32_t code, const char *what)
+{
+    if (hc->flood == 0)
+        bth_log(BTH_LOG_INFO, "h2 #%llu from %s: %s: closing with GOAWAY",
+                (unsigned long long)hc->id, hc->client_text, what);
+    hc->flood = code;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+/* ---- streams ------------------------------------------------------------------------ */
+
+static void rc_release(nghttp2_rcbuf **rc)
+{
+    if (*rc != NULL) {
+        nghttp2_rcbuf_decref(*rc);
+        *rc = NULL;
+    }
+}
+
+static void stream_free(struct h2_stream *st)
+{
+    struct h2_conn *hc = st->hc;
+    if (st->s != NULL)
+        h1_front_abort(st->s);
+    st->s = NULL;
+    rc_release(&st->method);
+    rc_release(&st->path);
+    rc_release(&st->authority);
+    rc_release(&st->host);
+    struct evbuffer **bufs[] = {&st->head, &st->cookies, &st->body, &st->req_trailers, &st->data};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+        if (*bufs[i] != NULL)
+            evbuffer_free(*bufs[i]);
+    }
+    bth_free(st->hbuf);
+    bth_free(st->nvs);
+    bth_list_remove(&st->link);
+    hc->nstreams--;
+    if (hc->nstreams == 0 && !hc->going_away)
+        arm_timer(hc, hc->listener->cfg->idle_timeout_ms);
+    bth_free(st);
+}
+
+static struct evbuffer *lazy(struct evbuffer **b)
+{
+    if (*b == NULL)
+        *b = evbuffer_new();
+    return *b;
+}
+
+/* ---- the answer: HTTP/1.1 from the session to HEADERS and DATA ------------------------ */
+
+static int hbuf_add(struct h2_stream *st, const char *p, size_t n, bool lower)
+{
+    if (st->hlen + n > st->hcap) {
+        size_t cap = st->hcap ? st->hcap * 2 : 512;
+        while (cap < st->hlen + n)
+            cap *= 2;
+        char *b = bth_realloc(st->hbuf, cap);
+        if (b == NULL)
+            return -1;
+        st->hbuf = b;
+        st->hcap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        st->hbuf[st->hlen + i] = lower && c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+    }
+    st->hlen += n;
+    return 0;
+}
+
+/* Fields HTTP/2 forbids (RFC 9113 8.2.2): they describe the HTTP/1.1 connection. */
+static bool connection_specific(const char *n, size_t len)
+{
+    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
+                                        "transfer-encoding", "upgrade"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strlen(names[i]) == len && memcmp(n, names[i], len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int push_field(struct h2_stream *st)
+{
+    if (!st->in_value)
+        return 0;
+    st->in_value = false;
+    /* llhttp leaves trailing whitespace in a value */
+    while (st->value_len > 0 && (st->hbuf[st->value_off + st->value_len - 1] == ' ' ||
+                                 st->hbuf[st->value_off + st->value_len - 1] == '\t'))
+        st->value_len--;
+    if (connection_specific(st->hbuf + st->name_off, st->name_len))
+        return 0;
+    if (st->nnv == st->cap_nv) {
+        size_t cap = st->cap_nv ? st->cap_nv * 2 : 16;
+        struct nv_span *v = bth_realloc(st->nvs, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        st->nvs = v;
+        st->cap_nv = cap;
+    }
+    st->nvs[st->nnv++] = (struct nv_span){(uint32_t)st->name_off, (uint32_t)st->name_len,
+                                          (uint32_t)st->value_off, (uint32_t)st->value_len};
+    return 0;
+}
+
+static int rp_on_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct h2_stream *st = p->data;
+    if (st->in_value || st->name_len == 0) {
+        if (push_field(st) != 0)
+            return HPE_USER;
+        st->name_off = st->hlen;
+        st->name_len = 0;
+    }
+    st->name_len += len;
+    return hbuf_add(st, at, len, true) == 0 ? 0 : HPE_USER;
+}
+
+static int rp_on_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct h2_stream *st = p->data;
+    if (!st->in_value) {
+        st->in_value = true;
+        st->value_off = st->hlen;
+        st->value_len = 0;
+    }
+    st->value_len += len;
+    return hbuf_add(st, at, len, false) == 0 ? 0 : HPE_USER;
+}
+
+static int rp_on_headers_complete(llhttp_t *p)
+{
+    struct h2_stream *st = p->data;
+    if (push_field(st) != 0)
+        return HPE_USER;
+    st->name_len = 0;
+    return HPE_PAUSED;
+}
+
+static int rp_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct h2_stream *st = p->data;
+    return evbuffer_add(st->data, at, len) == 0 ? 0 : HPE_USER;
+}
+
+static int rp_on_message_complete(llhttp_t *p)
+{
+    struct h2_stream *st = p->data;
+    if (push_field(st) != 0) /* the last trailer */
+        return HPE_USER;
+    st->phase = RP_DONE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t rp_settings = {
+    .on_header_field = rp_on_field,
+    .on_header_value = rp_on_value,
+    .on_headers_complete = rp_on_headers_complete,
+    .on_body = rp_on_body,
+    .on_message_complete = rp_on_message_complete,
+};
+
+static void rp_reset(struct h2_stream *st)
+{
+    llhttp_init(&st->rp, HTTP_RESPONSE, &rp_settings);
+    st->rp.data = st;
+    st->hlen = st->nnv = st->name_len = 0;
+    st->in_value = false;
+}
+
+/* Builds the nghttp2 name/value list of the fields read, from index <from>, after
+ * <first> (":status" or nothing). */
+static nghttp2_nv *make_nva(struct h2_stream *st, size_t from, const nghttp2_nv *first, size_t *n,
+                            nghttp2_nv *stackbuf, size_t stackn)
+{
+    size_t total = st->nnv - from + (first != NULL);
+    nghttp2_nv *nva = total <= stackn ? stackbuf : bth_malloc(total * sizeof(*nva));
+    if (nva == NULL)
+        return NULL;
+    size_t k = 0;
+    if (first != NULL)
+        nva[k++] = *first;
+    for (size_t i = from; i < st->nnv; i++) {
+        const struct nv_span *v = &st->nvs[i];
+        nva[k++] =
+            (nghttp2_nv){(uint8_t *)st->hbuf + v->name_off, (uint8_t *)st->hbuf + v->value_off,
+                         v->name_len, v->value_len, NGHTTP2_NV_FLAG_NONE};
+    }
+    *n = k;
+    return nva;
+}
+
+static ssize_t on_data_source(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *flags, nghttp2_data_source *source, void *user_data);
+
+/* The session wrote a whole response head: send it on the stream as HEADERS. Returns 0 or
+ * -1 (out of memory). */
+static int submit_head(struct h2_stream *st)
+{
+    struct h2_conn *hc = st->hc;
+    int code = st->rp.status_code;
+    char status[4];
+    snprintf(status, sizeof(status), "%03d", code % 1000);
+    nghttp2_nv first = {(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    nghttp2_nv stackbuf[32];
+    size_t n;
+    nghttp2_nv *nva = make_nva(st, 0, &first, &n, stackbuf, 32);
+    if (nva == NULL)
+        return -1;
+    int rv;
+    if (code < 200) {
+        rv = nghttp2_submit_headers(hc->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);
+    } else {
+        nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_data_source};
+        bool body = st->phase != RP_DONE;
+        rv = nghttp2_submit_response(hc->ng, st->id, nva, n, body ? &prd : NULL);
+        st->submitted = true;
+    }
+    if (nva != stackbuf)
+        bth_free(nva);
+    return rv == 0 ? 0 : -1;
+}
+
+/* Reads the answer's head from <in>. Returns 1 when a final head was sent, 0 when more
+ * bytes are needed, -1 on an error. */
+static int take_head(struct h2_stream *st, struct evbuffer *in)
+{
+    for (;;) {
+        struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+        if (end.pos < 0)
+            return 0;
+        size_t len = (size_t)end.pos + 4;
+        const char *b = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+        if (b == NULL)
+            return -1;
+        rp_reset(st);
+        llhttp_errno_t err = llhttp_execute(&st->rp, b, len);
+        if (err != HPE_PAUSED || llhttp_get_error_pos(&st->rp) != b + len)
+            return -1; /* berth wrote it: this does not happen */
+        evbuffer_drain(in, len);
+        int code = st->rp.status_code;
+        if (code < 200) {
+            if (submit_head(st) != 0) /* 100 Continue, 103 Early Hints */
+                return -1;
+            continue;
+        }
+        if (st->head_method || code == 204 || code == 304) {
+            st->phase = RP_DONE;
+        } else if (st->rp.flags & F_CHUNKED) {
+            st->phase = RP_CHUNKED;
+            llhttp_resume(&st->rp);
+        } else if (st->rp.flags & F_CONTENT_LENGTH) {
+            st->resp_left = st->rp.content_length;
+            st->phase = st->resp_left > 0 ? RP_LENGTH : RP_DONE;
+        } else {
+            st->phase = RP_UNTIL_GONE;
+        }
+        if (lazy(&st->data) == NULL || submit_head(st) != 0)
+            return -1;
+        st->nnv = 0; /* trailers, if any, are read from here */
+        st->hlen = 0;
+        return 1;
+    }
+}
+
+/* Moves answer body bytes from <in> to the DATA queue, up to STREAM_DATA_MAX (<all>: every
+ * byte, as the session ends). Returns 0, or -1 on a framing error. */
+static int take_body(struct h2_stream *st, struct evbuffer *in, bool all)
+{
+    while (st->phase != RP_DONE && evbuffer_get_length(in) > 0 &&
+           (all || evbuffer_get_length(st->data) < STREAM_DATA_MAX)) {
+        size_t room = all ? SIZE_MAX : STREAM_DATA_MAX - evbuffer_get_length(st->data);
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < room ? avail : room;
+        if (st->phase == RP_LENGTH || st->phase == RP_UNTIL_GONE) {
+            if (st->phase == RP_LENGTH && n > st->resp_left)
+                n = (size_t)st->resp_left;
+            evbuffer_remove_buffer(in, st->data, n);
+            if (st->phase == RP_LENGTH && (st->resp_left -= n) == 0)
+                st->phase = RP_DONE;
+            continue;
+        }
+        /* chunked: llhttp decodes one contiguous piece at a time */
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return -1;
+        size_t len = v.iov_len < n ? v.iov_len : n;
+        llhttp_errno_t err = llhttp_execute(&st->rp, v.iov_base, len);
+        size_t used = len;
+        if (err == HPE_PAUSED)
+            used = (size_t)(llhttp_get_error_pos(&st->rp) - (const char *)v.iov_base);
+        else if (err != HPE_OK)
+            return -1;
+        evbuffer_drain(in, used);
+    }
+    if (st->phase == RP_DONE)
+        st->ntrailers = st->nnv;
+    return 0;
+}
+
+/* Takes what the session wrote, as far as the stream's queue has room. */
+static void stream_take(struct h2_stream *st)
+{
+    struct bth_http_session *s = st->s;
+    if (s == NULL || st->aborted)
+        return;
+    struct evbuffer *in = s->conn.out;
+    bool had = st->data != NULL && evbuffer_get_length(st->data) > 0;
+    bool was_done = st->phase == RP_DONE && st->submitted;
+    if (st->phase == RP_HEAD) {
+        int r = take_head(st, in);
+        if (r < 0) {
+            st->aborted = true;
+            return;
+        }
+        if (r == 0)
+            return;
+    }
+    if (take_body(st, in, false) != 0) {
+        st->aborted = true;
+        return;
+    }
+    bool now = evbuffer_get_length(st->data) > 0;
+    if (st->deferred && ((now && !had) || (st->phase == RP_DONE && !was_done))) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->hc->ng, st->id);
+    }
+}
+
+static ssize_t on_data_source(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, size_t length,
+                              uint32_t *flags, nghttp2_data_source *source, void *user_data)
+{
+    struct h2_stream *st = source->ptr;
+    (void)buf;
+    (void)user_data;
+    size_t avail = evbuffer_get_length(st->data);
+    if (avail == 0 && st->phase != RP_DONE) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? avail : length;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->phase == RP_DONE && n == avail) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->ntrailers > 0) {
+            nghttp2_nv stackbuf[16];
+            size_t k;
+            nghttp2_nv *nva = make_nva(st, 0, NULL, &k, stackbuf, 16);
+            if (nva != NULL && nghttp2_submit_trailer(ng, stream_id, nva, k) == 0)
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (nva != stackbuf)
+                bth_free(nva);
+        }
+    }
+    return (ssize_t)n;
+}
+
+/* nghttp2 writes a DATA frame: its 9-byte header, then the payload moved (not copied) from
+ * the stream's queue to the socket's output. */
+static int on_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *source, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    struct h2_stream *st = source->ptr;
+    (void)ng;
+    if (evbuffer_get_length(hc->conn.out) >= CONN_OUT_HIGH)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    evbuffer_add(hc->conn.out, framehd, 9);
+    evbuffer_remove_buffer(st->data, hc->conn.out, length);
+    (void)frame; /* berth sends no padding */
+    hc->data_sent++;
+    if (st->s != NULL) {
+        size_t before = evbuffer_get_length(st->s->conn.out);
+        stream_take(st);
+        /* Room again in the session's output: it may read its target again. */
+        if (before >= st->s->out_high && evbuffer_get_length(st->s->conn.out) < st->s->out_high)
+            h1_front_drained(st->s);
+    }
+    return 0;
+}
+
+/* ---- front ops: what the session calls ------------------------------------------------- */
+
+static void front_read(struct bth_http_session *s, size_t limit)
+{
+    struct h2_stream *st = s->front_arg;
+    struct h2_conn *hc = st->hc;
+    size_t moved = 0;
+    s->conn.read_pending = false;
+    while (st->body != NULL && evbuffer_get_length(st->body) > 0 && moved < limit) {
+        size_t n = evbuffer_get_length(st->body);
+        if (n > limit - moved)
+            n = limit - moved;
+        if (st->chunked)
+            evbuffer_add_printf(s->conn.in, "%zx\r\n", n);
+        evbuffer_remove_buffer(st->body, s->conn.in, n);
+        if (st->chunked)
+            evbuffer_add(s->conn.in, "\r\n", 2);
+        moved += n;
+    }
+    if (moved > 0) {
+        nghttp2_session_consume(hc->ng, st->id, moved); /* the client may send as much again */
+        schedule_send(hc);
+    }
+    if (st->body != NULL && evbuffer_get_length(st->body) > 0) {
+        s->conn.read_pending = true;
+    } else if (st->req_end && st->chunked && !st->last_chunk) {
+        st->last_chunk = true;
+        evbuffer_add(s->conn.in, "0\r\n", 3);
+        if (st->req_trailers != NULL)
+            evbuffer_add_buffer(s->conn.in, st->req_trailers);
+        evbuffer_add(s->conn.in, "\r\n", 2);
+    }
+}
+
+static int front_write(struct bth_http_session *s)
+{
+    struct h2_stream *st = s->front_arg;
+    stream_take(st);
+    if (st->aborted)
+        return -1;
+    schedule_send(st->hc);
+    return 0;
+}
+
+static void front_gone(struct bth_http_session *s)
+{
+    struct h2_stream *st = s->front_arg;
+    struct h2_conn *hc = st->hc;
+    struct evbuffer *in = s->conn.out;
+    st->s = NULL;
+    if (!st->aborted && st->phase == RP_HEAD && take_head(st, in) < 0)
+        st->aborted = true;
+    if (!st->aborted && st->phase != RP_HEAD && take_body(st, in, true) != 0)
+        st->aborted = true;
+    if (!st->aborted && st->phase == RP_UNTIL_GONE)
+        st->phase = RP_DONE; /* the session's end is the body's end */
+    if (st->aborted || st->phase != RP_DONE) {
+        /* The answer broke off (the target went away mid-answer, or berth gave up on the
+         * exchange): the client learns it from a reset, not from a short body. */
+        st->aborted = true;
+        nghttp2_submit_rst_stream(hc->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        count(hc, BTH_ST_H2_RESETS_SENT);
+    } else if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(hc->ng, st->id);
+    }
+    /* The rest of a request body nobody will read: the client's window comes back. */
+    if (st->body != NULL && evbuffer_get_length(st->body) > 0) {
+        nghttp2_session_consume(hc->ng, st->id, evbuffer_get_length(st->body));
+        evbuffer_drain(st->body, evbuffer_get_length(st->body));
+    }
+    schedule_send(hc);
+}
+
+static const struct h1_front_ops stream_front = {
+    .read = front_read,
+    .write = front_write,
+    .gone = front_gone,
+};
+
+/* ---- the request: HEADERS to HTTP/1.1 ---------------------------------------------------- */
+
+/* berth answers the stream itself, before any session: <status> with a short text. */
+static void stream_answer(struct h2_stream *st, int status, const char *text)
+{
+    struct h2_conn *hc = st->hc;
+    char code[4], clen[24];
+    size_t n = strlen(text);
+    snprintf(code, sizeof(code), "%03d", status);
+    snprintf(clen, sizeof(clen), "%zu", n);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen), NGHTTP2_NV_FLAG_NONE},
+    };
+    st->dispatched = true;
+    if (lazy(&st->data) == NULL || evbuffer_add(st->data, text, n) != 0) {
+        nghttp2_submit_rst_stream(hc->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    st->phase = RP_DONE;
+    st->submitted = true;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_data_source};
+    nghttp2_submit_response(hc->ng, st->id, nva, 3, st->head_method ? NULL : &prd);
+    bth_stats_add(hc->listener->stats, hc->w->id, BTH_ST_ELB_4XX + (status >= 500), 1);
+}
+
+static bool same_host(nghttp2_rcbuf *a, nghttp2_rcbuf *b)
+{
+    struct bth_span_vec x = rcvec(a), y = rcvec(b);
+    return x.n == y.n && strncasecmp(x.p, y.p, x.n) == 0;
+}
+
+/* The request head is whole: write it as HTTP/1.1 into a new session and let it run. */
+static void stream_dispatch(struct h2_stream *st, bool end_stream)
+{
+    struct h2_conn *hc = st->hc;
+    st->req_end = end_stream;
+    if (st->too_large) {
+        stream_answer(st, 431, "431 Request Header Fields Too Large\n");
+        return;
+    }
+    if (st->method == NULL || st->path == NULL) { /* CONNECT (nghttp2 checks the rest) */
+        stream_answer(st, 405, "405 Method Not Allowed\n");
+        return;
+    }
+    struct bth_http_session *s =
+        h1_front_session_new(hc->w, hc->wl, hc->snap, &hc->peer, hc->client_ip, hc->client_text,
+                             hc->conn.ssl != NULL, &stream_front, st);
+    if (s == NULL) {
+        stream_answer(st, 503, "503 Service Unavailable\n");
+        return;
+    }
+    st->dispatched = true;
+    st->s = s;
+    struct bth_span_vec m = rcvec(st->method), p = rcvec(st->path);
+    st->head_method = m.n == 4 && memcmp(m.p, "HEAD", 4) == 0;
+    struct evbuffer *in = s->conn.in;
+    evbuffer_add(in, m.p, m.n);
+    evbuffer_add(in, " ", 1);
+    evbuffer_add(in, p.p, p.n);
+    evbuffer_add(in, " HTTP/1.1\r\n", 11);
+    /* :authority is the Host; a Host field that names another one makes the request
+     * ambiguous, and the session refuses two Hosts with 400 (RFC 9113 8.3.1). */
+    nghttp2_rcbuf *hosts[2] = {st->authority, st->host};
+    if (st->authority != NULL && st->host != NULL && same_host(st->authority, st->host))
+        hosts[1] = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (hosts[i] != NULL) {
+            struct bth_span_vec h = rcvec(hosts[i]);
+            evbuffer_add(in, "Host: ", 6);
+            evbuffer_add(in, h.p, h.n);
+            evbuffer_add(in, "\r\n", 2);
+        }
+    }
+    if (st->head != NULL)
+        evbuffer_add_buffer(in, st->head);
+    if (st->cookies != NULL) {
+        evbuffer_add(in, "Cookie: ", 8);
+        evbuffer_add_buffer(in, st->cookies);
+        evbuffer_add(in, "\r\n", 2);
+    }
+    if (!end_stream && !st->has_cl) {
+        st->chunked = true; /* the body's end is END_STREAM: chunked to the target */
+        evbuffer_add(in, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    evbuffer_add(in, "\r\n", 2);
+    rc_release(&st->method);
+    rc_release(&st->path);
+    rc_release(&st->authority);
+    rc_release(&st->host);
+    h1_front_input(s);
+}
+
+/* ---- nghttp2 callbacks ---------------------------------------------------------------------- */
+
+static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t length, int flags,
+                       void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    (void)ng;
+    (void)flags;
+    if (evbuffer_get_length(hc->conn.out) >= CONN_OUT_HIGH)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (evbuffer_add(hc->conn.out, data, length) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)length;
+}
+
+/* Every frame's header, before its payload: the flood checks. */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    uint64_t now = bth_clock_mono_ms();
+    hc->last_rx_ms = now;
+    hc->ping_out = false;
+    if (hd->type == NGHTTP2_HEADERS) {
+        /* A lower or reused stream id (RFC 9113 5.1.1), which nghttp2 ignores rather than
+         * track every stream it saw; berth knows its open ones (trailers come on those). */
+        if (hd->stream_id <= hc->last_stream_id &&
+            nghttp2_session_get_stream_user_data(ng, hd->stream_id) == NULL)
+            return cut_off(hc, NGHTTP2_PROTOCOL_ERROR, "stream id reused");
+        if (hd->stream_id > hc->last_stream_id)
+            hc->last_stream_id = hd->stream_id;
+    }
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_CONTINUATION:
+        if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM)) {
+            if (++hc->empty_frames > EMPTY_FRAMES_MAX)
+                return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "frames without payload");
+        } else {
+            hc->empty_frames = 0;
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        if (!bucket_take(&hc->resets, RESET_BURST, RESET_RATE, now))
+            return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "stream reset flood (rapid reset)");
+        break;
+    case NGHTTP2_PING:
+    case NGHTTP2_SETTINGS:
+    case NGHTTP2_PRIORITY:
+        if (!bucket_take(&hc->control, CONTROL_BURST, CONTROL_RATE, now))
+            return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "control frame flood");
+        break;
+    case NGHTTP2_WINDOW_UPDATE:
+        if (++hc->window_updates > WINDOW_UPDATE_FREE + 4 * hc->data_sent)
+            return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "WINDOW_UPDATE flood");
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2_stream *st = bth_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset, others go on */
+    st->hc = hc;
+    st->id = frame->hd.stream_id;
+    bth_list_push(&hc->streams, &st->link);
+    if (hc->nstreams++ == 0)
+        event_del(&hc->timer); /* not idle */
+    nghttp2_session_set_stream_user_data(ng, st->id, st);
+    count(hc, BTH_ST_H2_STREAMS);
+    return 0;
+}
+
+static void keep_rc(nghttp2_rcbuf **slot, nghttp2_rcbuf *rc)
+{
+    rc_release(slot);
+    nghttp2_rcbuf_incref(rc);
+    *slot = rc;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rcbuf *name,
+                     nghttp2_rcbuf *value, uint8_t flags, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    (void)flags;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (st == NULL)
+        return 0;
+    struct bth_span_vec n = rcvec(name), v = rcvec(value);
+    size_t limit = hc->listener->cfg->http2.max_header_list_size;
+    st->hdr_bytes += n.n + v.n + 32;
+    if (st->hdr_bytes > limit) {
+        if (st->hdr_bytes > BOMB_FACTOR * limit)
+            return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "header list far over the limit");
+        st->too_large = true;
+    }
+    if (st->too_large)
+        return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* trailers: they can follow only a chunked body */
+        if (lazy(&st->req_trailers) == NULL)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        evbuffer_add(st->req_trailers, n.p, n.n);
+        evbuffer_add(st->req_trailers, ": ", 2);
+        evbuffer_add(st->req_trailers, v.p, v.n);
+        evbuffer_add(st->req_trailers, "\r\n", 2);
+        return 0;
+    }
+    if (n.n > 0 && n.p[0] == ':') {
+        if (n.n == 7 && memcmp(n.p, ":method", 7) == 0)
+            keep_rc(&st->method, value);
+        else if (n.n == 5 && memcmp(n.p, ":path", 5) == 0)
+            keep_rc(&st->path, value);
+        else if (n.n == 10 && memcmp(n.p, ":authority", 10) == 0)
+            keep_rc(&st->authority, value);
+        return 0; /* :scheme: the listener's own */
+    }
+    if (n.n == 6 && memcmp(n.p, "cookie", 6) == 0) {
+        if (lazy(&st->cookies) == NULL)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (evbuffer_get_length(st->cookies) > 0)
+            evbuffer_add(st->cookies, "; ", 2);
+        evbuffer_add(st->cookies, v.p, v.n);
+        return 0;
+    }
+    if (n.n == 4 && memcmp(n.p, "host", 4) == 0) {
+        keep_rc(&st->host, value);
+        return 0;
+    }
+    if (n.n == 2 && memcmp(n.p, "te", 2) == 0)
+        return 0; /* "trailers" (nghttp2 refuses others): hop-by-hop in HTTP/1.1 */
+    if (n.n == 14 && memcmp(n.p, "content-length", 14) == 0)
+        st->has_cl = true;
+    if (lazy(&st->head) == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    evbuffer_add(st->head, n.p, n.n);
+    evbuffer_add(st->head, ": ", 2);
+    evbuffer_add(st->head, v.p, v.n);
+    evbuffer_add(st->head, "\r\n", 2);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    struct h2_stream *st = frame->hd.stream_id != 0
+                               ? nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id)
+                               : NULL;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        if (st == NULL)
+            break;
+        if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            stream_dispatch(st, end);
+        } else if (end) {
+            st->req_end = true;
+            if (st->s != NULL)
+                h1_front_input(st->s);
+        }
+        break;
+    case NGHTTP2_DATA:
+        if (st != NULL && end) {
+            st->req_end = true;
+            if (st->s != NULL)
+                h1_front_input(st->s);
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        count(hc, BTH_ST_H2_RESETS_RECEIVED);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    (void)flags;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, stream_id);
+    if (st == NULL || st->s == NULL) {
+        /* nobody reads it (answered already, or refused): the window comes back at once */
+        nghttp2_session_consume(ng, stream_id, len);
+        return 0;
+    }
+    if (lazy(&st->body) == NULL || evbuffer_add(st->body, data, len) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    (void)hc;
+    h1_front_input(st->s);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
+{
+    struct h2_conn *hc = user_data;
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+        uint32_t code = frame->goaway.error_code;
+        enum bth_stat k = code == NGHTTP2_NO_ERROR             ? BTH_ST_H2_GOAWAY_NO_ERROR
+                          : code == NGHTTP2_PROTOCOL_ERROR     ? BTH_ST_H2_GOAWAY_PROTOCOL_ERROR
+                          : code == NGHTTP2_FLOW_CONTROL_ERROR ? BTH_ST_H2_GOAWAY_FLOW_CONTROL_ERROR
+                          : code == NGHTTP2_COMPRESSION_ERROR  ? BTH_ST_H2_GOAWAY_COMPRESSION_ERROR
+                          : code == NGHTTP2_ENHANCE_YOUR_CALM  ? BTH_ST_H2_GOAWAY_ENHANCE_YOUR_CALM
+                                                               : BTH_ST_H2_GOAWAY_OTHER;
+        count(hc, k);
+        hc->going_away = true;
+        return 0;
+    }
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        if (frame->rst_stream.error_code != NGHTTP2_NO_ERROR)
+            count(hc, BTH_ST_H2_RESETS_SENT);
+        return 0;
+    }
+    /* The answer is complete while the client still sends its body, which nobody reads:
+     * tell it to stop (RFC 9113 8.1). */
+    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+        if (st != NULL && !st->req_end)
+            nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
+                           void *user_data)
+{
+    (void)error_code;
+    (void)user_data;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, stream_id);
+    if (st == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(ng, stream_id, NULL);
+    stream_free(st); /* aborts the exchange if it still runs (a reset, a lost connection) */
+    return 0;
+}
+
+/* ---- the connection ---------------------------------------------------------------------- */
+
+static void conn_free(struct h2_conn *hc)
+{
+    struct bth_list *it, *tmp;
+    hc->going_away = true; /* stream_free must not arm the idle timer */
+    bth_list_foreach_safe(it, tmp, &hc->streams)
+    {
+        stream_free(bth_list_entry(it, struct h2_stream, link));
+    }
+    nghttp2_session_del(hc->ng);
+    event_del(&hc->timer);
+    bth_worker_conn_closed(hc->listener->stats);
+    bth_worker_untrack(hc->w, &hc->wc);
+    bth_conn_fini(&hc->conn);
+    bth_snapshot_unref(hc->snap);
+    bth_free(hc);
+}
+
+/* A last GOAWAY with <code>; the connection closes when the streams before it are done
+ * (at once for an error) or when the grace runs out. */
+static void go_away(struct h2_conn *hc, uint32_t code)
+{
+    if (code != NGHTTP2_NO_ERROR)
+        nghttp2_session_terminate_session(hc->ng, code);
+    else if (!hc->going_away)
+        nghttp2_submit_goaway(hc->ng, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(hc->ng), code, NULL, 0);
+    hc->going_away = true;
+    if (hc->nstreams == 0 || code != NGHTTP2_NO_ERROR)
+        arm_timer(hc, GOAWAY_GRACE_MS);
+}
+
+/* Feeds what the client sent to nghttp2. */
+static void conn_recv(struct h2_conn *hc)
+{
+    struct evbuffer_iovec v[8];
+    while (evbuffer_get_length(hc->conn.in) > 0 && !hc->closing) {
+        int n = evbuffer_peek(hc->conn.in, -1, NULL, v, 8);
+        if (n > 8)
+            n = 8;
+        size_t used = 0;
+        for (int i = 0; i < n; i++) {
+            ssize_t r = nghttp2_session_mem_recv(hc->ng, v[i].iov_base, v[i].iov_len);
+            if (r < 0) {
+                evbuffer_drain(hc->conn.in, evbuffer_get_length(hc->conn.in));
+                if (r == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+                    hc->closing = true; /* not HTTP/2 at all: nothing to say */
+                    return;
+                }
+                uint32_t code =
+                    hc->flood ? hc->flood
+                    : (r == NGHTTP2_ERR_FLOODED || r == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)
+                        ? NGHTTP2_ENHANCE_YOUR_CALM
+                        : NGHTTP2_PROTOCOL_ERROR;
+                if (hc->flood == 0)
+                    bth_log(BTH_LOG_INFO, "h2 #%llu from %s: %s", (unsigned long long)hc->id,
+                            hc->client_text, nghttp2_strerror((int)r));
+                go_away(hc, code);
+                return;
+            }
+            used += (size_t)r;
+        }
+        evbuffer_drain(hc->conn.in, used);
+    }
+}
+
+/* Frames what nghttp2 has queued and writes it out; decides whether the connection ends. */
+static void conn_pump(struct h2_conn *hc)
+{
+    if (hc->closing)
+        return;
+    if (evbuffer_get_length(hc->conn.out) < CONN_OUT_HIGH) {
+        int rv = nghttp2_session_send(hc->ng);
+        if (rv != 0) {
+            hc->closing = true;
+            return;
+        }
+    }
+    if (bth_conn_flush(&hc->conn) != 0) {
+        hc->closing = true;
+        return;
+    }
+    bool idle_out = evbuffer_get_length(hc->conn.out) == 0;
+    if (idle_out && !nghttp2_session_want_read(hc->ng) && !nghttp2_session_want_write(hc->ng))
+        hc->closing = true;
+    else if (idle_out && hc->going_away && hc->nstreams == 0 && !nghttp2_session_want_write(hc->ng))
+        hc->closing = true;
+}
+
+static void conn_readable(struct h2_conn *hc)
+{
+    for (int round = 0; round < 16 && !hc->closing; round++) {
+        /* Output the client does not read stops its input too: a client cannot make berth
+         * queue answers (PING, SETTINGS acks) without bound. */
+        if (evbuffer_get_length(hc->conn.out) >= CONN_OUT_HIGH) {
+            hc->conn.read_pending = true;
+            return;
+        }
+        bth_conn_read(&hc->conn, READ_BUDGET_H2);
+        if (hc->conn.error != 0) {
+            hc->closing = true;
+            return;
+        }
+        conn_recv(hc);
+        conn_pump(hc);
+        if (hc->conn.eof) {
+            hc->closing = true; /* the client is gone: its streams go with it */
+            return;
+        }
+        if (!hc->conn.read_pending)
+            return;
+    }
+    if (!hc->closing)
+        event_active(&hc->conn.ev, EV_READ, 1);
+}
+
+static void on_conn_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2_conn *hc = arg;
+    (void)fd;
+    bth_conn_note_event(&hc->conn, what);
+    if (hc->conn.ssl != NULL)
+        what |= EV_READ | EV_WRITE;
+    if (what & EV_CLOSED)
+        what |= EV_READ;
+    if (what & EV_WRITE) {
+        conn_pump(hc);
+        if (!hc->closing && hc->conn.read_pending &&
+            evbuffer_get_length(hc->conn.out) < CONN_OUT_HIGH)
+            what |= EV_READ;
+    }
+    if ((what & EV_READ) && !hc->closing)
+        conn_readable(hc);
+    if (hc->closing)
+        conn_free(hc);
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2_conn *hc = arg;
+    (void)fd;
+    (void)what;
+    if (hc->going_away) {
+        hc->closing = true; /* the grace after the last GOAWAY ran out */
+    } else if (hc->nstreams == 0) {
+        go_away(hc, NGHTTP2_NO_ERROR); /* idle_timeout: GOAWAY, then close */
+        conn_pump(hc);
+    }
+    if (hc->closing)
+        conn_free(hc);
+}
+
+/* Once a second: a removed listener's connections go away, and a quiet connection is
+ * checked for life when the listener asks for it (http2.ping_interval). */
+static void conn_sweep(struct bth_worker_conn *c, uint64_t now_ms)
+{
+    struct h2_conn *hc = bth_list_entry(c, struct h2_conn, wc);
+    uint64_t ping = hc->listener->cfg->http2.ping_interval_ms;
+    if (hc->wl->retired && !hc->going_away) {
+        go_away(hc, NGHTTP2_NO_ERROR);
+    } else if (ping > 0 && now_ms - hc->last_rx_ms >= ping) {
+        if (hc->ping_out && now_ms - hc->last_rx_ms >= 2 * ping) {
+            bth_log(BTH_LOG_INFO, "h2 #%llu from %s: no answer to PING, closing",
+                    (unsigned long long)hc->id, hc->client_text);
+            hc->closing = true;
+            conn_free(hc);
+            return;
+        }
+        if (!hc->ping_out) {
+            hc->ping_out = true;
+            nghttp2_submit_ping(hc->ng, NGHTTP2_FLAG_NONE, NULL);
+        }
+    } else {
+        return;
+    }
+    schedule_send(hc);
+}
+
+/* A graceful stop (shutdown, or the stop of a worker): GOAWAY, open streams finish. */
+static void conn_stop(struct bth_worker_conn *c)
+{
+    struct h2_conn *hc = bth_list_entry(c, struct h2_conn, wc);
+    if (!hc->going_away)
+        go_away(hc, NGHTTP2_NO_ERROR);
+    schedule_send(hc);
+}
+
+static void conn_abort(struct bth_worker_conn *c)
+{
+    conn_free(bth_list_entry(c, struct h2_conn, wc));
+}
+
+static const struct bth_conn_ops h2_conn_ops = {
+    .stop = conn_stop, .abort = conn_abort, .sweep = conn_sweep};
+
+static nghttp2_session_callbacks *make_callbacks(void)
+{
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb) != 0)
+        return NULL;
+    nghttp2_session_callbacks_set_send_callback(cb, on_send);
+    nghttp2_session_callbacks_set_send_data_callback(cb, on_send_data);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    return cb;
+}
+
+static int session_setup(struct h2_conn *hc)
+{
+    const struct bth_cfg_http2 *h = &hc->listener->cfg->http2;
+    nghttp2_session_callbacks *cb = make_callbacks();
+    nghttp2_option *opt = NULL;
+    int rv = -1;
+    if (cb == NULL || nghttp2_option_new(&opt) != 0)
+        goto out;
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* consumed as forwarded: front_read */
+    nghttp2_option_set_max_settings(opt, 32);
+    if (nghttp2_session_server_new2(&hc->ng, cb, hc, opt) != 0)
+        goto out;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h->max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)h->initial_window_size},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, (uint32_t)h->max_frame_size},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)h->max_header_list_size},
+    };
+    if (nghttp2_submit_settings(hc->ng, NGHTTP2_FLAG_NONE, iv, 4) != 0)
+        goto out;
+    /* The connection's window covers every stream's, so a fast client is held back only by
+     * its streams' windows, which the forwarding opens as it goes (16 MiB at most). */
+    uint64_t conn_window = (uint64_t)h->initial_window_size * h->max_concurrent_streams;
+    if (conn_window > 16u * 1024 * 1024)
+        conn_window = 16u * 1024 * 1024;
+    if (conn_window > 65535)
+        nghttp2_session_set_local_window_size(hc->ng, NGHTTP2_FLAG_NONE, 0, (int32_t)conn_window);
+    rv = 0;
+out:
+    if (cb != NULL)
+        nghttp2_session_callbacks_del(cb);
+    if (opt != NULL)
+        nghttp2_option_del(opt);
+    return rv;
+}
+
+void bth_h2_session_start(struct bth_worker *w, struct bth_worker_listener *wl, struct bth_conn *c,
+                          const struct sockaddr_storage *peer)
+{
+    struct bth_stats *stats = w->snap->listeners[wl->index].stats;
+    struct h2_conn *hc = bth_calloc(1, sizeof(*hc));
+    if (hc == NULL || bth_conn_move(&hc->conn, c, on_conn_io, hc) != 0) {
+        if (hc != NULL)
+            bth_conn_fini(&hc->conn);
+        bth_conn_fini(c);
+        bth_free(hc);
+        bth_worker_conn_closed(stats);
+        return;
+    }
+    hc->w = w;
+    hc->wl = wl;
+    bth_snapshot_ref(w->snap);
+    hc->snap = w->snap;
+    hc->listener = &hc->snap->listeners[wl->index];
+    hc->id = ++w->next_conn_id;
+    hc->peer = *peer;
+    hc->last_rx_ms = bth_clock_mono_ms();
+    h1_describe_peer(peer, hc->client_ip, hc->client_text);
+    bth_list_init(&hc->streams);
+    evtimer_assign(&hc->timer, w->base, on_conn_timer, hc);
+    bth_worker_track(w, &hc->wc, &h2_conn_ops, true);
+    count(hc, BTH_ST_H2_CONNECTIONS);
+    if (session_setup(hc) != 0) {
+        hc->closing = true;
+    } else {
+        arm_timer(hc, hc->listener->cfg->idle_timeout_ms);
+        conn_recv(hc); /* the preface and whatever came with it */
+        conn_pump(hc);
+        if (!hc->closing)
+            conn_readable(hc);
+    }
+    if (hc->closing)
+        conn_free(hc);
+}
