@@ -323,7 +323,7 @@ struct bth_tls_server *bth_tls_server_create(const struct bth_cfg_listener *l, s
     if (t == NULL)
         return NULL;
     atomic_init(&t->refcnt, 1);
-    t->h2 = l->http2.enabled != 0;
+    t->h2 = l->protocol == BTH_PROTO_HTTPS && l->http2.enabled; /* not NLB TLS listeners */
     t->ctxs = bth_calloc(l->ncertificates ? l->ncertificates : 1, sizeof(*t->ctxs));
     if (t->ctxs == NULL)
         goto fail;
