@@ -457,3 +457,78 @@ def test_garbage_after_preface_is_a_protocol_error(berth, backend):
     r.send(b"\x00\x00\x04\x63\x00\x00\x00\x00\x00" + b"\xff" * 4 +
            h2wire.frame(h2wire.DATA, 0, 0, b"x"))  # unknown type (ignored), DATA on stream 0
     assert r.goaway() == "PROTOCOL_ERROR"
+
+
+def test_removed_listener_sends_goaway_and_lets_streams_finish(berth, backend):
+    a = backend()
+    cfg = h2c_config([a.addr])
+    cfg["listeners"].append(dict(cfg["listeners"][0], name="other"))
+    lb = berth(cfg)
+    r = h2wire.Raw(lb.ports["web"])
+    r.send(h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, 1,
+                        h2wire.request_block(r.enc, "/slow?ms=1500")))
+    time.sleep(0.2)
+    text = open(lb.config_path).read()
+    i = text.index("  - name: web")
+    j = text.index("  - name: other")
+    with open(lb.config_path, "w") as f:
+        f.write(text[:i] + text[j:])
+    st, body = lb.ctl("POST", "/v1/reload")
+    assert st == 200, body
+    frames = r.frames(timeout=6, until=lambda t, f, s, p: t == h2wire.DATA and f & 1)
+    kinds = [t for t, _, _, _ in frames]
+    assert h2wire.GOAWAY in kinds and h2wire.DATA in kinds
+    head = [p for t, _, s, p in frames if t == h2wire.HEADERS and s == 1][0]
+    assert dict(hpack.Decoder().decode(head))[":status"] == "200"
+    assert r.closed(timeout=3)
+
+
+def test_max_concurrent_streams_refuses_the_excess(berth, backend):
+    a = backend()
+    lb = berth(h2c_config([a.addr], http2={"max_concurrent_streams": 4}))
+    r = h2wire.Raw(lb.ports["web"])
+    # Before the client acknowledges the limit the excess is refused stream by stream
+    # (REFUSED_STREAM: safe to retry); nghttp2 treats excess after the acknowledgement as
+    # a connection error (GOAWAY PROTOCOL_ERROR), which no well-behaved client sees.
+    burst = b"".join(h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, sid,
+                                  h2wire.request_block(r.enc, "/slow?ms=500"))
+                     for sid in range(1, 13, 2))
+    r.send(burst)
+    frames = r.frames(timeout=4)
+    refused = {s for t, _, s, p in frames if t == h2wire.RST_STREAM and
+               int.from_bytes(p[:4], "big") == 7}  # REFUSED_STREAM
+    answered = {s for t, _, s, _ in frames if t == h2wire.HEADERS}
+    assert answered == {1, 3, 5, 7}
+    assert refused == {9, 11}
+
+
+def test_header_list_over_the_http2_limit_is_431(berth, backend):
+    a = backend()
+    lb = berth(h2c_config([a.addr], http2={"max_header_list_size": "2k"}))
+    c = h2wire.Client(lb.ports["web"])
+    big = c.request("GET", "/big", headers=[("x-big", "v" * 3000)])
+    ok = c.request("GET", "/ok")
+    c.wait([big, ok])
+    assert c.streams[big]["headers"][":status"] == "431"
+    assert c.streams[ok]["headers"][":status"] == "200"
+    assert [q.target for q in a.requests] == ["/ok"]
+    assert not c.goaway
+    c.close()
+
+
+def test_ping_liveness_closes_a_silent_connection(berth, backend):
+    a = backend()
+    lb = berth(h2c_config([a.addr], http2={"ping_interval": "1s"}))
+    r = h2wire.Raw(lb.ports["web"])  # never answers anything
+    t0 = time.monotonic()
+    frames = r.frames(timeout=4, until=lambda t, f, s, p: t == h2wire.PING and not f & 1)
+    assert frames and frames[-1][0] == h2wire.PING
+    assert r.closed(timeout=4)
+    assert time.monotonic() - t0 < 6
+    # a client that answers stays
+    c = h2wire.Client(lb.ports["web"])
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        assert c.pump(0.2)
+    assert c.get("/still")["headers"][":status"] == "200"
+    c.close()
