@@ -7,11 +7,14 @@
 #   http   keep-alive GETs on one connection (HTTP listener -> HTTP group)
 #   tcp    one TCP connection per exchange: 64 bytes up, the backend's answer back, close
 #   udp    one flow: a 1200-byte datagram up, its echo back (a Python echo target)
+#   h2     h2c (prior knowledge) GETs on one connection, one stream after another (Python's
+#          h2 client; HTTP/2 listener -> the same HTTP group)
 # Each case runs twice (N1 and N2 exchanges); the difference in instructions over N2-N1
 # cancels start-up and shutdown, and the script prints instructions per exchange.
 #
 # Usage: bench/callgrind.sh
-# Environment: BERTH_BIN=PATH (default <repo>/build/berth), N1=200 N2=1200, PORT_BASE=8391
+# Environment: BERTH_BIN=PATH (default <repo>/build/berth), N1=200 N2=1200, PORT_BASE=8391,
+#   MODES="http tcp udp h2" (the cases to run)
 # Exit status: 0 ok; 2 setup failure.
 set -euo pipefail
 
@@ -34,8 +37,8 @@ done
 [[ -x $BERTH_BIN ]] || die "no berth binary at $BERTH_BIN"
 bench_tmpdir callgrind
 BACKEND=$PORT_BASE HTTP_PORT=$((PORT_BASE + 1)) TCP_PORT=$((PORT_BASE + 2))
-UDP_PORT=$((PORT_BASE + 3)) ECHO_PORT=$((PORT_BASE + 4))
-for p in $BACKEND $HTTP_PORT $TCP_PORT; do
+UDP_PORT=$((PORT_BASE + 3)) ECHO_PORT=$((PORT_BASE + 4)) H2_PORT=$((PORT_BASE + 5))
+for p in $BACKEND $HTTP_PORT $TCP_PORT $H2_PORT; do
     tcp_port_busy "$p" && die "port $p is busy (set PORT_BASE)"
 done
 
@@ -76,6 +79,7 @@ listeners:
   - {name: web, protocol: HTTP, bind: "127.0.0.1:$HTTP_PORT", default_action: {forward: {target_groups: [{name: web}]}}}
   - {name: tcp, protocol: TCP, bind: "127.0.0.1:$TCP_PORT", default_action: {forward: {target_groups: [{name: tcp}]}}}
   - {name: udp, protocol: UDP, bind: "127.0.0.1:$UDP_PORT", default_action: {forward: {target_groups: [{name: udp}]}}}
+  - {name: h2, protocol: HTTP, h2c: true, bind: "127.0.0.1:$H2_PORT", default_action: {forward: {target_groups: [{name: web}]}}}
 target_groups:
   - {name: web, protocol: HTTP, health_check: {enabled: false}, targets: ["127.0.0.1:$BACKEND"]}
   - {name: tcp, protocol: TCP, health_check: {enabled: false}, targets: ["127.0.0.1:$BACKEND"]}
@@ -84,10 +88,11 @@ EOF
 
 # client MODE N: N exchanges, one after another.
 client() {
-    python3 - "$1" "$2" "$HTTP_PORT" "$TCP_PORT" "$UDP_PORT" <<'EOF'
+    /usr/bin/python3 - "$1" "$2" "$HTTP_PORT" "$TCP_PORT" "$UDP_PORT" "$H2_PORT" <<'EOF'
 import socket, sys
-mode, n, http_port, tcp_port, udp_port = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
-                                          int(sys.argv[4]), int(sys.argv[5]))
+mode, n, http_port, tcp_port, udp_port, h2_port = (sys.argv[1], int(sys.argv[2]),
+                                                   int(sys.argv[3]), int(sys.argv[4]),
+                                                   int(sys.argv[5]), int(sys.argv[6]))
 req = b"GET /x HTTP/1.1\r\nHost: bench\r\nUser-Agent: callgrind\r\n\r\n"
 if mode == "http":
     s = socket.create_connection(("127.0.0.1", http_port))
@@ -97,6 +102,27 @@ if mode == "http":
         while b"hello from backend\n" not in buf:
             buf += s.recv(65536)
         buf = buf.split(b"hello from backend\n", 1)[1]
+    s.close()
+elif mode == "h2":
+    import h2.connection, h2.config, h2.events
+    s = socket.create_connection(("127.0.0.1", h2_port))
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    s.sendall(c.data_to_send())
+    hs = [(":method", "GET"), (":scheme", "http"), (":authority", "bench"), (":path", "/x"),
+          ("user-agent", "callgrind")]
+    for _ in range(n):
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, hs, end_stream=True)
+        s.sendall(c.data_to_send())
+        done = False
+        while not done:
+            for ev in c.receive_data(s.recv(65536)):
+                if isinstance(ev, h2.events.DataReceived):
+                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                    done = True
+            s.sendall(c.data_to_send())
     s.close()
 elif mode == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -135,7 +161,7 @@ instructions() {
 }
 
 printf '%-6s %14s %14s %18s\n' case "Ir (N=$N1)" "Ir (N=$N2)" "Ir per exchange"
-for mode in http tcp udp; do
+for mode in ${MODES:-http tcp udp h2}; do
     a=$(instructions "$mode" "$N1")
     b=$(instructions "$mode" "$N2")
     printf '%-6s %14s %14s %18s\n' "$mode" "$a" "$b" $(((b - a) / (N2 - N1)))

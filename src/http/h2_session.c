@@ -250,9 +250,11 @@ static int hbuf_add(struct h2_stream *st, const char *p, size_t n, bool lower)
         st->hbuf = b;
         st->hcap = cap;
     }
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        st->hbuf[st->hlen + i] = lower && c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+    char *d = st->hbuf + st->hlen;
+    memcpy(d, p, n);
+    if (lower) { /* HTTP/2 field names are lowercase (RFC 9113 8.2.1) */
+        for (size_t i = 0; i < n; i++)
+            d[i] = (char)(d[i] | ((d[i] >= 'A' && d[i] <= 'Z') << 5));
     }
     st->hlen += n;
     return 0;
@@ -390,8 +392,8 @@ static int submit_head(struct h2_stream *st)
 {
     struct h2_conn *hc = st->hc;
     int code = st->rp.status_code;
-    char status[4];
-    snprintf(status, sizeof(status), "%03d", code % 1000);
+    char status[3] = {(char)('0' + code / 100 % 10), (char)('0' + code / 10 % 10),
+                      (char)('0' + code % 10)};
     nghttp2_nv first = {(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     nghttp2_nv stackbuf[32];
     size_t n;
@@ -430,6 +432,8 @@ static int take_head(struct h2_stream *st, struct evbuffer *in)
             return -1; /* berth wrote it: this does not happen */
         evbuffer_drain(in, len);
         int code = st->rp.status_code;
+        if (code == 101)
+            return -1; /* no request on a stream asks to switch protocols */
         if (code < 200) {
             if (submit_head(st) != 0) /* 100 Continue, 103 Early Hints */
                 return -1;
@@ -708,23 +712,41 @@ static void stream_dispatch(struct h2_stream *st, bool end_stream)
     struct bth_span_vec m = rcvec(st->method), p = rcvec(st->path);
     st->head_method = m.n == 4 && memcmp(m.p, "HEAD", 4) == 0;
     struct evbuffer *in = s->conn.in;
-    evbuffer_add(in, m.p, m.n);
-    evbuffer_add(in, " ", 1);
-    evbuffer_add(in, p.p, p.n);
-    evbuffer_add(in, " HTTP/1.1\r\n", 11);
     /* :authority is the Host; a Host field that names another one makes the request
      * ambiguous, and the session refuses two Hosts with 400 (RFC 9113 8.3.1). */
     nghttp2_rcbuf *hosts[2] = {st->authority, st->host};
     if (st->authority != NULL && st->host != NULL && same_host(st->authority, st->host))
         hosts[1] = NULL;
+    size_t need = m.n + p.n + 12 + 2 * 8;
+    for (int i = 0; i < 2; i++)
+        need += hosts[i] != NULL ? rcvec(hosts[i]).n : 0;
+    struct evbuffer_iovec io;
+    if (evbuffer_reserve_space(in, (ev_ssize_t)need, &io, 1) != 1) {
+        h1_front_abort(s);
+        st->s = NULL;
+        stream_answer(st, 503, "503 Service Unavailable\n");
+        return;
+    }
+    char *w = io.iov_base, *w0 = w;
+    memcpy(w, m.p, m.n);
+    w += m.n;
+    *w++ = ' ';
+    memcpy(w, p.p, p.n);
+    w += p.n;
+    memcpy(w, " HTTP/1.1\r\n", 11);
+    w += 11;
     for (int i = 0; i < 2; i++) {
         if (hosts[i] != NULL) {
             struct bth_span_vec h = rcvec(hosts[i]);
-            evbuffer_add(in, "Host: ", 6);
-            evbuffer_add(in, h.p, h.n);
-            evbuffer_add(in, "\r\n", 2);
+            memcpy(w, "Host: ", 6);
+            memcpy(w + 6, h.p, h.n);
+            w += 6 + h.n;
+            *w++ = '\r';
+            *w++ = '\n';
         }
     }
+    io.iov_len = (size_t)(w - w0);
+    evbuffer_commit_space(in, &io, 1);
     if (st->head != NULL)
         evbuffer_add_buffer(in, st->head);
     if (st->cookies != NULL) {
@@ -742,6 +764,26 @@ static void stream_dispatch(struct h2_stream *st, bool end_stream)
     rc_release(&st->authority);
     rc_release(&st->host);
     h1_front_input(s);
+}
+
+/* Appends "<name>: <value>\r\n" to <b> in one piece. */
+static int add_line(struct evbuffer *b, struct bth_span_vec n, struct bth_span_vec v)
+{
+    struct evbuffer_iovec io;
+    size_t len = n.n + v.n + 4;
+    if (evbuffer_reserve_space(b, (ev_ssize_t)len, &io, 1) != 1)
+        return -1;
+    char *p = io.iov_base;
+    memcpy(p, n.p, n.n);
+    p += n.n;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, v.p, v.n);
+    p += v.n;
+    *p++ = '\r';
+    *p = '\n';
+    io.iov_len = len;
+    return evbuffer_commit_space(b, &io, 1);
 }
 
 /* ---- nghttp2 callbacks ---------------------------------------------------------------------- */
@@ -851,12 +893,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
         return 0;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* trailers: they can follow only a chunked body */
-        if (lazy(&st->req_trailers) == NULL)
+        if (lazy(&st->req_trailers) == NULL || add_line(st->req_trailers, n, v) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        evbuffer_add(st->req_trailers, n.p, n.n);
-        evbuffer_add(st->req_trailers, ": ", 2);
-        evbuffer_add(st->req_trailers, v.p, v.n);
-        evbuffer_add(st->req_trailers, "\r\n", 2);
         return 0;
     }
     if (n.n > 0 && n.p[0] == ':') {
@@ -884,12 +922,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
         return 0; /* "trailers" (nghttp2 refuses others): hop-by-hop in HTTP/1.1 */
     if (n.n == 14 && memcmp(n.p, "content-length", 14) == 0)
         st->has_cl = true;
-    if (lazy(&st->head) == NULL)
+    if (lazy(&st->head) == NULL || add_line(st->head, n, v) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    evbuffer_add(st->head, n.p, n.n);
-    evbuffer_add(st->head, ": ", 2);
-    evbuffer_add(st->head, v.p, v.n);
-    evbuffer_add(st->head, "\r\n", 2);
     return 0;
 }
 
