@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -261,28 +262,20 @@ static int hbuf_add(struct h2_stream *st, const char *p, size_t n, bool lower)
 }
 
 /* Fields HTTP/2 forbids (RFC 9113 8.2.2): they describe the HTTP/1.1 connection. */
-static bool connection_specific(const char *n, size_t len)
+static bool connection_specific_ci(const char *n, size_t len)
 {
     static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
                                         "transfer-encoding", "upgrade"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strlen(names[i]) == len && memcmp(n, names[i], len) == 0)
+        if (strlen(names[i]) == len && strncasecmp(n, names[i], len) == 0)
             return true;
     }
     return false;
 }
 
-static int push_field(struct h2_stream *st)
+/* Appends the field at name_off/value_off to the list. */
+static int push_nv(struct h2_stream *st)
 {
-    if (!st->in_value)
-        return 0;
-    st->in_value = false;
-    /* llhttp leaves trailing whitespace in a value */
-    while (st->value_len > 0 && (st->hbuf[st->value_off + st->value_len - 1] == ' ' ||
-                                 st->hbuf[st->value_off + st->value_len - 1] == '\t'))
-        st->value_len--;
-    if (connection_specific(st->hbuf + st->name_off, st->name_len))
-        return 0;
     if (st->nnv == st->cap_nv) {
         size_t cap = st->cap_nv ? st->cap_nv * 2 : 16;
         struct nv_span *v = bth_realloc(st->nvs, cap * sizeof(*v));
@@ -294,6 +287,21 @@ static int push_field(struct h2_stream *st)
     st->nvs[st->nnv++] = (struct nv_span){(uint32_t)st->name_off, (uint32_t)st->name_len,
                                           (uint32_t)st->value_off, (uint32_t)st->value_len};
     return 0;
+}
+
+/* A trailer llhttp finished reading: kept unless HTTP/2 forbids it. */
+static int push_field(struct h2_stream *st)
+{
+    if (!st->in_value)
+        return 0;
+    st->in_value = false;
+    /* llhttp leaves trailing whitespace in a value */
+    while (st->value_len > 0 && (st->hbuf[st->value_off + st->value_len - 1] == ' ' ||
+                                 st->hbuf[st->value_off + st->value_len - 1] == '\t'))
+        st->value_len--;
+    if (connection_specific_ci(st->hbuf + st->name_off, st->name_len))
+        return 0;
+    return push_nv(st);
 }
 
 static int rp_on_field(llhttp_t *p, const char *at, size_t len)
@@ -323,10 +331,7 @@ static int rp_on_value(llhttp_t *p, const char *at, size_t len)
 
 static int rp_on_headers_complete(llhttp_t *p)
 {
-    struct h2_stream *st = p->data;
-    if (push_field(st) != 0)
-        return HPE_USER;
-    st->name_len = 0;
+    (void)p; /* the primed head of start_chunked: its fields are not kept */
     return HPE_PAUSED;
 }
 
@@ -388,10 +393,9 @@ static ssize_t on_data_source(nghttp2_session *ng, int32_t stream_id, uint8_t *b
 
 /* The session wrote a whole response head: send it on the stream as HEADERS. Returns 0 or
  * -1 (out of memory). */
-static int submit_head(struct h2_stream *st)
+static int submit_head(struct h2_stream *st, int code)
 {
     struct h2_conn *hc = st->hc;
-    int code = st->rp.status_code;
     char status[3] = {(char)('0' + code / 100 % 10), (char)('0' + code / 10 % 10),
                       (char)('0' + code % 10)};
     nghttp2_nv first = {(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
@@ -414,6 +418,115 @@ static int submit_head(struct h2_stream *st)
     return rv == 0 ? 0 : -1;
 }
 
+/* What a head says about its body. */
+struct head_info {
+    int status;
+    bool chunked;    /* Transfer-Encoding ends in chunked */
+    bool has_length; /* Content-Length */
+    uint64_t length;
+};
+
+static bool name_is(const char *p, size_t n, const char *lit)
+{
+    return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+/* Reads one field line of the head into the stream's list (lowercase name, value without
+ * surrounding whitespace); connection-specific fields are left out. */
+static int head_field(struct h2_stream *st, const char *p, size_t l, struct head_info *hi)
+{
+    const char *colon = memchr(p, ':', l);
+    if (colon == NULL || colon == p)
+        return -1;
+    size_t nlen = (size_t)(colon - p);
+    const char *v = colon + 1, *vend = p + l;
+    while (v < vend && (*v == ' ' || *v == '\t'))
+        v++;
+    while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
+        vend--;
+    size_t vlen = (size_t)(vend - v);
+    if (name_is(p, nlen, "content-length")) {
+        uint64_t n = 0;
+        for (const char *c = v; c < vend; c++) {
+            if (*c < '0' || *c > '9' || n > UINT64_MAX / 10 - 9)
+                return -1;
+            n = n * 10 + (uint64_t)(*c - '0');
+        }
+        hi->has_length = true;
+        hi->length = n;
+    } else if (name_is(p, nlen, "transfer-encoding")) {
+        hi->chunked = vlen >= 7 && strncasecmp(vend - 7, "chunked", 7) == 0;
+    }
+    if (connection_specific_ci(p, nlen))
+        return 0;
+    st->name_off = st->hlen;
+    st->name_len = nlen;
+    if (hbuf_add(st, p, nlen, true) != 0)
+        return -1;
+    st->value_off = st->hlen;
+    st->value_len = vlen;
+    if (hbuf_add(st, v, vlen, false) != 0)
+        return -1;
+    return push_nv(st);
+}
+
+/* Reads the head the session wrote (<len> bytes through its empty line). berth wrote it,
+ * from a head llhttp had accepted or from its own answers, so a line reader is enough:
+ * status line, then "Name: value" lines (an obs-fold continuation, which a target's head
+ * may carry, joins the previous value with a space). */
+static int parse_head(struct h2_stream *st, const char *b, size_t len, struct head_info *hi)
+{
+    *hi = (struct head_info){0};
+    st->hlen = st->nnv = 0;
+    st->in_value = false;
+    if (len < 16 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
+        return -1;
+    for (int i = 9; i < 12; i++) {
+        if (b[i] < '0' || b[i] > '9')
+            return -1;
+        hi->status = hi->status * 10 + (b[i] - '0');
+    }
+    const char *p = memchr(b, '\n', len), *end = b + len;
+    bool kept = false; /* the previous field is in the list (for continuations) */
+    for (p = p + 1; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            return -1;
+        size_t l = (size_t)(eol - p);
+        if (l > 0 && p[l - 1] == '\r')
+            l--;
+        if (l == 0)
+            break;
+        if (*p == ' ' || *p == '\t') {
+            if (kept) {
+                const char *v = p;
+                while (v < p + l && (*v == ' ' || *v == '\t'))
+                    v++;
+                if (hbuf_add(st, " ", 1, false) != 0 || hbuf_add(st, v, (size_t)(p + l - v), false))
+                    return -1;
+                st->nvs[st->nnv - 1].value_len += (uint32_t)(1 + (p + l - v));
+            }
+        } else {
+            size_t before = st->nnv;
+            if (head_field(st, p, l, hi) != 0)
+                return -1;
+            kept = st->nnv > before;
+        }
+        p = eol + 1;
+    }
+    return 0;
+}
+
+/* A chunked body is decoded by llhttp, primed with a bare chunked head. */
+static void start_chunked(struct h2_stream *st)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    rp_reset(st);
+    llhttp_execute(&st->rp, head, sizeof(head) - 1); /* pauses at the end of the head */
+    llhttp_resume(&st->rp);
+    st->nnv = st->hlen = 0;
+}
+
 /* Reads the answer's head from <in>. Returns 1 when a final head was sent, 0 when more
  * bytes are needed, -1 on an error. */
 static int take_head(struct h2_stream *st, struct evbuffer *in)
@@ -424,36 +537,32 @@ static int take_head(struct h2_stream *st, struct evbuffer *in)
             return 0;
         size_t len = (size_t)end.pos + 4;
         const char *b = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-        if (b == NULL)
-            return -1;
-        rp_reset(st);
-        llhttp_errno_t err = llhttp_execute(&st->rp, b, len);
-        if (err != HPE_PAUSED || llhttp_get_error_pos(&st->rp) != b + len)
+        struct head_info hi;
+        if (b == NULL || parse_head(st, b, len, &hi) != 0)
             return -1; /* berth wrote it: this does not happen */
         evbuffer_drain(in, len);
-        int code = st->rp.status_code;
-        if (code == 101)
+        if (hi.status == 101)
             return -1; /* no request on a stream asks to switch protocols */
-        if (code < 200) {
-            if (submit_head(st) != 0) /* 100 Continue, 103 Early Hints */
+        if (hi.status < 200) {
+            if (submit_head(st, hi.status) != 0) /* 100 Continue, 103 Early Hints */
                 return -1;
             continue;
         }
-        if (st->head_method || code == 204 || code == 304) {
+        if (st->head_method || hi.status == 204 || hi.status == 304) {
             st->phase = RP_DONE;
-        } else if (st->rp.flags & F_CHUNKED) {
+        } else if (hi.chunked) {
             st->phase = RP_CHUNKED;
-            llhttp_resume(&st->rp);
-        } else if (st->rp.flags & F_CONTENT_LENGTH) {
-            st->resp_left = st->rp.content_length;
+        } else if (hi.has_length) {
+            st->resp_left = hi.length;
             st->phase = st->resp_left > 0 ? RP_LENGTH : RP_DONE;
         } else {
             st->phase = RP_UNTIL_GONE;
         }
-        if (lazy(&st->data) == NULL || submit_head(st) != 0)
+        if (lazy(&st->data) == NULL || submit_head(st, hi.status) != 0)
             return -1;
-        st->nnv = 0; /* trailers, if any, are read from here */
-        st->hlen = 0;
+        st->nnv = st->hlen = 0; /* nghttp2 copied them; trailers, if any, come here */
+        if (st->phase == RP_CHUNKED)
+            start_chunked(st);
         return 1;
     }
 }

@@ -596,11 +596,6 @@ static void make_request_id(struct bth_http_session *s)
     s->xm->request_id[32] = '\0';
 }
 
-static void add_span(struct evbuffer *out, const struct bth_http_head *h, struct bth_span sp)
-{
-    evbuffer_add(out, bth_span_ptr(h, sp), sp.len);
-}
-
 /* What routing learnt about the request; pointers go into the head or <buf>. */
 /* Writes the request head as berth forwards it: HTTP/1.1, hop-by-hop headers removed,
  * X-Forwarded-* set (RFC 7239's de-facto predecessors, as ALB sends them). */
@@ -678,10 +673,15 @@ static void build_request_head(struct bth_http_session *s, const struct route_in
         PUTS(", ");
     }
     PUT(s->client_ip, strlen(s->client_ip));
-    n = (size_t)snprintf(line, sizeof(line),
-                         "\r\nX-Forwarded-Proto: %s\r\nX-Forwarded-Port: %u\r\n",
-                         s->https ? "https" : "http", s->listen_port);
-    PUT(line, n);
+    if (s->https)
+        PUTS("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: ");
+    else
+        PUTS("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
+    n = 0;
+    for (unsigned port = s->listen_port; n == 0 || port > 0; port /= 10)
+        line[sizeof(line) - 1 - n++] = (char)('0' + port % 10);
+    PUT(line + sizeof(line) - n, n);
+    PUTS("\r\n");
     if (h->idx[BTH_HDR_X_REQUEST_ID] < 0) {
         PUTS("X-Request-Id: ");
         PUT(s->xm->request_id, 32);
@@ -1533,47 +1533,64 @@ static void upstream_connect_done(struct bth_http_session *s)
     }
 }
 
-/* Builds the client's response head from the target's. */
+/* Builds the client's response head from the target's: the status line and the target's
+ * fields in one reservation (a few memcpy, as build_request_head), then what berth adds. */
 static void build_response_head(struct bth_http_session *s, struct evbuffer *out)
 {
     const struct bth_http_head *h = &s->xm->resp;
-    char line[13] = "HTTP/1.1 000 ";
-    line[9] = (char)('0' + s->ex.status / 100 % 10);
-    line[10] = (char)('0' + s->ex.status / 10 % 10);
-    line[11] = (char)('0' + s->ex.status % 10);
-    evbuffer_add(out, line, sizeof(line));
-    add_span(out, h, h->reason);
-    evbuffer_add(out, "\r\n", 2);
+    size_t need = 13 + h->reason.len + 2 + 2;
+    for (unsigned i = 0; i < h->nhdrs; i++)
+        need += h->hdrs[i].name.len + h->hdrs[i].value.len + 4;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) != 1)
+        return;
+    char *p = v.iov_base, *start = p;
+    memcpy(p, "HTTP/1.1 000 ", 13);
+    p[9] = (char)('0' + s->ex.status / 100 % 10);
+    p[10] = (char)('0' + s->ex.status / 10 % 10);
+    p[11] = (char)('0' + s->ex.status % 10);
+    p += 13;
+    memcpy(p, bth_span_ptr(h, h->reason), h->reason.len);
+    p += h->reason.len;
+    *p++ = '\r';
+    *p++ = '\n';
     for (unsigned i = 0; i < h->nhdrs; i++) {
         const struct bth_http_hdr *hd = &h->hdrs[i];
         if (hd->drop && !(s->ex.status == 101 && hd->kind == BTH_HDR_UPGRADE))
             continue;
         if (hd->kind == BTH_HDR_TRANSFER_ENCODING && s->ex.resp_body == BODY_DECHUNK)
             continue;
-        add_span(out, h, hd->name);
-        evbuffer_add(out, ": ", 2);
-        add_span(out, h, hd->value);
-        evbuffer_add(out, "\r\n", 2);
+        memcpy(p, bth_span_ptr(h, hd->name), hd->name.len);
+        p += hd->name.len;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, bth_span_ptr(h, hd->value), hd->value.len);
+        p += hd->value.len;
+        *p++ = '\r';
+        *p++ = '\n';
     }
+    v.iov_len = (size_t)(p - start);
+    evbuffer_commit_space(out, &v, 1);
     const struct bth_cfg_target_group *gc = s->ex.group ? s->ex.group->cfg : NULL;
     if (gc != NULL && gc->stickiness == BTH_STICKY_APP_COOKIE) {
         size_t cl = strlen(gc->stickiness_cookie);
         for (unsigned i = 0; i < h->nhdrs; i++) {
             const struct bth_http_hdr *hd = &h->hdrs[i];
-            const char *v = bth_span_ptr(h, hd->value);
-            if (hd->kind == BTH_HDR_SET_COOKIE && hd->value.len > cl && v[cl] == '=' &&
-                memcmp(v, gc->stickiness_cookie, cl) == 0)
+            const char *val = bth_span_ptr(h, hd->value);
+            if (hd->kind == BTH_HDR_SET_COOKIE && hd->value.len > cl && val[cl] == '=' &&
+                memcmp(val, gc->stickiness_cookie, cl) == 0)
                 s->ex.resp_sets_app_cookie = true;
         }
     }
     h1_add_sticky_cookies(s, out);
     if (s->ex.status == 101)
-        evbuffer_add(out, "Connection: upgrade\r\n", 21);
+        evbuffer_add(out, "Connection: upgrade\r\n\r\n", 23);
     else if (s->close_after || !s->client_keepalive)
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
     else if (s->client_http10)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
+        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+    else
+        evbuffer_add(out, "\r\n", 2);
 }
 
 /* Parses the target's head. Returns 1 when a final head was handled, 0 when more bytes are
@@ -1906,8 +1923,8 @@ struct bth_http_session *h1_front_session_new(struct bth_worker *w, struct bth_w
     /* A stream's answer waits under HTTP/2 flow control: less per stream than per
      * connection, as one connection carries many streams. */
     s->out_high = 32 * 1024;
-    snprintf(s->client_ip, sizeof(s->client_ip), "%s", ip);
-    snprintf(s->client_text, sizeof(s->client_text), "%s", text);
+    memcpy(s->client_ip, ip, strnlen(ip, sizeof(s->client_ip) - 1) + 1);
+    memcpy(s->client_text, text, strnlen(text, sizeof(s->client_text) - 1) + 1);
     h1_reset_exchange(s);
     return s;
 }
