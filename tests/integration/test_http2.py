@@ -532,3 +532,57 @@ def test_ping_liveness_closes_a_silent_connection(berth, backend):
         assert c.pump(0.2)
     assert c.get("/still")["headers"][":status"] == "200"
     c.close()
+
+
+class TrailerTarget:
+    """A target that answers every request chunked, with trailers after the last chunk."""
+
+    def __init__(self, host="127.0.0.60"):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((host, 0))
+        self.lsock.listen(16)
+        self.addr = "%s:%d" % (host, self.lsock.getsockname()[1])
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        with c:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                          b"Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                          b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc123\r\n"
+                          b"X-Count: 2\r\n\r\n")
+
+    def close(self):
+        self.lsock.close()
+
+
+def test_chunked_answer_trailers_reach_the_client(berth):
+    t = TrailerTarget()
+    lb = berth(h2c_config([t.addr]))
+    c = h2wire.Client(lb.ports["web"])
+    st = c.get("/t")
+    assert st["headers"][":status"] == "200"
+    assert bytes(st["data"]) == b"hello world"
+    assert st["trailers"] == {"x-checksum": "abc123", "x-count": "2"}
+    assert "transfer-encoding" not in st["headers"]
+    p = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+             "http://127.0.0.1:%d/t" % lb.ports["web"])
+    assert p.returncode == 0 and p.stdout == b"200", p.stderr
+    c.close()
+    t.close()
