@@ -179,6 +179,14 @@ def seeds():
     s["end_ping_timeout"] = SETTINGS_START + c.headers(1, req("GET", "/slow"), pause=True) + \
         c.headers(3, req("GET", "/chunked"), pause=True) + ping()
 
+    # Request trailers in flight when berth's answer (a fixed response, before the body) and
+    # its RST_STREAM NO_ERROR went out: to be ignored (RFC 9113 5.1), then stream 3 served.
+    c = Client()
+    s["trailers_after_early_answer"] = SETTINGS_START + c.headers(
+        1, req("POST", "/upload", "fixed.test"), end_stream=False, pause=True) + \
+        data(1, b"some body") + c.headers(1, [("x-checksum", "1")], end_stream=True, pause=True) + \
+        c.headers(3, req("GET", "/"), pause=True)
+
     # Floods (README, "HTTP/2"): beyond the limits berth answers GOAWAY ENHANCE_YOUR_CALM.
     c = Client()
     s["flood_rst"] = SETTINGS_START + b"".join(
