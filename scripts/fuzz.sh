@@ -17,13 +17,13 @@ cd "$ROOT"
 OUT=build-fuzz
 SECONDS_PER=${FUZZ_SECONDS:-600}
 CC=${CC:-clang}
-ALL=(http_request http_response config control_json pp2 sticky dns)
+ALL=(http_request http_response config control_json pp2 sticky dns h2)
 if [ $# -gt 0 ]; then NAMES=("$@"); else NAMES=("${ALL[@]}"); fi
 
 SAN=address,undefined
 CFLAGS=(-g -O1 -std=c11 -D_GNU_SOURCE -DBERTH_VERSION=\"fuzz\" $(for d in src/*/; do printf -- "-I%s " "$d"; done) -I/usr/share/include/llhttp
         -fno-omit-frame-pointer -fno-sanitize-recover=all)
-PKGS="libevent_core libevent_openssl libevent_pthreads openssl yaml-0.1 jansson"
+PKGS="libevent_core libevent_openssl libevent_pthreads openssl yaml-0.1 jansson libnghttp2"
 # shellcheck disable=SC2207
 LIBS=($(pkg-config --libs $PKGS) -lpthread -lm)
 # shellcheck disable=SC2207
