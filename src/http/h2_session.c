@@ -58,6 +58,7 @@
 #define EMPTY_FRAMES_MAX   16   /* consecutive DATA/HEADERS frames without payload */
 #define WINDOW_UPDATE_FREE 1000 /* WINDOW_UPDATEs beyond 4 per DATA frame berth sent */
 #define BOMB_FACTOR        4    /* a header list this many times the limit: HPACK bomb */
+#define CLOSED_EARLY       32   /* streams remembered as closed before the client's end */
 
 struct bucket {
     double tokens;
@@ -83,6 +84,11 @@ struct h2_conn {
     bool going_away;        /* a GOAWAY went out: close once the streams are done */
     uint32_t flood;         /* a callback found a flood: terminate with this code (0: none) */
     int32_t last_stream_id; /* highest stream a client's HEADERS opened */
+    /* The last streams that closed while the client was still sending (berth's answer was
+     * complete first, then RST_STREAM NO_ERROR; or a reset): frames in flight on them,
+     * trailers among them, are ignored (RFC 9113 5.1), not taken for a reused stream id. */
+    int32_t closed_early[CLOSED_EARLY];
+    unsigned nclosed_early;
     uint64_t last_rx_ms;
     bool ping_out; /* a liveness PING is unanswered */
     /* flood accounting */
@@ -223,6 +229,8 @@ static void stream_free(struct h2_stream *st)
     }
     bth_free(st->hbuf);
     bth_free(st->nvs);
+    if (!st->req_end)
+        hc->closed_early[hc->nclosed_early++ % CLOSED_EARLY] = st->id;
     bth_list_remove(&st->link);
     hc->nstreams--;
     if (hc->nstreams == 0 && !hc->going_away)
@@ -910,6 +918,15 @@ static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t length, 
     return (ssize_t)length;
 }
 
+static bool closed_early(const struct h2_conn *hc, int32_t id)
+{
+    for (unsigned i = 0; i < CLOSED_EARLY && i < hc->nclosed_early; i++) {
+        if (hc->closed_early[i] == id)
+            return true;
+    }
+    return false;
+}
+
 /* Every frame's header, before its payload: the flood checks. */
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user_data)
 {
@@ -921,7 +938,8 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
         /* A lower or reused stream id (RFC 9113 5.1.1), which nghttp2 ignores rather than
          * track every stream it saw; berth knows its open ones (trailers come on those). */
         if (hd->stream_id <= hc->last_stream_id &&
-            nghttp2_session_get_stream_user_data(ng, hd->stream_id) == NULL)
+            nghttp2_session_get_stream_user_data(ng, hd->stream_id) == NULL &&
+            !closed_early(hc, hd->stream_id))
             return cut_off(hc, NGHTTP2_PROTOCOL_ERROR, "stream id reused");
         if (hd->stream_id > hc->last_stream_id)
             hc->last_stream_id = hd->stream_id;

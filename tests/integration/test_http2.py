@@ -586,3 +586,28 @@ def test_chunked_answer_trailers_reach_the_client(berth):
     assert p.returncode == 0 and p.stdout == b"200", p.stderr
     c.close()
     t.close()
+
+
+def test_trailers_crossing_an_early_answer_are_ignored(berth, backend):
+    """berth answers before the body ends (a fixed response), resets the stream with
+    NO_ERROR; the client's trailers already on their way are ignored (RFC 9113 5.1), not
+    taken for a reused stream id, and the connection goes on."""
+    a = backend()
+    cfg = h2c_config([a.addr])
+    cfg["listeners"][0]["rules"] = [
+        {"priority": 1, "conditions": {"path": ["/fixed"]},
+         "action": {"fixed_response": {"status": 200, "content_type": "text/plain",
+                                       "body": "fixed"}}}]
+    lb = berth(cfg)
+    r = h2wire.Raw(lb.ports["web"])
+    r.send(h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS, 1,
+                        h2wire.request_block(r.enc, "/fixed", method="POST")))
+    r.send(h2wire.frame(h2wire.DATA, 0, 1, b"x" * 100))
+    r.frames(timeout=3, until=lambda t, f, s, p: t == h2wire.RST_STREAM and s == 1)
+    r.send(h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, 1,
+                        r.enc.encode([("x-checksum", "abc")])))
+    r.send(h2wire.frame(h2wire.HEADERS, h2wire.END_HEADERS | h2wire.END_STREAM, 3,
+                        h2wire.request_block(r.enc, "/after")))
+    frames = r.frames(timeout=3, until=lambda t, f, s, p: t == h2wire.DATA and s == 3 and f & 1)
+    assert not [f for f in frames if f[0] == h2wire.GOAWAY]
+    assert b"/after" in b"".join(p for t, _, s, p in frames if t == h2wire.DATA and s == 3)
