@@ -19,12 +19,23 @@
 #   full   ab -f TLS1.3 -c CONN (no keep-alive): a new connection with a FULL handshake per
 #          request (ab never offers a session); needs ab (Debian: apache2-utils), else skipped
 #
+# H2=1 measures HTTP/2 to clients over TLS (same certificate; backends stay plain HTTP/1.1 with
+# keep-alive): HAProxy `alpn h2,http/1.1` on the bind, nginx `listen ... ssl http2`, berth
+# `protocol: HTTPS` (h2 by ALPN is its default), one worker/thread each, and one measurement:
+#   h2     h2load -t1 -c H2_CONN -m STREAMS -D DUR: H2_CONN connections, STREAMS concurrent
+#          streams on each; p50/p99 from h2load's per-request log. A run whose client did not
+#          negotiate h2 ("Application protocol: h2"), or that has failed or errored requests,
+#          counts as an error. Needs h2load (Debian: nghttp2-client). With HTTPS=1 as well, h2
+#          comes after ka, close and full.
+#
 # Usage: bench/http.sh [--markdown]
 #   --markdown   print the summary as markdown tables (for bench/README.md)
 # Environment:
 #   BERTH_BIN=PATH   berth binary (default: <repo>/build/berth); when missing, berth is skipped
 #   BERTH_ONLY=1     do not start or measure HAProxy and nginx
 #   HTTPS=1          TLS mode (above); needs openssl, ab for the "full" measurement
+#   H2=1             HTTP/2 mode (above); needs openssl and h2load
+#   H2_CONN=32 STREAMS=10   h2load connections and concurrent streams per connection
 #   CONN=64 DUR=8 ROUNDS=3   wrk connections, seconds per run, rounds
 #   WARMUP=1         seconds of unmeasured load per proxy before round 1 (0: none)
 #   TARGETS=N        a third berth ("berth_targets", port PORT_BASE+4) forwards to a group of
@@ -44,6 +55,9 @@ source "$ROOT/bench/lib.sh"
 BERTH_BIN=${BERTH_BIN:-$ROOT/build/berth}
 BERTH_ONLY=${BERTH_ONLY:-0}
 HTTPS=${HTTPS:-0}
+H2=${H2:-0}
+H2_CONN=${H2_CONN:-32}
+STREAMS=${STREAMS:-10}
 CONN=${CONN:-64}
 DUR=${DUR:-8}
 ROUNDS=${ROUNDS:-3}
@@ -71,38 +85,48 @@ for arg in "$@"; do
     *) usage >&2; die "unknown argument: $arg" ;;
     esac
 done
-for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE RULES TARGETS; do
+for v in CONN DUR ROUNDS WARMUP BACKEND_PORT PORT_BASE RULES TARGETS H2_CONN STREAMS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((CONN > 0 && DUR > 0 && ROUNDS > 0)) || die "CONN, DUR and ROUNDS must be positive"
+((H2_CONN > 0 && STREAMS > 0)) || die "H2_CONN and STREAMS must be positive"
 [[ $HTTPS == 0 || $HTTPS == 1 ]] || die "HTTPS must be 0 or 1, got '$HTTPS'"
+[[ $H2 == 0 || $H2 == 1 ]] || die "H2 must be 0 or 1, got '$H2'"
+TLS=0 # HTTPS=1 or H2=1: every proxy listens with TLS
+if [[ $HTTPS == 1 || $H2 == 1 ]]; then TLS=1; fi
 
 # ---- tools -------------------------------------------------------------------------------
 need=(wrk curl nginx awk sort)
 [[ $BERTH_ONLY == 1 ]] || need+=(haproxy)
-[[ $HTTPS == 0 ]] || need+=(openssl)
+[[ $TLS == 0 ]] || need+=(openssl)
+[[ $H2 == 0 ]] || need+=(h2load)
 missing=()
 for t in "${need[@]}"; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 if ((${#missing[@]})); then
-    die "missing tools: ${missing[*]} (Debian: apt-get install wrk curl nginx haproxy)"
+    pkgs="wrk curl nginx haproxy"
+    [[ $H2 == 0 ]] || pkgs+=" nghttp2-client"
+    die "missing tools: ${missing[*]} (Debian: apt-get install $pkgs)"
 fi
 # Debian keeps nginx and haproxy in /usr/sbin, which is not always on PATH for non-root users.
 NGINX=$(command -v nginx)
 HAPROXY=$(command -v haproxy || true)
 
-# Measurements per proxy: "ka" (wrk keep-alive) only, unless HTTPS=1 (see the header).
+# Measurements per proxy: "ka" (wrk keep-alive) only, unless HTTPS=1 or H2=1 (see the header).
 MODES=(ka)
 SCHEME=http
+if [[ $TLS == 1 ]]; then SCHEME=https; fi
 if [[ $HTTPS == 1 ]]; then
-    SCHEME=https
     MODES=(ka close)
     if command -v ab >/dev/null 2>&1; then
         MODES+=(full)
     else
         echo "ab not found (Debian: apt-get install apache2-utils), skipping the full-handshake measurement"
     fi
+fi
+if [[ $H2 == 1 ]]; then
+    if [[ $HTTPS == 1 ]]; then MODES+=(h2); else MODES=(h2); fi
 fi
 
 RUN_BERTH=1
@@ -139,9 +163,10 @@ for p in "${BACKEND_PORTS[@]}"; do
     targets+="${targets:+, }\"127.0.0.1:$p\""
 done
 
-# HTTPS=1: one self-signed RSA-2048 certificate for all proxies; HAProxy wants cert+key in one file.
+# HTTPS=1 or H2=1: one self-signed RSA-2048 certificate for all proxies; HAProxy wants cert+key
+# in one file. H2=1 offers h2 by ALPN on HAProxy and nginx too (berth offers it by default).
 HA_SSL="" NGX_SSL="" NGX_SSL_CONF="" BERTH_PROTO=HTTP BERTH_CERTS=""
-if [[ $HTTPS == 1 ]]; then
+if [[ $TLS == 1 ]]; then
     openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj /CN=localhost \
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
         -keyout "$D/key.pem" -out "$D/cert.pem" >"$D/openssl.log" 2>&1 ||
@@ -150,6 +175,10 @@ if [[ $HTTPS == 1 ]]; then
     chmod 644 "$D/key.pem" "$D/combined.pem" # readable by nginx workers running as nobody
     HA_SSL=" ssl crt $D/combined.pem ssl-min-ver TLSv1.2 alpn http/1.1"
     NGX_SSL=" ssl"
+    if [[ $H2 == 1 ]]; then
+        HA_SSL=" ssl crt $D/combined.pem ssl-min-ver TLSv1.2 alpn h2,http/1.1"
+        NGX_SSL=" ssl http2" # nginx 1.22's form (1.25.1 moved it to "http2 on;")
+    fi
     NGX_SSL_CONF="    ssl_certificate $D/cert.pem; ssl_certificate_key $D/key.pem; ssl_protocols TLSv1.2 TLSv1.3;"$'\n'
     BERTH_PROTO=HTTPS
     BERTH_CERTS="    certificates: [{cert: $D/cert.pem, key: $D/key.pem}]"$'\n'
@@ -344,14 +373,28 @@ if [[ $HTTPS == 1 ]]; then
         done
         echo "#   $n: ${tls:-handshake failed}; session resumption (s_client -sess_out/-sess_in):$res"
     done
-else
+elif [[ $H2 == 0 ]]; then
     echo "# wrk -t1 -c$CONN -d${DUR}s --latency (keep-alive), $ROUNDS rounds, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+fi
+if [[ $H2 == 1 ]]; then
+    [[ $HTTPS == 1 ]] ||
+        echo "# HTTP/2 over TLS (self-signed RSA-2048, backends plain HTTP/1.1 keep-alive); $ROUNDS rounds of ${DUR}s, ${WARMUP}s warm-up; backend nginx 1 worker on ${BACKEND_PORTS[*]}"
+    echo "#   h2:    h2load -t1 -c$H2_CONN -m$STREAMS -D$DUR (h2 by ALPN, $STREAMS concurrent streams per connection)"
+    # What each proxy answers a client offering h2 and http/1.1.
+    for n in "${PROXIES[@]}"; do
+        alpn=$(openssl s_client -connect "127.0.0.1:${PORT[$n]}" -alpn h2,http/1.1 </dev/null 2>/dev/null |
+            awk '/^ALPN protocol:/{print $3; exit} /^No ALPN negotiated/{print "none"; exit}')
+        echo "#   $n: offered h2,http/1.1, ALPN chose ${alpn:-?}"
+    done
 fi
 echo "# ports:$(for n in "${PROXIES[@]}"; do printf ' %s=%s' "$n" "${PORT[$n]}"; done)"
 echo "# $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $("$NGINX" -v 2>&1)"
 if [[ $HTTPS == 1 ]]; then
     echo "# $(openssl version)${MODES[2]:+; $(ab -V 2>&1 | head -n1)}"
+elif [[ $H2 == 1 ]]; then
+    echo "# $(openssl version)"
 fi
+[[ $H2 == 0 ]] || echo "# $(h2load --version 2>&1 | head -n1)"
 [[ $BERTH_ONLY == 1 ]] || echo "# $("$HAPROXY" -v | head -n1)"
 if [[ $RUN_BERTH == 1 ]]; then
     echo "# berth: $BERTH_BIN ($("$BERTH_BIN" --version 2>&1 | head -n1 || true))"
@@ -372,22 +415,50 @@ check_alive() { # NAME
     fi
 }
 
-# run ROUND NAME [MODE]: one measured run (MODE ka, close or full; see the header); appends a
-# line to $RESULTS (name, round, rps, p50, p99, cpu, non2xx, sock, mode) and prints it.
+# run ROUND NAME [MODE]: one measured run (MODE ka, close, full or h2; see the header); appends
+# a line to $RESULTS (name, round, rps, p50, p99, cpu, non2xx, sock, mode) and prints it.
 run() {
     local round=$1 n=$2 mode=${3:-ka} out=$D/load.$2.$1.${3:-ka} c0 c1 line label=$2 w=8 ok
     local url="$SCHEME://127.0.0.1:${PORT[$n]}/"
-    if [[ $HTTPS == 1 ]]; then label="$n $mode" w=17; fi
+    if [[ $TLS == 1 ]]; then label="$n $mode" w=17; fi
     c0=$(cpu_ticks "${PID[$n]}")
     case $mode in
     ka) wrk -t1 -c"$CONN" -d"${DUR}s" --latency "$url" >"$out" 2>&1 || true ;;
     close) wrk -t1 -c"$CONN" -d"${DUR}s" --latency -H "Connection: close" "$url" >"$out" 2>&1 || true ;;
     # -n caps the run; -t ends it. -r: do not stop on a failed receive (counted as failed).
     full) ab -q -r -f TLS1.3 -c "$CONN" -t "$DUR" -n 100000000 "$url" >"$out" 2>&1 || true ;;
+    # --log-file: one line per request (start, status, microseconds), for p50 and p99.
+    h2) h2load -t1 -c"$H2_CONN" -m"$STREAMS" -D"$DUR" --log-file="$out.log" "$url" >"$out" 2>&1 || true ;;
     esac
     check_alive "$n"
     c1=$(cpu_ticks "${PID[$n]}")
-    if [[ $mode == full ]]; then
+    if [[ $mode == h2 ]]; then
+        ok='^finished in '
+        # h2load: "done" requests (in flight at the end of -D are neither done nor failed);
+        # non2xx from "status codes" (3xx, 4xx, 5xx); sock_err: "failed" requests (HTTP-level
+        # failures included, so a 5xx counts in both) plus the run itself when the client did
+        # not negotiate h2.
+        local pct
+        pct=$(awk -F'\t' '{print $3}' "$out.log" 2>/dev/null | sort -n | awk '
+            {v[NR] = $1}
+            END { if (NR == 0) print "-1 -1"; else printf "%.3f %.3f\n", v[int((NR - 1) * 0.50) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000 }')
+        rm -f "$out.log"
+        line=$(awk -v name="$n" -v round="$round" -v c0="$c0" -v c1="$c1" -v hz="$HZ" -v mode="$mode" -v pct="$pct" '
+        /^finished in /          { rps = $4 }
+        /^requests: /            { gsub(/,/, ""); req = $6; failed = $10 }
+        /^status codes: /        { gsub(/,/, ""); non2xx = $5 + $7 + $9 }
+        /^Application protocol:/ { proto = $3 }
+        END {
+            split(pct, p, " ")
+            sock = failed + (proto == "h2" ? 0 : 1)
+            if (req == "") { req = 0; rps = 0; p[1] = -1; p[2] = -1 }
+            cpu = (req > 0) ? (c1 - c0) / hz * 1e6 / req : -1
+            printf "%s\t%d\t%.0f\t%.3f\t%.3f\t%.2f\t%d\t%d\t%s\n", name, round, rps, p[1], p[2], cpu, non2xx + 0, sock + 0, mode
+        }' "$out")
+        if ! grep -q '^Application protocol: h2$' "$out"; then
+            echo "warning: $label: h2load did not negotiate h2 ($(grep -m1 '^Application protocol' "$out" || echo 'no protocol line'))" >&2
+        fi
+    elif [[ $mode == full ]]; then
         ok='^Requests per second:'
         # ab: "Failed requests" (connect, receive, length, exceptions) go to sock_err;
         # percentiles are whole milliseconds.
@@ -441,7 +512,11 @@ run() {
 
 if ((WARMUP > 0)); then
     for n in "${PROXIES[@]}"; do
-        wrk -t1 -c"$CONN" -d"${WARMUP}s" "$SCHEME://127.0.0.1:${PORT[$n]}/" >/dev/null 2>&1 || true
+        if [[ ${MODES[0]} == h2 ]]; then
+            h2load -t1 -c"$H2_CONN" -m"$STREAMS" -D"$WARMUP" "$SCHEME://127.0.0.1:${PORT[$n]}/" >/dev/null 2>&1 || true
+        else
+            wrk -t1 -c"$CONN" -d"${WARMUP}s" "$SCHEME://127.0.0.1:${PORT[$n]}/" >/dev/null 2>&1 || true
+        fi
         check_alive "$n"
     done
 fi
@@ -474,11 +549,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a
 
 declare -A MODE_DESC=([ka]="\`wrk -t1 -c$CONN -d${DUR}s\`, keep-alive"
                       [close]="\`wrk -t1 -c$CONN -d${DUR}s -H 'Connection: close'\`, new connection per request (TLS session resumed)"
-                      [full]="\`ab -f TLS1.3 -c$CONN -t$DUR\`, new connection per request (full TLS handshake)")
+                      [full]="\`ab -f TLS1.3 -c$CONN -t$DUR\`, new connection per request (full TLS handshake)"
+                      [h2]="\`h2load -t1 -c$H2_CONN -m$STREAMS -D$DUR\`, HTTP/2 over TLS, $STREAMS streams per connection")
 for m in "${MODES[@]}"; do
     echo
-    tag="" # HTTPS: name the mode in every summary line
-    [[ $HTTPS == 0 ]] || tag=" [$m]"
+    tag="" # HTTPS, H2: name the mode in every summary line
+    [[ $TLS == 0 ]] || tag=" [$m]"
     if [[ $MARKDOWN == 1 ]]; then
         echo "Median of $ROUNDS rounds; ${MODE_DESC[$m]}, loopback${tag:+, HTTPS}. Errors are totals over all rounds."
         echo
@@ -526,7 +602,7 @@ for m in "${MODES[@]}"; do
     fi
 done
 
-if [[ $HTTPS == 1 && $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
+if [[ $TLS == 1 && $RUN_BERTH == 1 && $BERTH_ONLY != 1 ]]; then
     echo
     echo "HTTPS: berth/haproxy cpu_us/req ratio (lower is better):$(for m in "${MODES[@]}"; do
         printf ' %s %s' "$m" "$(ratio "${MED[berth.$m.cpu]}" "${MED[haproxy.$m.cpu]}")"; done)"
