@@ -195,9 +195,19 @@ static void count(struct h2_conn *hc, enum bth_stat k)
  * once the current input is handled. */
 static int cut_off(struct h2_conn *hc, uint32_t code, const char *what)
 {
-    if (hc->flood == 0)
-        bth_log(BTH_LOG_INFO, "h2 #%llu from %s: %s: closing with GOAWAY",
-                (unsigned long long)hc->id, hc->client_text, what);
+    /* At most one line a second per worker: an attacker reconnecting as fast as it can
+     * must not turn into as many log lines (the metrics count every connection). */
+    static _Thread_local uint64_t next_ms;
+    static _Thread_local unsigned quiet;
+    uint64_t now = bth_clock_mono_ms();
+    if (hc->flood == 0 && now < next_ms) {
+        quiet++;
+    } else if (hc->flood == 0) {
+        bth_log(BTH_LOG_INFO, "h2 #%llu from %s: %s: closing with GOAWAY (%u more not logged)",
+                (unsigned long long)hc->id, hc->client_text, what, quiet);
+        quiet = 0;
+        next_ms = now + 1000;
+    }
     hc->flood = code;
     return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
