@@ -775,10 +775,103 @@ static void front_gone(struct bth_http_session *s)
     schedule_send(hc);
 }
 
+/* The target's answer head, straight from the session's parse: HEADERS without writing
+ * it out as HTTP/1.1 and reading it back (berth's own answers still come that way). */
+static ssize_t front_head(struct bth_http_session *s, int status, const struct bth_http_head *h,
+                          struct evbuffer *extra, enum body_mode mode, uint64_t length)
+{
+    struct h2_stream *st = s->front_arg;
+    stream_take(st); /* interim answers (100 Continue) the session wrote before */
+    if (st->aborted || st->phase != RP_HEAD)
+        return -1;
+    st->hlen = st->nnv = 0;
+    ssize_t size = 17;
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        if (hd->drop || hd->kind == BTH_HDR_TRANSFER_ENCODING)
+            continue;
+        size += hd->name.len + hd->value.len + 4;
+        /* names lowercased into hbuf; values stay where they are (nghttp2 copies both) */
+        st->name_off = st->hlen;
+        st->name_len = hd->name.len;
+        st->value_off = SIZE_MAX;
+        st->value_len = i;
+        if (hbuf_add(st, bth_span_ptr(h, hd->name), hd->name.len, true) != 0 || push_nv(st) != 0)
+            return -1;
+    }
+    size_t from_extra = st->nnv;
+    if (extra != NULL) {
+        size += (ssize_t)evbuffer_get_length(extra);
+        struct head_info ignored = {0};
+        size_t n = evbuffer_get_length(extra);
+        const char *b = (const char *)evbuffer_pullup(extra, -1);
+        for (const char *p = b, *end = b + n; p < end;) {
+            const char *eol = memchr(p, '\n', (size_t)(end - p));
+            size_t l = eol != NULL ? (size_t)(eol - p) : (size_t)(end - p);
+            if (l > 0 && p[l - 1] == '\r')
+                l--;
+            if (l > 0 && head_field(st, p, l, &ignored) != 0)
+                return -1;
+            p = eol != NULL ? eol + 1 : end;
+        }
+    }
+    char code[3] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10)};
+    nghttp2_nv stackbuf[32];
+    size_t total = st->nnv + 1;
+    nghttp2_nv *nva = total <= 32 ? stackbuf : bth_malloc(total * sizeof(*nva));
+    if (nva == NULL)
+        return -1;
+    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < st->nnv; i++) {
+        const struct nv_span *v = &st->nvs[i];
+        const char *value;
+        size_t vlen;
+        if (i < from_extra) { /* value_len holds the field's index in <h> */
+            const struct bth_http_hdr *hd = &h->hdrs[v->value_len];
+            value = bth_span_ptr(h, hd->value);
+            vlen = hd->value.len;
+            while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+                vlen--;
+        } else {
+            value = st->hbuf + v->value_off;
+            vlen = v->value_len;
+        }
+        nva[i + 1] = (nghttp2_nv){(uint8_t *)st->hbuf + v->name_off, (uint8_t *)value, v->name_len,
+                                  vlen, NGHTTP2_NV_FLAG_NONE};
+    }
+    if (st->head_method || mode == BODY_NONE)
+        st->phase = RP_DONE;
+    else if (mode == BODY_CHUNKED)
+        st->phase = RP_CHUNKED;
+    else if (mode == BODY_LENGTH)
+        st->phase = length > 0 ? RP_LENGTH : RP_DONE;
+    else
+        st->phase = RP_UNTIL_GONE;
+    st->resp_left = length;
+    int rv = -1;
+    if (lazy(&st->data) != NULL) {
+        nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_data_source};
+        rv = nghttp2_submit_response(st->hc->ng, st->id, nva, total,
+                                     st->phase != RP_DONE ? &prd : NULL);
+    }
+    if (nva != stackbuf)
+        bth_free(nva);
+    if (rv != 0)
+        return -1;
+    st->submitted = true;
+    st->nnv = st->hlen = 0;
+    if (st->phase == RP_CHUNKED)
+        start_chunked(st);
+    schedule_send(st->hc);
+    return size;
+}
+
 static const struct h1_front_ops stream_front = {
     .read = front_read,
     .write = front_write,
     .gone = front_gone,
+    .head = front_head,
 };
 
 /* ---- the request: HEADERS to HTTP/1.1 ---------------------------------------------------- */

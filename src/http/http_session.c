@@ -1533,6 +1533,44 @@ static void upstream_connect_done(struct bth_http_session *s)
     }
 }
 
+/* With app_cookie stickiness: notes whether the target set the application's cookie. */
+static void note_app_cookie(struct bth_http_session *s)
+{
+    const struct bth_http_head *h = &s->xm->resp;
+    const struct bth_cfg_target_group *gc = s->ex.group ? s->ex.group->cfg : NULL;
+    if (gc == NULL || gc->stickiness != BTH_STICKY_APP_COOKIE)
+        return;
+    size_t cl = strlen(gc->stickiness_cookie);
+    for (unsigned i = 0; i < h->nhdrs; i++) {
+        const struct bth_http_hdr *hd = &h->hdrs[i];
+        const char *val = bth_span_ptr(h, hd->value);
+        if (hd->kind == BTH_HDR_SET_COOKIE && hd->value.len > cl && val[cl] == '=' &&
+            memcmp(val, gc->stickiness_cookie, cl) == 0)
+            s->ex.resp_sets_app_cookie = true;
+    }
+}
+
+/* Hands the answer head to a front that takes it as it is (HTTP/2), with berth's
+ * stickiness cookies as extra field lines. Returns 0, or -1 when the client is gone. */
+static int give_front_head(struct bth_http_session *s)
+{
+    note_app_cookie(s);
+    struct evbuffer *extra = NULL;
+    if (s->ex.set_tg_cookie || s->ex.set_target_cookie || s->ex.resp_sets_app_cookie) {
+        if ((extra = evbuffer_new()) == NULL)
+            return -1;
+        h1_add_sticky_cookies(s, extra);
+    }
+    ssize_t n =
+        s->front->head(s, s->ex.status, &s->xm->resp, extra, s->ex.resp_body, s->ex.resp_remaining);
+    if (extra != NULL)
+        evbuffer_free(extra);
+    if (n < 0)
+        return -1;
+    s->xm->tx_bytes += (uint64_t)n;
+    return 0;
+}
+
 /* Builds the client's response head from the target's: the status line and the target's
  * fields in one reservation (a few memcpy, as build_request_head), then what berth adds. */
 static void build_response_head(struct bth_http_session *s, struct evbuffer *out)
@@ -1571,17 +1609,7 @@ static void build_response_head(struct bth_http_session *s, struct evbuffer *out
     }
     v.iov_len = (size_t)(p - start);
     evbuffer_commit_space(out, &v, 1);
-    const struct bth_cfg_target_group *gc = s->ex.group ? s->ex.group->cfg : NULL;
-    if (gc != NULL && gc->stickiness == BTH_STICKY_APP_COOKIE) {
-        size_t cl = strlen(gc->stickiness_cookie);
-        for (unsigned i = 0; i < h->nhdrs; i++) {
-            const struct bth_http_hdr *hd = &h->hdrs[i];
-            const char *val = bth_span_ptr(h, hd->value);
-            if (hd->kind == BTH_HDR_SET_COOKIE && hd->value.len > cl && val[cl] == '=' &&
-                memcmp(val, gc->stickiness_cookie, cl) == 0)
-                s->ex.resp_sets_app_cookie = true;
-        }
-    }
+    note_app_cookie(s);
     h1_add_sticky_cookies(s, out);
     if (s->ex.status == 101)
         evbuffer_add(out, "Connection: upgrade\r\n\r\n", 23);
@@ -1670,9 +1698,16 @@ static int parse_response_head(struct bth_http_session *s)
         else
             llhttp_resume(&s->xm->resp_parser);
         s->xm->resp.decode_to = s->ex.resp_body == BODY_DECHUNK ? s->conn.out : NULL;
-        size_t before = evbuffer_get_length(s->conn.out);
-        build_response_head(s, s->conn.out);
-        s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
+        if (s->front != NULL && s->front->head != NULL && code != 101) {
+            if (give_front_head(s) != 0) {
+                h1_session_close(s);
+                return -1;
+            }
+        } else {
+            size_t before = evbuffer_get_length(s->conn.out);
+            build_response_head(s, s->conn.out);
+            s->xm->tx_bytes += evbuffer_get_length(s->conn.out) - before;
+        }
         evbuffer_drain(in, head_len);
         set_resp(s, RESP_HEAD_SENT);
         return 1;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <arpa/inet.h>
@@ -56,6 +57,13 @@ struct h1_front_ops {
     int (*write)(struct bth_http_session *s);
     /* The session ends and is freed right after: take what is left in s->conn.out. */
     void (*gone)(struct bth_http_session *s);
+    /* The target's final answer head, given as it was read rather than written out as
+     * HTTP/1.1 and read back: <status>, the fields of <h> (those with drop set are not for
+     * the client), the field lines berth adds in <extra> (Set-Cookie; NULL when none), and
+     * the body that follows in conn.out (<mode>, <length> bytes for BODY_LENGTH). Returns
+     * the head's size as HTTP/1.1 (for the access log), or -1 when the client is gone. */
+    ssize_t (*head)(struct bth_http_session *s, int status, const struct bth_http_head *h,
+                    struct evbuffer *extra, enum body_mode mode, uint64_t length);
 };
 
 enum close_reason {

@@ -611,3 +611,58 @@ def test_trailers_crossing_an_early_answer_are_ignored(berth, backend):
     frames = r.frames(timeout=3, until=lambda t, f, s, p: t == h2wire.DATA and s == 3 and f & 1)
     assert not [f for f in frames if f[0] == h2wire.GOAWAY]
     assert b"/after" in b"".join(p for t, _, s, p in frames if t == h2wire.DATA and s == 3)
+
+
+def test_stickiness_cookie_over_http2(berth, backend):
+    """lb_cookie stickiness works on HTTP/2: the answer carries set-cookie BERTH-app, and
+    streams sending it back (as one cookie field or split in several, RFC 9113 8.2.3) stay
+    on its target."""
+    bs = [backend() for _ in range(3)]
+    cfg = h2c_config([b.addr for b in bs])
+    cfg["target_groups"][0]["stickiness"] = {"type": "lb_cookie", "duration": "1h"}
+    lb = berth(cfg)
+    c = h2wire.Client(lb.ports["web"])
+    first = c.get("/first")
+    cookies = [v for n, v in first["header_list"] if n == "set-cookie"]
+    assert len(cookies) == 1 and cookies[0].startswith("BERTH-app="), first["header_list"]
+    value = cookies[0].split(";", 1)[0]
+    target = first["headers"]["x-backend"]
+    seen = set()
+    for i in range(8):
+        hs = [("cookie", value)] if i % 2 else [("cookie", "a=1"), ("cookie", value)]
+        seen.add(c.get("/s/%d" % i, headers=hs)["headers"]["x-backend"])
+    assert seen == {target}
+    c.close()
+
+
+def test_interim_100_continue_then_final_answer(berth, backend):
+    """An interim answer (100 Continue) from the target reaches the client as informational
+    HEADERS before the final answer."""
+    t = socket.socket()
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("127.0.0.61", 0))
+    t.listen(4)
+
+    def serve():
+        c, _ = t.accept()
+        with c:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += c.recv(65536)
+            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = buf.split(b"\r\n\r\n", 1)[1]
+            while not body.endswith(b"0\r\n\r\n") and len(body) < 5:
+                body += c.recv(65536)
+            c.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+            time.sleep(0.5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    lb = berth(h2c_config(["127.0.0.61:%d" % t.getsockname()[1]]))
+    c = h2wire.Client(lb.ports["web"])
+    sid = c.request("POST", "/up", headers=[("expect", "100-continue")], body=b"hello")
+    c.wait([sid])
+    st = c.streams[sid]
+    assert [h[":status"] for h in st["informational"]] == ["100"]
+    assert st["headers"][":status"] == "201" and bytes(st["data"]) == b"ok"
+    c.close()
+    t.close()
