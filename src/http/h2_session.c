@@ -1477,6 +1477,8 @@ static int session_setup(struct h2_conn *hc)
         goto out;
     nghttp2_option_set_no_auto_window_update(opt, 1); /* consumed as forwarded: front_read */
     nghttp2_option_set_max_settings(opt, 32);
+    /* berth keeps no priority tree: closed streams need not be remembered for it */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     if (nghttp2_session_server_new2(&hc->ng, cb, hc, opt) != 0)
         goto out;
     nghttp2_settings_entry iv[] = {
@@ -1484,8 +1486,10 @@ static int session_setup(struct h2_conn *hc)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)h->initial_window_size},
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, (uint32_t)h->max_frame_size},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)h->max_header_list_size},
+        /* berth does not schedule by priority (RFC 9218 3): clients need not send it */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
-    if (nghttp2_submit_settings(hc->ng, NGHTTP2_FLAG_NONE, iv, 4) != 0)
+    if (nghttp2_submit_settings(hc->ng, NGHTTP2_FLAG_NONE, iv, 5) != 0)
         goto out;
     /* The connection's window covers every stream's, so a fast client is held back only by
      * its streams' windows, which the forwarding opens as it goes (16 MiB at most). */
