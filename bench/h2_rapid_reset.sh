@@ -37,6 +37,9 @@
 #   WARMUP=1         seconds of unmeasured h2load load before round 1 (0: none)
 #   BACKEND_PORT=9101 PORT=8083   backend ports BACKEND_PORT..+3 and berth's port
 #   PYTHON=python3   interpreter for the attacker (standard library only)
+#   PIN=0            1: berth runs alone on CPU 0 (taskset), the backend, h2load and the
+#                    attacker share CPU 1: the attacker then competes with the client, not
+#                    with berth, as when it runs on another machine
 # Exit status: 0 ok (whatever the percentage); 1 berth died, or the well-behaved client had
 # failed requests or did not negotiate h2 (h2c with H2C=1); 2 setup failure.
 set -euo pipefail
@@ -56,6 +59,11 @@ WARMUP=${WARMUP:-1}
 BACKEND_PORT=${BACKEND_PORT:-9101}
 BPORT=${PORT:-8083}
 PYTHON=${PYTHON:-python3}
+PIN=${PIN:-0}
+BERTH_CPU=() OTHER_CPU=()
+if [[ $PIN == 1 ]]; then
+    BERTH_CPU=(taskset -c 0) OTHER_CPU=(taskset -c 1)
+fi
 READY_TIMEOUT=10 # used by wait_ready
 EXPECT="hello from backend"
 GOAL=80
@@ -143,11 +151,11 @@ EOF
 # ---- start -------------------------------------------------------------------------------
 LOG[backend]=$D/backend.log
 # shellcheck disable=SC2094 # -e and stderr share the log on purpose
-"$NGINX" -e "$D/backend.log" -p "$D" -c "$D/backend.conf" >>"$D/backend.log" 2>&1 &
+"${OTHER_CPU[@]}" "$NGINX" -e "$D/backend.log" -p "$D" -c "$D/backend.conf" >>"$D/backend.log" 2>&1 &
 STARTED+=($!)
 for p in "${BACKEND_PORTS[@]}"; do wait_ready backend "$p" "${STARTED[0]}"; done
 LOG[berth]=$D/berth.log
-"$BERTH_BIN" -c "$D/berth.yaml" >>"$D/berth.log" 2>&1 &
+"${BERTH_CPU[@]}" "$BERTH_BIN" -c "$D/berth.yaml" >>"$D/berth.log" 2>&1 &
 STARTED+=($!)
 BERTH_PID=$!
 wait_ready berth "$BPORT" "$BERTH_PID" "$SCHEME"
@@ -206,10 +214,10 @@ run() {
     metrics_snapshot
     e0=$(metric "$EYC") r0=$(metric "$RESETS") s0=$(metric "$H2STREAMS") n0=$(metric "$H2CONNS")
     if [[ $kind == attack ]]; then
-        "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --port "$BPORT" "${ATTACK_TLS[@]}" --batch "$BATCH" \
+        "${OTHER_CPU[@]}" "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --port "$BPORT" "${ATTACK_TLS[@]}" --batch "$BATCH" \
             --duration $((DUR + 30)) >"$D/$kind.$round.json" 2>"$D/$kind.$round.err" &
     elif [[ $kind == burn ]]; then
-        "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --burn "$BURN" --duration $((DUR + 30)) \
+        "${OTHER_CPU[@]}" "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --burn "$BURN" --duration $((DUR + 30)) \
             >"$D/$kind.$round.json" 2>"$D/$kind.$round.err" &
     fi
     if [[ $kind != base ]]; then
@@ -219,7 +227,7 @@ run() {
     fi
     c0=$(cpu_ticks "$BERTH_PID")
     children_cpu >"$D/k0"
-    h2load -t1 -c"$H2_CONN" -m"$STREAMS" -D"$DUR" --log-file="$out.log" "$URL" >"$out" 2>&1 || true
+    "${OTHER_CPU[@]}" h2load -t1 -c"$H2_CONN" -m"$STREAMS" -D"$DUR" --log-file="$out.log" "$URL" >"$out" 2>&1 || true
     children_cpu >"$D/k1"
     k0=$(<"$D/k0") k1=$(<"$D/k1")
     c1=$(cpu_ticks "$BERTH_PID")

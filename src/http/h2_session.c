@@ -78,7 +78,9 @@ struct h2_conn {
     struct sockaddr_storage peer;
     char client_ip[INET6_ADDRSTRLEN];
     char client_text[INET6_ADDRSTRLEN + 8];
-    struct bth_list streams; /* struct h2_stream.link */
+    struct bth_list streams;  /* struct h2_stream.link */
+    struct bth_list ready;    /* struct h2_stream.ready_link: heads waiting for a session */
+    struct event dispatch_ev; /* no descriptor: activated when a head is ready */
     unsigned nstreams;
     bool closing;           /* free at the end of the current callback */
     bool going_away;        /* a GOAWAY went out: close once the streams are done */
@@ -90,7 +92,8 @@ struct h2_conn {
     int32_t closed_early[CLOSED_EARLY];
     unsigned nclosed_early;
     uint64_t last_rx_ms;
-    bool ping_out; /* a liveness PING is unanswered */
+    uint64_t idle_since_ms; /* when the last stream ended (or the connection began) */
+    bool ping_out;          /* a liveness PING is unanswered */
     /* flood accounting */
     struct bucket resets, control;
     unsigned empty_frames;
@@ -122,7 +125,8 @@ struct h2_stream {
     bool chunked;    /* the body goes to the session chunked (no content-length) */
     bool req_end;    /* END_STREAM received */
     bool last_chunk; /* the final chunk went to the session */
-    bool dispatched; /* the head went to a session (or was answered here) */
+    bool queued;     /* on hc->ready: the head is whole, the session not made yet */
+    struct bth_list ready_link;
     /* answer */
     enum resp_phase phase;
     bool head_method; /* HEAD: the answer has no body whatever it says */
@@ -239,12 +243,19 @@ static void stream_free(struct h2_stream *st)
     }
     bth_free(st->hbuf);
     bth_free(st->nvs);
+    if (st->queued)
+        bth_list_remove(&st->ready_link);
     if (!st->req_end)
         hc->closed_early[hc->nclosed_early++ % CLOSED_EARLY] = st->id;
     bth_list_remove(&st->link);
     hc->nstreams--;
-    if (hc->nstreams == 0 && !hc->going_away)
-        arm_timer(hc, hc->listener->cfg->idle_timeout_ms);
+    if (hc->nstreams == 0 && !hc->going_away) {
+        /* idle from now; the timer is armed only when not already running (it checks the
+         * time when it fires), so streams coming and going cost no timer operation */
+        hc->idle_since_ms = bth_clock_mono_ms();
+        if (!evtimer_pending(&hc->timer, NULL))
+            arm_timer(hc, hc->listener->cfg->idle_timeout_ms);
+    }
     bth_free(st);
 }
 
@@ -889,7 +900,6 @@ static void stream_answer(struct h2_stream *st, int status, const char *text)
         {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen), NGHTTP2_NV_FLAG_NONE},
     };
-    st->dispatched = true;
     if (lazy(&st->data) == NULL || evbuffer_add(st->data, text, n) != 0) {
         nghttp2_submit_rst_stream(hc->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         return;
@@ -907,31 +917,12 @@ static bool same_host(nghttp2_rcbuf *a, nghttp2_rcbuf *b)
     return x.n == y.n && strncasecmp(x.p, y.p, x.n) == 0;
 }
 
-/* The request head is whole: write it as HTTP/1.1 into a new session and let it run. */
-static void stream_dispatch(struct h2_stream *st, bool end_stream)
+/* Writes the request as HTTP/1.1 into <req> (a session's input): request line, Host
+ * (:authority), the fields, the cookies joined, the framing. Returns 0, or -1 when out of
+ * memory. */
+static int build_request(struct h2_stream *st, struct evbuffer *req)
 {
-    struct h2_conn *hc = st->hc;
-    st->req_end = end_stream;
-    if (st->too_large) {
-        stream_answer(st, 431, "431 Request Header Fields Too Large\n");
-        return;
-    }
-    if (st->method == NULL || st->path == NULL) { /* CONNECT (nghttp2 checks the rest) */
-        stream_answer(st, 405, "405 Method Not Allowed\n");
-        return;
-    }
-    struct bth_http_session *s =
-        h1_front_session_new(hc->w, hc->wl, hc->snap, &hc->peer, hc->client_ip, hc->client_text,
-                             hc->conn.ssl != NULL, &stream_front, st);
-    if (s == NULL) {
-        stream_answer(st, 503, "503 Service Unavailable\n");
-        return;
-    }
-    st->dispatched = true;
-    st->s = s;
     struct bth_span_vec m = rcvec(st->method), p = rcvec(st->path);
-    st->head_method = m.n == 4 && memcmp(m.p, "HEAD", 4) == 0;
-    struct evbuffer *in = s->conn.in;
     /* :authority is the Host; a Host field that names another one makes the request
      * ambiguous, and the session refuses two Hosts with 400 (RFC 9113 8.3.1). */
     nghttp2_rcbuf *hosts[2] = {st->authority, st->host};
@@ -941,12 +932,8 @@ static void stream_dispatch(struct h2_stream *st, bool end_stream)
     for (int i = 0; i < 2; i++)
         need += hosts[i] != NULL ? rcvec(hosts[i]).n : 0;
     struct evbuffer_iovec io;
-    if (evbuffer_reserve_space(in, (ev_ssize_t)need, &io, 1) != 1) {
-        h1_front_abort(s);
-        st->s = NULL;
-        stream_answer(st, 503, "503 Service Unavailable\n");
-        return;
-    }
+    if (evbuffer_reserve_space(req, (ev_ssize_t)need, &io, 1) != 1)
+        return -1;
     char *w = io.iov_base, *w0 = w;
     memcpy(w, m.p, m.n);
     w += m.n;
@@ -966,24 +953,75 @@ static void stream_dispatch(struct h2_stream *st, bool end_stream)
         }
     }
     io.iov_len = (size_t)(w - w0);
-    evbuffer_commit_space(in, &io, 1);
+    evbuffer_commit_space(req, &io, 1);
     if (st->head != NULL)
-        evbuffer_add_buffer(in, st->head);
+        evbuffer_add_buffer(req, st->head);
     if (st->cookies != NULL) {
-        evbuffer_add(in, "Cookie: ", 8);
-        evbuffer_add_buffer(in, st->cookies);
-        evbuffer_add(in, "\r\n", 2);
+        evbuffer_add(req, "Cookie: ", 8);
+        evbuffer_add_buffer(req, st->cookies);
+        evbuffer_add(req, "\r\n", 2);
     }
-    if (!end_stream && !st->has_cl) {
-        st->chunked = true; /* the body's end is END_STREAM: chunked to the target */
-        evbuffer_add(in, "Transfer-Encoding: chunked\r\n", 28);
-    }
-    evbuffer_add(in, "\r\n", 2);
+    if (st->chunked) /* the body's end is END_STREAM: chunked to the target */
+        evbuffer_add(req, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(req, "\r\n", 2);
     rc_release(&st->method);
     rc_release(&st->path);
     rc_release(&st->authority);
     rc_release(&st->host);
-    h1_front_input(s);
+    return 0;
+}
+
+/* The request head is whole: the stream waits for its session, which dispatch_ready makes
+ * (and writes the request for) from the event loop. A stream reset within the same read,
+ * as in the rapid reset attack, so costs neither a session nor the request's bytes. */
+static void stream_ready(struct h2_stream *st, bool end_stream)
+{
+    struct h2_conn *hc = st->hc;
+    st->req_end = end_stream;
+    if (st->too_large) {
+        stream_answer(st, 431, "431 Request Header Fields Too Large\n");
+        return;
+    }
+    if (st->method == NULL || st->path == NULL) { /* CONNECT (nghttp2 checks the rest) */
+        stream_answer(st, 405, "405 Method Not Allowed\n");
+        return;
+    }
+    struct bth_span_vec m = rcvec(st->method);
+    st->head_method = m.n == 4 && memcmp(m.p, "HEAD", 4) == 0;
+    st->chunked = !end_stream && !st->has_cl; /* the body ends with END_STREAM */
+    st->queued = true;
+    bth_list_push(&hc->ready, &st->ready_link);
+    event_active(&hc->dispatch_ev, EV_READ, 1);
+}
+
+/* Gives each stream whose head is ready its session, in the order the heads came. */
+static void dispatch_ready(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2_conn *hc = arg;
+    (void)fd;
+    (void)what;
+    bool answered = false;
+    while (!bth_list_empty(&hc->ready)) {
+        struct h2_stream *st = bth_list_entry(hc->ready.prev, struct h2_stream, ready_link);
+        bth_list_remove(&st->ready_link);
+        st->queued = false;
+        struct bth_http_session *s =
+            h1_front_session_new(hc->w, hc->wl, hc->snap, &hc->peer, hc->client_ip, hc->client_text,
+                                 hc->conn.ssl != NULL, &stream_front, st);
+        if (s != NULL && build_request(st, s->conn.in) != 0) {
+            h1_front_abort(s);
+            s = NULL;
+        }
+        if (s == NULL) {
+            stream_answer(st, 503, "503 Service Unavailable\n");
+            answered = true;
+            continue;
+        }
+        st->s = s;
+        h1_front_input(s);
+    }
+    if (answered)
+        schedule_send(hc);
 }
 
 /* Appends "<name>: <value>\r\n" to <b> in one piece. */
@@ -1089,8 +1127,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     st->hc = hc;
     st->id = frame->hd.stream_id;
     bth_list_push(&hc->streams, &st->link);
-    if (hc->nstreams++ == 0)
-        event_del(&hc->timer); /* not idle */
+    hc->nstreams++;
     nghttp2_session_set_stream_user_data(ng, st->id, st);
     count(hc, BTH_ST_H2_STREAMS);
     return 0;
@@ -1169,7 +1206,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         if (st == NULL)
             break;
         if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-            stream_dispatch(st, end);
+            stream_ready(st, end);
         } else if (end) {
             st->req_end = true;
             if (st->s != NULL)
@@ -1198,7 +1235,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
     struct h2_conn *hc = user_data;
     (void)flags;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, stream_id);
-    if (st == NULL || st->s == NULL) {
+    if (st == NULL || (st->s == NULL && !st->queued)) {
         /* nobody reads it (answered already, or refused): the window comes back at once */
         nghttp2_session_consume(ng, stream_id, len);
         return 0;
@@ -1206,7 +1243,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
     if (lazy(&st->body) == NULL || evbuffer_add(st->body, data, len) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     (void)hc;
-    h1_front_input(st->s);
+    if (st->s != NULL)
+        h1_front_input(st->s); /* a queued stream's session reads it when made */
     return 0;
 }
 
@@ -1266,6 +1304,7 @@ static void conn_free(struct h2_conn *hc)
     }
     nghttp2_session_del(hc->ng);
     event_del(&hc->timer);
+    event_del(&hc->dispatch_ev);
     bth_worker_conn_closed(hc->listener->stats);
     bth_worker_untrack(hc->w, &hc->wc);
     bth_conn_fini(&hc->conn);
@@ -1397,12 +1436,16 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     struct h2_conn *hc = arg;
     (void)fd;
     (void)what;
+    uint64_t idle = hc->listener->cfg->idle_timeout_ms;
+    uint64_t quiet = bth_clock_mono_ms() - hc->idle_since_ms;
     if (hc->going_away) {
         hc->closing = true; /* the grace after the last GOAWAY ran out */
-    } else if (hc->nstreams == 0) {
+    } else if (hc->nstreams == 0 && quiet + 5 >= idle) {
         go_away(hc, NGHTTP2_NO_ERROR); /* idle_timeout: GOAWAY, then close */
         conn_pump(hc);
-    }
+    } else if (hc->nstreams == 0) {
+        arm_timer(hc, idle - quiet); /* streams came and went meanwhile */
+    }                                /* else busy: the last stream to end arms it again */
     if (hc->closing)
         conn_free(hc);
 }
@@ -1527,10 +1570,12 @@ void bth_h2_session_start(struct bth_worker *w, struct bth_worker_listener *wl, 
     hc->listener = &hc->snap->listeners[wl->index];
     hc->id = ++w->next_conn_id;
     hc->peer = *peer;
-    hc->last_rx_ms = bth_clock_mono_ms();
+    hc->last_rx_ms = hc->idle_since_ms = bth_clock_mono_ms();
     h1_describe_peer(peer, hc->client_ip, hc->client_text);
     bth_list_init(&hc->streams);
+    bth_list_init(&hc->ready);
     evtimer_assign(&hc->timer, w->base, on_conn_timer, hc);
+    event_assign(&hc->dispatch_ev, w->base, -1, 0, dispatch_ready, hc);
     bth_worker_track(w, &hc->wc, &h2_conn_ops, true);
     count(hc, BTH_ST_H2_CONNECTIONS);
     if (session_setup(hc) != 0) {
