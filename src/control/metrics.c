@@ -42,6 +42,22 @@ static void by_class(struct evbuffer *out, const char *name, const char *help, c
     }
 }
 
+/* One counter family whose second label takes <n> values, one consecutive stat each from
+ * <first>, over the listeners' blocks. */
+static void by_label(struct evbuffer *out, const char *name, const char *help,
+                     struct bth_stats *const *blocks, size_t nb, const char *label,
+                     const char *const *values, int n, enum bth_stat first)
+{
+    bth_metrics_family(out, name, "counter", help);
+    for (size_t i = 0; i < nb; i++) {
+        for (int k = 0; k < n; k++)
+            evbuffer_add_printf(
+                out, "%s{listener=\"%s\",%s=\"%s\"} %llu\n", name, blocks[i]->name, label,
+                values[k],
+                (unsigned long long)bth_stats_sum(blocks[i], (enum bth_stat)(first + k)));
+    }
+}
+
 static void histogram(struct evbuffer *out, struct bth_stats *const *blocks, size_t n)
 {
     const char *name = "berth_target_response_time_seconds";
@@ -167,18 +183,10 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
         evbuffer_add_printf(out, "berth_udp_flows{listener=\"%s\"} %lld\n", ls[i]->name,
                             (long long)(bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CREATED) -
                                         bth_stats_sum(ls[i], BTH_ST_UDP_FLOWS_CLOSED)));
-    bth_metrics_family(
-        out, "berth_desync_requests_total", "counter",
-        "Requests by desync classification (DesyncMitigationMode_NonCompliant_Request_Count).");
     static const char *const tiers[] = {"acceptable", "ambiguous", "severe"};
-    for (size_t i = 0; i < nl; i++) {
-        for (int t = 0; t < 3; t++)
-            evbuffer_add_printf(out,
-                                "berth_desync_requests_total{listener=\"%s\",class=\"%s\"} %llu\n",
-                                ls[i]->name, tiers[t],
-                                (unsigned long long)bth_stats_sum(
-                                    ls[i], (enum bth_stat)(BTH_ST_DESYNC_ACCEPTABLE + t)));
-    }
+    by_label(out, "berth_desync_requests_total",
+             "Requests by desync classification (DesyncMitigationMode_NonCompliant_Request_Count).",
+             ls, nl, "class", tiers, 3, BTH_ST_DESYNC_ACCEPTABLE);
     per_block(out, "berth_desync_blocked_total",
               "Requests refused with 400: desync_mitigation_mode, or framing berth cannot read.",
               "listener", ls, nl, BTH_ST_DESYNC_BLOCKED);
@@ -193,30 +201,17 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               "listener", ls, nl, BTH_ST_H2_CONNECTIONS);
     per_block(out, "berth_http2_streams_total", "HTTP/2 streams opened by clients.", "listener", ls,
               nl, BTH_ST_H2_STREAMS);
-    bth_metrics_family(out, "berth_http2_stream_resets_total", "counter",
-                       "HTTP/2 streams reset (RST_STREAM), by the side that reset them.");
-    for (size_t i = 0; i < nl; i++) {
-        evbuffer_add_printf(
-            out, "berth_http2_stream_resets_total{listener=\"%s\",by=\"client\"} %llu\n",
-            ls[i]->name, (unsigned long long)bth_stats_sum(ls[i], BTH_ST_H2_RESETS_RECEIVED));
-        evbuffer_add_printf(
-            out, "berth_http2_stream_resets_total{listener=\"%s\",by=\"berth\"} %llu\n",
-            ls[i]->name, (unsigned long long)bth_stats_sum(ls[i], BTH_ST_H2_RESETS_SENT));
-    }
-    bth_metrics_family(out, "berth_http2_goaways_total", "counter",
-                       "HTTP/2 GOAWAY frames berth sent, by error code (ENHANCE_YOUR_CALM: a "
-                       "flood was cut off).");
+    static const char *const by[] = {"client", "berth"}; /* RESETS_RECEIVED, _SENT */
+    by_label(out, "berth_http2_stream_resets_total",
+             "HTTP/2 streams reset (RST_STREAM), by the side that reset them.", ls, nl, "by", by, 2,
+             BTH_ST_H2_RESETS_RECEIVED);
     static const char *const goaway_codes[] = {"NO_ERROR",           "PROTOCOL_ERROR",
                                                "FLOW_CONTROL_ERROR", "COMPRESSION_ERROR",
                                                "ENHANCE_YOUR_CALM",  "OTHER"};
-    for (size_t i = 0; i < nl; i++) {
-        for (int c = 0; c < 6; c++)
-            evbuffer_add_printf(out,
-                                "berth_http2_goaways_total{listener=\"%s\",code=\"%s\"} %llu\n",
-                                ls[i]->name, goaway_codes[c],
-                                (unsigned long long)bth_stats_sum(
-                                    ls[i], (enum bth_stat)(BTH_ST_H2_GOAWAY_NO_ERROR + c)));
-    }
+    by_label(out, "berth_http2_goaways_total",
+             "HTTP/2 GOAWAY frames berth sent, by error code (ENHANCE_YOUR_CALM: a flood was "
+             "cut off).",
+             ls, nl, "code", goaway_codes, 6, BTH_ST_H2_GOAWAY_NO_ERROR);
     per_block(out, "berth_udp_flows_rejected_total",
               "UDP datagrams dropped because the flow table was full (udp_max_flows).", "listener",
               ls, nl, BTH_ST_UDP_FLOWS_REJECTED);

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* HTTP/2 client connections. nghttp2 reads and writes the frames; berth keeps the socket,
  * the buffers and the loop. A stream's request becomes HTTP/1.1 bytes in the conn.in of an
- * HTTP/1 session of its own (a "front" session: http_session_int.h), which routes and
- * forwards it exactly as a request from an HTTP/1.1 client; the HTTP/1.1 answer that
- * session writes to its conn.out is read back here and sent on the stream as HEADERS and
- * DATA (and trailers).
+ * HTTP/1 session of its own (a "front" session: http_session_int.h), made from the loop once
+ * the stream's head is whole, which routes and forwards it exactly as a request from an
+ * HTTP/1.1 client. The target's answer head reaches the stream as the session parsed it
+ * (front op head) and goes out as HEADERS; berth's own answers, and every body, are read
+ * from the session's conn.out and go out as HEADERS, DATA and trailers.
  *
  * Flow control, both ways, with bounded memory per stream:
  *  - request bodies: DATA is queued on the stream and handed to the session only as fast as
