@@ -86,7 +86,11 @@ def test_missing_target_group_reported(tmp_path):
     ("bind: 127.0.0.1:18080", "bind: 127.0.0.1:99999"),
     ("health_check: {enabled: false}", "health_check: {enabled: false, interval: 1s}"),
     ("workers: 1\n", "workers: [1, 2]\n"),
-], ids=["bad-duration", "port-out-of-range", "interval-out-of-range", "list-for-scalar"])
+    ("    idle_timeout: 60s\n", "    idle_timeout: 60s\n    http2: {max_frame_size: 1k}\n"),
+    ("    idle_timeout: 60s\n", "    idle_timeout: 60s\n    http2: {streams: 4}\n"),
+    ("    idle_timeout: 60s\n", "    idle_timeout: 60s\n    http2: maybe\n"),
+], ids=["bad-duration", "port-out-of-range", "interval-out-of-range", "list-for-scalar",
+        "h2-frame-size", "h2-unknown-key", "h2-not-bool"])
 def test_bad_values_reported(tmp_path, bad, needle):
     """A wrong type or out-of-range value makes `berth -t -c` exit 1 with a FILE:LINE:COL line."""
     text = VALID.replace(bad, needle, 1)

@@ -6,6 +6,7 @@ connection, flow control and slow readers, resets, GOAWAY, limits, and the known
 protocol errors). Clients: curl (--http2, --http2-prior-knowledge) and Python's h2."""
 
 import hashlib
+import re
 import os
 import signal
 import socket
@@ -666,3 +667,10 @@ def test_interim_100_continue_then_final_answer(berth, backend):
     assert st["headers"][":status"] == "201" and bytes(st["data"]) == b"ok"
     c.close()
     t.close()
+
+
+def test_h2c_on_an_https_listener_is_a_config_error(berth, backend, cert):
+    from conftest import start_fails
+    a = backend()
+    err = start_fails(berth, https_cfg(cert, [a.addr], h2c=True))
+    assert re.search(r"berth\.yaml:\d+:\d+: h2c is only for HTTP listeners", err), err
