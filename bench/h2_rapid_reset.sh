@@ -37,6 +37,9 @@
 #   WARMUP=1         seconds of unmeasured h2load load before round 1 (0: none)
 #   BACKEND_PORT=9101 PORT=8083   backend ports BACKEND_PORT..+3 and berth's port
 #   PYTHON=python3   interpreter for the attacker (standard library only)
+#   NICE=0           the attacker's (and the burner's) nice value: 19 gives it only the CPU
+#                    nobody else wants, as when it runs on a machine of its own (the
+#                    summary counts the streams it still got reset)
 #   PIN=0            1: berth runs alone on CPU 0 (taskset), the backend, h2load and the
 #                    attacker share CPU 1: the attacker then competes with the client, not
 #                    with berth, as when it runs on another machine
@@ -60,6 +63,7 @@ BACKEND_PORT=${BACKEND_PORT:-9101}
 BPORT=${PORT:-8083}
 PYTHON=${PYTHON:-python3}
 PIN=${PIN:-0}
+NICE=${NICE:-0}
 BERTH_CPU=() OTHER_CPU=()
 if [[ $PIN == 1 ]]; then
     BERTH_CPU=(taskset -c 0) OTHER_CPU=(taskset -c 1)
@@ -214,10 +218,10 @@ run() {
     metrics_snapshot
     e0=$(metric "$EYC") r0=$(metric "$RESETS") s0=$(metric "$H2STREAMS") n0=$(metric "$H2CONNS")
     if [[ $kind == attack ]]; then
-        "${OTHER_CPU[@]}" "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --port "$BPORT" "${ATTACK_TLS[@]}" --batch "$BATCH" \
+        "${OTHER_CPU[@]}" nice -n "$NICE" "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --port "$BPORT" "${ATTACK_TLS[@]}" --batch "$BATCH" \
             --duration $((DUR + 30)) >"$D/$kind.$round.json" 2>"$D/$kind.$round.err" &
     elif [[ $kind == burn ]]; then
-        "${OTHER_CPU[@]}" "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --burn "$BURN" --duration $((DUR + 30)) \
+        "${OTHER_CPU[@]}" nice -n "$NICE" "$PYTHON" "$ROOT/bench/h2_rapid_reset.py" --burn "$BURN" --duration $((DUR + 30)) \
             >"$D/$kind.$round.json" 2>"$D/$kind.$round.err" &
     fi
     if [[ $kind != base ]]; then
