@@ -33,18 +33,21 @@ mkdir -p "$OUT/obj"
 
 build_objs() {
     # berth core (every src/*/*.c but main.c) and llhttp, instrumented once, shared by all
-    # harnesses. Rebuilt when the source is newer than the object.
-    local srcs=() f o
+    # harnesses. Rebuilt when the source, or any header of src/ (a struct that changed
+    # layout), is newer than the object; objects are named by folder and file, so a file
+    # that moved folders never links its old object.
+    local srcs=() f o newest_h
     for f in src/*/*.c; do [ "$f" = src/process/main.c ] || srcs+=("$f"); done
     srcs+=(/usr/share/llhttp/*.c)
+    newest_h=$(ls -t src/*/*.h | head -n1)
     OBJS=()
     for f in "${srcs[@]}"; do
         case "$f" in
         /usr/share/llhttp/*) o="$OUT/obj/llhttp_$(basename "$f" .c).o" ;;
-        *) o="$OUT/obj/$(basename "$f" .c).o" ;;
+        *) o="$OUT/obj/$(basename "$(dirname "$f")")_$(basename "$f" .c).o" ;;
         esac
         OBJS+=("$o")
-        if [ ! -e "$o" ] || [ "$f" -nt "$o" ]; then
+        if [ ! -e "$o" ] || [ "$f" -nt "$o" ] || [ "$newest_h" -nt "$o" ]; then
             echo "cc $f" >&2
             "$CC" "${CFLAGS[@]}" "${PKG_CFLAGS[@]}" -fsanitize=fuzzer-no-link,$SAN -c "$f" -o "$o" &
             # at most two compilers at a time
