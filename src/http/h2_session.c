@@ -37,6 +37,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "http_session_int.h"
+#include "http_status.h"
 #include "list.h"
 #include "log.h"
 #include "mem.h"
@@ -123,6 +124,8 @@ struct h2_stream {
     size_t hdr_bytes;                                /* header list size (name+value+32 each) */
     bool too_large;
     bool has_cl;
+    bool grpc;       /* content-type application/grpc*: berth's own answers in gRPC */
+    bool discard;    /* the answer's body is not sent (a gRPC trailers-only answer) */
     bool chunked;    /* the body goes to the session chunked (no content-length) */
     bool req_end;    /* END_STREAM received */
     bool last_chunk; /* the final chunk went to the session */
@@ -557,6 +560,55 @@ static void start_chunked(struct h2_stream *st)
     st->nnv = st->hlen = 0;
 }
 
+/* The gRPC status for berth's own HTTP answer <status>, by the gRPC project's
+ * HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md): a target that does not answer in
+ * time (504) is UNAVAILABLE there too, not DEADLINE_EXCEEDED, which is the client's own
+ * deadline. */
+static int grpc_code(int status)
+{
+    switch (status) {
+    case 400:
+        return 13; /* INTERNAL */
+    case 401:
+        return 16; /* UNAUTHENTICATED */
+    case 403:
+        return 7; /* PERMISSION_DENIED */
+    case 404:
+        return 12; /* UNIMPLEMENTED */
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return 14; /* UNAVAILABLE */
+    default:
+        return 2; /* UNKNOWN */
+    }
+}
+
+/* berth's own answer <status> to a gRPC request, as a gRPC client can read it: HTTP 200
+ * and a trailers-only answer with grpc-status and grpc-message; the HTTP body is dropped.
+ * Returns 0 or -1. */
+static int submit_grpc_error(struct h2_stream *st, int status)
+{
+    char code[4], msg[96];
+    int cn = snprintf(code, sizeof(code), "%d", grpc_code(status));
+    /* grpc-message is percent-encoded (gRPC over HTTP/2); berth's reason phrases are plain
+     * ASCII words, which need no escaping */
+    int mn = snprintf(msg, sizeof(msg), "berth: HTTP %d %s", status, bth_http_reason(status));
+    if (lazy(&st->data) == NULL)
+        return -1;
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-status", (uint8_t *)code, 11, (size_t)cn, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, (size_t)mn, NGHTTP2_NV_FLAG_NONE},
+    };
+    st->discard = true;
+    st->submitted = true;
+    st->nnv = st->hlen = 0;
+    return nghttp2_submit_response(st->hc->ng, st->id, nva, 4, NULL) == 0 ? 0 : -1;
+}
+
 /* Reads the answer's head from <in>. Returns 1 when a final head was sent, 0 when more
  * bytes are needed, -1 on an error. */
 static int take_head(struct h2_stream *st, struct evbuffer *in)
@@ -588,6 +640,8 @@ static int take_head(struct h2_stream *st, struct evbuffer *in)
         } else {
             st->phase = RP_UNTIL_GONE;
         }
+        if (st->grpc && hi.status >= 300)
+            return submit_grpc_error(st, hi.status) == 0 ? 1 : -1;
         if (lazy(&st->data) == NULL || submit_head(st, hi.status) != 0)
             return -1;
         st->nnv = st->hlen = 0; /* nghttp2 copied them; trailers, if any, come here */
@@ -609,7 +663,10 @@ static int take_body(struct h2_stream *st, struct evbuffer *in, bool all)
         if (st->phase == RP_LENGTH || st->phase == RP_UNTIL_GONE) {
             if (st->phase == RP_LENGTH && n > st->resp_left)
                 n = (size_t)st->resp_left;
-            evbuffer_remove_buffer(in, st->data, n);
+            if (st->discard)
+                evbuffer_drain(in, n);
+            else
+                evbuffer_remove_buffer(in, st->data, n);
             if (st->phase == RP_LENGTH && (st->resp_left -= n) == 0)
                 st->phase = RP_DONE;
             continue;
@@ -1190,6 +1247,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
         return 0; /* "trailers" (nghttp2 refuses others): hop-by-hop in HTTP/1.1 */
     if (n.n == 14 && memcmp(n.p, "content-length", 14) == 0)
         st->has_cl = true;
+    if (n.n == 12 && memcmp(n.p, "content-type", 12) == 0 && v.n >= 16 &&
+        strncasecmp(v.p, "application/grpc", 16) == 0)
+        st->grpc = true;
     if (lazy(&st->head) == NULL || add_line(st->head, n, v) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;

@@ -674,3 +674,52 @@ def test_h2c_on_an_https_listener_is_a_config_error(berth, backend, cert):
     a = backend()
     err = start_fails(berth, https_cfg(cert, [a.addr], h2c=True))
     assert re.search(r"berth\.yaml:\d+:\d+: h2c is only for HTTP listeners", err), err
+
+
+# ---- berth's own answers to gRPC clients (the mapping issue 18 builds on) ----
+
+def grpc_call(port, method, timeout=5):
+    """One unary call with Python's grpcio (Debian python3-grpcio) over h2c; returns
+    (code name, details) of the error it ends with, or ("OK", reply)."""
+    import grpc
+    with grpc.insecure_channel("127.0.0.1:%d" % port) as ch:
+        call = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+        try:
+            return "OK", call(b"\x00", timeout=timeout)
+        except grpc.RpcError as e:
+            return e.code().name, e.details()
+
+
+def test_own_answers_to_grpc_clients_are_grpc_statuses(berth, backend):
+    """A gRPC client gets berth's own answers as gRPC statuses (HTTP 200, trailers-only,
+    grpc-status by the gRPC project's HTTP mapping), not HTTP errors it cannot read."""
+    pytest.importorskip("grpc")
+    a = backend()
+    cfg = h2c_config([a.addr])
+    cfg["listeners"][0]["rules"] = [
+        {"priority": 1, "conditions": {"path": ["/deny.Svc/*"]},
+         "action": {"fixed_response": {"status": 403, "content_type": "text/plain",
+                                       "body": "no"}}},
+        {"priority": 2, "conditions": {"path": ["/gone.Svc/*"]},
+         "action": {"fixed_response": {"status": 404}}},
+        {"priority": 3, "conditions": {"path": ["/none.Svc/*"]},
+         "action": {"forward": {"target_groups": [{"name": "empty"}]}}}]
+    cfg["target_groups"].append({"name": "empty", "protocol": "HTTP",
+                                 "health_check": {"enabled": False}, "targets": []})
+    lb = berth(cfg)
+    port = lb.ports["web"]
+    code, details = grpc_call(port, "/deny.Svc/Call")
+    assert code == "PERMISSION_DENIED" and "403" in details, (code, details)
+    assert grpc_call(port, "/gone.Svc/Call")[0] == "UNIMPLEMENTED"
+    code, details = grpc_call(port, "/none.Svc/Call")
+    assert code == "UNAVAILABLE" and "503" in details, (code, details)
+    # what went over the wire: HTTP 200, grpc-status in the one HEADERS frame
+    c = h2wire.Client(port)
+    st = c.get("/none.Svc/Call", headers=[("content-type", "application/grpc"),
+                                          ("te", "trailers")])
+    assert st["headers"][":status"] == "200"
+    assert st["headers"]["grpc-status"] == "14" and not st["data"]
+    # a client that is not gRPC still gets the HTTP answer
+    assert c.get("/none.Svc/Call")["headers"][":status"] == "503"
+    c.close()
+    assert not a.requests
