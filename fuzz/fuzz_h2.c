@@ -97,7 +97,8 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     "    rules:\n"                                                                                 \
     "      - priority: 1\n"                                                                        \
     "        conditions: {host: [\"fixed.test\"]}\n"                                               \
-    "        action: {fixed_response: {status: 200, content_type: text/plain, body: \"fixed\\n\"}}\n" \
+    "        action: {fixed_response: {status: 200, content_type: text/plain, body: "              \
+    "\"fixed\\n\"}}\n"                                                                             \
     "      - priority: 2\n"                                                                        \
     "        conditions: {path: [\"/redirect*\"]}\n"                                               \
     "        action: {redirect: {protocol: HTTPS, port: \"443\", path: \"/new/#{path}\",\n"        \
@@ -111,10 +112,12 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     "                                  body: \"{\\\"e\\\":1}\"}}\n"                                \
     "      - priority: 5\n"                                                                        \
     "        conditions: {query: {v: [\"2\"]}}\n"                                                  \
-    "        action: {forward: {target_groups: [{name: live, weight: 1}, {name: dead, weight: 1}]}}\n" \
+    "        action: {forward: {target_groups: [{name: live, weight: 1}, {name: dead, weight: "    \
+    "1}]}}\n"                                                                                      \
     "      - priority: 6\n"                                                                        \
     "        conditions: {host: [\"*.sticky.test\"]}\n"                                            \
-    "        action: {forward: {target_groups: [{name: live, weight: 3}, {name: dead, weight: 1}],\n" \
+    "        action: {forward: {target_groups: [{name: live, weight: 3}, {name: dead, weight: "    \
+    "1}],\n"                                                                                       \
     "                           stickiness: 1h}}\n"                                                \
     "    default_action: {forward: {target_group: live}}\n"                                        \
     "target_groups:\n"                                                                             \
@@ -151,10 +154,10 @@ static const struct {
     const char *word;
     enum answer a;
 } answer_words[] = {
-    {"/slow", A_SLOW},       {"/reset", A_RESET}, {"/garbage", A_GARBAGE}, {"/close", A_CLOSE},
-    {"/short", A_SHORT},     {"/chunked", A_CHUNKED}, {"/big", A_BIG},     {"/204", A_204},
-    {"/304", A_304},         {"/100", A_100},     {"/103", A_103},         {"/101", A_101},
-    {"/early", A_EARLY},     {"/headers", A_HEADERS}, {"/500", A_500},
+    {"/slow", A_SLOW},   {"/reset", A_RESET},     {"/garbage", A_GARBAGE}, {"/close", A_CLOSE},
+    {"/short", A_SHORT}, {"/chunked", A_CHUNKED}, {"/big", A_BIG},         {"/204", A_204},
+    {"/304", A_304},     {"/100", A_100},         {"/103", A_103},         {"/101", A_101},
+    {"/early", A_EARLY}, {"/headers", A_HEADERS}, {"/500", A_500},
 };
 
 #define BIG_BODY 100000
@@ -228,8 +231,9 @@ static void be_answer(struct be_conn *b)
         static char chunk[4096];
         memset(chunk, 'b', sizeof(chunk));
         for (int n = 0; n < BIG_BODY; n += (int)sizeof(chunk))
-            evbuffer_add(o, chunk, BIG_BODY - n < (int)sizeof(chunk) ? (size_t)(BIG_BODY - n)
-                                                                     : sizeof(chunk));
+            evbuffer_add(o, chunk,
+                         BIG_BODY - n < (int)sizeof(chunk) ? (size_t)(BIG_BODY - n)
+                                                           : sizeof(chunk));
         break;
     }
     case A_204:
@@ -267,7 +271,8 @@ static void be_answer(struct be_conn *b)
         break;
     }
     case A_500:
-        evbuffer_add_printf(o, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops\n");
+        evbuffer_add_printf(
+            o, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops\n");
         break;
     case A_OK:
     default:
@@ -418,8 +423,8 @@ static struct bth_snapshot *snap; /* the harness's own reference */
 static struct bth_worker *worker;
 static struct bth_worker_listener wl;
 static struct bth_accesslog alog = {.fd = -1};
-static int snap_refs;       /* the snapshot's reference count between inputs */
-static long target_refs;    /* the sum of the targets' reference counts between inputs */
+static int snap_refs;    /* the snapshot's reference count between inputs */
+static long target_refs; /* the sum of the targets' reference counts between inputs */
 
 static long sum_target_refs(void)
 {

@@ -464,6 +464,20 @@ static bool name_is(const char *p, size_t n, const char *lit)
     return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
 }
 
+/* Adds a field to the stream's list: the name lowercased, both copied into hbuf. */
+static int add_field(struct h2_stream *st, const char *n, size_t nlen, const char *v, size_t vlen)
+{
+    st->name_off = st->hlen;
+    st->name_len = nlen;
+    if (hbuf_add(st, n, nlen, true) != 0)
+        return -1;
+    st->value_off = st->hlen;
+    st->value_len = vlen;
+    if (hbuf_add(st, v, vlen, false) != 0)
+        return -1;
+    return push_nv(st);
+}
+
 /* Reads one field line of the head into the stream's list (lowercase name, value without
  * surrounding whitespace); connection-specific fields are left out. */
 static int head_field(struct h2_stream *st, const char *p, size_t l, struct head_info *hi)
@@ -492,15 +506,7 @@ static int head_field(struct h2_stream *st, const char *p, size_t l, struct head
     }
     if (connection_specific_ci(p, nlen))
         return 0;
-    st->name_off = st->hlen;
-    st->name_len = nlen;
-    if (hbuf_add(st, p, nlen, true) != 0)
-        return -1;
-    st->value_off = st->hlen;
-    st->value_len = vlen;
-    if (hbuf_add(st, v, vlen, false) != 0)
-        return -1;
-    return push_nv(st);
+    return add_field(st, p, nlen, v, vlen);
 }
 
 /* Reads the head the session wrote (<len> bytes through its empty line). berth wrote it,
@@ -850,28 +856,28 @@ static ssize_t front_head(struct bth_http_session *s, int status, const struct b
                           struct evbuffer *extra, enum body_mode mode, uint64_t length)
 {
     struct h2_stream *st = s->front_arg;
-    stream_take(st); /* interim answers (100 Continue) the session wrote before */
+    if (evbuffer_get_length(s->conn.out) > 0)
+        stream_take(st); /* interim answers (100 Continue) the session wrote before */
     if (st->aborted || st->phase != RP_HEAD)
         return -1;
     st->hlen = st->nnv = 0;
     ssize_t size = 17;
+    struct head_info ignored = {0};
     for (unsigned i = 0; i < h->nhdrs; i++) {
         const struct bth_http_hdr *hd = &h->hdrs[i];
+        /* the session marked the hop-by-hop fields; the framing is HTTP/2's own */
         if (hd->drop || hd->kind == BTH_HDR_TRANSFER_ENCODING)
             continue;
         size += hd->name.len + hd->value.len + 4;
-        /* names lowercased into hbuf; values stay where they are (nghttp2 copies both) */
-        st->name_off = st->hlen;
-        st->name_len = hd->name.len;
-        st->value_off = SIZE_MAX;
-        st->value_len = i;
-        if (hbuf_add(st, bth_span_ptr(h, hd->name), hd->name.len, true) != 0 || push_nv(st) != 0)
+        const char *v = bth_span_ptr(h, hd->value);
+        size_t vlen = hd->value.len;
+        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--; /* llhttp keeps trailing whitespace */
+        if (add_field(st, bth_span_ptr(h, hd->name), hd->name.len, v, vlen) != 0)
             return -1;
     }
-    size_t from_extra = st->nnv;
     if (extra != NULL) {
         size += (ssize_t)evbuffer_get_length(extra);
-        struct head_info ignored = {0};
         size_t n = evbuffer_get_length(extra);
         const char *b = (const char *)evbuffer_pullup(extra, -1);
         for (const char *p = b, *end = b + n; p < end;) {
@@ -884,31 +890,6 @@ static ssize_t front_head(struct bth_http_session *s, int status, const struct b
             p = eol != NULL ? eol + 1 : end;
         }
     }
-    char code[3] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
-                    (char)('0' + status % 10)};
-    nghttp2_nv stackbuf[32];
-    size_t total = st->nnv + 1;
-    nghttp2_nv *nva = total <= 32 ? stackbuf : bth_malloc(total * sizeof(*nva));
-    if (nva == NULL)
-        return -1;
-    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    for (size_t i = 0; i < st->nnv; i++) {
-        const struct nv_span *v = &st->nvs[i];
-        const char *value;
-        size_t vlen;
-        if (i < from_extra) { /* value_len holds the field's index in <h> */
-            const struct bth_http_hdr *hd = &h->hdrs[v->value_len];
-            value = bth_span_ptr(h, hd->value);
-            vlen = hd->value.len;
-            while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
-                vlen--;
-        } else {
-            value = st->hbuf + v->value_off;
-            vlen = v->value_len;
-        }
-        nva[i + 1] = (nghttp2_nv){(uint8_t *)st->hbuf + v->name_off, (uint8_t *)value, v->name_len,
-                                  vlen, NGHTTP2_NV_FLAG_NONE};
-    }
     if (st->head_method || mode == BODY_NONE)
         st->phase = RP_DONE;
     else if (mode == BODY_CHUNKED)
@@ -918,18 +899,9 @@ static ssize_t front_head(struct bth_http_session *s, int status, const struct b
     else
         st->phase = RP_UNTIL_GONE;
     st->resp_left = length;
-    int rv = -1;
-    if (lazy(&st->data) != NULL) {
-        nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_data_source};
-        rv = nghttp2_submit_response(st->hc->ng, st->id, nva, total,
-                                     st->phase != RP_DONE ? &prd : NULL);
-    }
-    if (nva != stackbuf)
-        bth_free(nva);
-    if (rv != 0)
+    if (lazy(&st->data) == NULL || submit_head(st, status) != 0)
         return -1;
-    st->submitted = true;
-    st->nnv = st->hlen = 0;
+    st->nnv = st->hlen = 0; /* nghttp2 copied them; trailers, if any, come here */
     if (st->phase == RP_CHUNKED)
         start_chunked(st);
     schedule_send(st->hc);

@@ -205,12 +205,11 @@ void h1_session_close(struct bth_http_session *s)
 
 static void session_free(struct bth_http_session *s)
 {
-    struct bth_worker *w = s->w;
     if (s->front != NULL) {
         s->front->gone(s); /* a stream: its connection is counted and tracked, not it */
-    } else {
+    } else if (s->wc.ops != NULL) {
         bth_worker_conn_closed(s->listener->stats);
-        bth_worker_untrack(w, &s->wc);
+        bth_worker_untrack(s->w, &s->wc);
     }
     event_del(&s->timer);
     bth_conn_fini(&s->conn);
@@ -1976,13 +1975,9 @@ void h1_front_drained(struct bth_http_session *s)
 
 void h1_front_abort(struct bth_http_session *s)
 {
-    s->front = NULL; /* the stream is gone: no calls back */
+    s->front = NULL; /* the stream is gone: no calls back (and no socket's accounting) */
     h1_session_close(s);
-    event_del(&s->timer);
-    bth_conn_fini(&s->conn);
-    xm_release(s);
-    bth_snapshot_unref(s->snap);
-    bth_free(s);
+    session_free(s);
 }
 
 /* A graceful stop: an idle keep-alive connection closes now, a busy one after its answer. */
