@@ -36,6 +36,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "h2_msg.h"
 #include "http_session_int.h"
 #include "http_status.h"
 #include "list.h"
@@ -102,14 +103,6 @@ struct h2_conn {
     uint64_t window_updates, data_sent;
 };
 
-enum resp_phase {
-    RP_HEAD = 0,   /* reading the answer's head from the session */
-    RP_LENGTH,     /* body of resp_left bytes */
-    RP_CHUNKED,    /* chunked body, decoded by llhttp, trailers too */
-    RP_UNTIL_GONE, /* body delimited by the session's end */
-    RP_DONE,       /* the whole answer is in data (and trailers) */
-};
-
 struct h2_stream {
     struct bth_list link;
     struct h2_conn *hc;
@@ -125,31 +118,17 @@ struct h2_stream {
     bool too_large;
     bool has_cl;
     bool grpc;       /* content-type application/grpc*: berth's own answers in gRPC */
-    bool discard;    /* the answer's body is not sent (a gRPC trailers-only answer) */
     bool chunked;    /* the body goes to the session chunked (no content-length) */
     bool req_end;    /* END_STREAM received */
     bool last_chunk; /* the final chunk went to the session */
     bool queued;     /* on hc->ready: the head is whole, the session not made yet */
     struct bth_list ready_link;
     /* answer */
-    enum resp_phase phase;
-    bool head_method; /* HEAD: the answer has no body whatever it says */
-    bool submitted;   /* the final HEADERS are queued */
-    bool deferred;    /* the data source waits for bytes (nghttp2_session_resume_data) */
-    bool aborted;     /* the answer broke off: the stream is reset */
-    uint64_t resp_left;
-    llhttp_t rp;
-    struct evbuffer *data; /* answer body for DATA frames */
-    /* the answer's head or trailers as read: lowercase names and values */
-    char *hbuf;
-    size_t hlen, hcap;
-    size_t name_off, name_len, value_off, value_len;
-    bool in_value;
-    struct nv_span {
-        uint32_t name_off, name_len, value_off, value_len;
-    } * nvs;
-    size_t nnv, cap_nv;
-    size_t ntrailers; /* nvs kept as trailers for the end of DATA */
+    struct h2_msg ans; /* the answer the session writes, read into HEADERS and DATA */
+    bool head_method;  /* HEAD: the answer has no body whatever it says */
+    bool submitted;    /* the final HEADERS are queued */
+    bool deferred;     /* the data source waits for bytes (nghttp2_session_resume_data) */
+    bool aborted;      /* the answer broke off: the stream is reset */
 };
 
 static void on_conn_io(evutil_socket_t fd, short what, void *arg);
@@ -240,13 +219,12 @@ static void stream_free(struct h2_stream *st)
     rc_release(&st->path);
     rc_release(&st->authority);
     rc_release(&st->host);
-    struct evbuffer **bufs[] = {&st->head, &st->cookies, &st->body, &st->req_trailers, &st->data};
+    struct evbuffer **bufs[] = {&st->head, &st->cookies, &st->body, &st->req_trailers};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
         if (*bufs[i] != NULL)
             evbuffer_free(*bufs[i]);
     }
-    bth_free(st->hbuf);
-    bth_free(st->nvs);
+    h2_msg_fini(&st->ans);
     if (st->queued)
         bth_list_remove(&st->ready_link);
     if (!st->req_end)
@@ -272,155 +250,6 @@ static struct evbuffer *lazy(struct evbuffer **b)
 
 /* ---- the answer: HTTP/1.1 from the session to HEADERS and DATA ------------------------ */
 
-static int hbuf_add(struct h2_stream *st, const char *p, size_t n, bool lower)
-{
-    if (st->hlen + n > st->hcap) {
-        size_t cap = st->hcap ? st->hcap * 2 : 512;
-        while (cap < st->hlen + n)
-            cap *= 2;
-        char *b = bth_realloc(st->hbuf, cap);
-        if (b == NULL)
-            return -1;
-        st->hbuf = b;
-        st->hcap = cap;
-    }
-    char *d = st->hbuf + st->hlen;
-    memcpy(d, p, n);
-    if (lower) { /* HTTP/2 field names are lowercase (RFC 9113 8.2.1) */
-        for (size_t i = 0; i < n; i++)
-            d[i] = (char)(d[i] | ((d[i] >= 'A' && d[i] <= 'Z') << 5));
-    }
-    st->hlen += n;
-    return 0;
-}
-
-/* Fields HTTP/2 forbids (RFC 9113 8.2.2): they describe the HTTP/1.1 connection. */
-static bool connection_specific_ci(const char *n, size_t len)
-{
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strlen(names[i]) == len && strncasecmp(n, names[i], len) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Appends the field at name_off/value_off to the list. */
-static int push_nv(struct h2_stream *st)
-{
-    if (st->nnv == st->cap_nv) {
-        size_t cap = st->cap_nv ? st->cap_nv * 2 : 16;
-        struct nv_span *v = bth_realloc(st->nvs, cap * sizeof(*v));
-        if (v == NULL)
-            return -1;
-        st->nvs = v;
-        st->cap_nv = cap;
-    }
-    st->nvs[st->nnv++] = (struct nv_span){(uint32_t)st->name_off, (uint32_t)st->name_len,
-                                          (uint32_t)st->value_off, (uint32_t)st->value_len};
-    return 0;
-}
-
-/* A trailer llhttp finished reading: kept unless HTTP/2 forbids it. */
-static int push_field(struct h2_stream *st)
-{
-    if (!st->in_value)
-        return 0;
-    st->in_value = false;
-    /* llhttp leaves trailing whitespace in a value */
-    while (st->value_len > 0 && (st->hbuf[st->value_off + st->value_len - 1] == ' ' ||
-                                 st->hbuf[st->value_off + st->value_len - 1] == '\t'))
-        st->value_len--;
-    if (connection_specific_ci(st->hbuf + st->name_off, st->name_len))
-        return 0;
-    return push_nv(st);
-}
-
-static int rp_on_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct h2_stream *st = p->data;
-    if (st->in_value || st->name_len == 0) {
-        if (push_field(st) != 0)
-            return HPE_USER;
-        st->name_off = st->hlen;
-        st->name_len = 0;
-    }
-    st->name_len += len;
-    return hbuf_add(st, at, len, true) == 0 ? 0 : HPE_USER;
-}
-
-static int rp_on_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct h2_stream *st = p->data;
-    if (!st->in_value) {
-        st->in_value = true;
-        st->value_off = st->hlen;
-        st->value_len = 0;
-    }
-    st->value_len += len;
-    return hbuf_add(st, at, len, false) == 0 ? 0 : HPE_USER;
-}
-
-static int rp_on_headers_complete(llhttp_t *p)
-{
-    (void)p; /* the primed head of start_chunked: its fields are not kept */
-    return HPE_PAUSED;
-}
-
-static int rp_on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct h2_stream *st = p->data;
-    return evbuffer_add(st->data, at, len) == 0 ? 0 : HPE_USER;
-}
-
-static int rp_on_message_complete(llhttp_t *p)
-{
-    struct h2_stream *st = p->data;
-    if (push_field(st) != 0) /* the last trailer */
-        return HPE_USER;
-    st->phase = RP_DONE;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t rp_settings = {
-    .on_header_field = rp_on_field,
-    .on_header_value = rp_on_value,
-    .on_headers_complete = rp_on_headers_complete,
-    .on_body = rp_on_body,
-    .on_message_complete = rp_on_message_complete,
-};
-
-static void rp_reset(struct h2_stream *st)
-{
-    llhttp_init(&st->rp, HTTP_RESPONSE, &rp_settings);
-    st->rp.data = st;
-    st->hlen = st->nnv = st->name_len = 0;
-    st->in_value = false;
-}
-
-/* Builds the nghttp2 name/value list of the fields read, from index <from>, after
- * <first> (":status" or nothing). */
-static nghttp2_nv *make_nva(struct h2_stream *st, size_t from, const nghttp2_nv *first, size_t *n,
-                            nghttp2_nv *stackbuf, size_t stackn)
-{
-    size_t total = st->nnv - from + (first != NULL);
-    nghttp2_nv *nva = total <= stackn ? stackbuf : bth_malloc(total * sizeof(*nva));
-    if (nva == NULL)
-        return NULL;
-    size_t k = 0;
-    if (first != NULL)
-        nva[k++] = *first;
-    for (size_t i = from; i < st->nnv; i++) {
-        const struct nv_span *v = &st->nvs[i];
-        nva[k++] =
-            (nghttp2_nv){(uint8_t *)st->hbuf + v->name_off, (uint8_t *)st->hbuf + v->value_off,
-                         v->name_len, v->value_len, NGHTTP2_NV_FLAG_NONE};
-    }
-    *n = k;
-    return nva;
-}
-
 static ssize_t on_data_source(nghttp2_session *ng, int32_t stream_id, uint8_t *buf, size_t length,
                               uint32_t *flags, nghttp2_data_source *source, void *user_data);
 
@@ -434,7 +263,7 @@ static int submit_head(struct h2_stream *st, int code)
     nghttp2_nv first = {(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     nghttp2_nv stackbuf[32];
     size_t n;
-    nghttp2_nv *nva = make_nva(st, 0, &first, &n, stackbuf, 32);
+    nghttp2_nv *nva = h2_msg_nva(&st->ans, 0, &first, 1, &n, stackbuf, 32);
     if (nva == NULL)
         return -1;
     int rv;
@@ -442,128 +271,13 @@ static int submit_head(struct h2_stream *st, int code)
         rv = nghttp2_submit_headers(hc->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n, NULL);
     } else {
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_data_source};
-        bool body = st->phase != RP_DONE;
+        bool body = st->ans.phase != MSG_DONE;
         rv = nghttp2_submit_response(hc->ng, st->id, nva, n, body ? &prd : NULL);
         st->submitted = true;
     }
     if (nva != stackbuf)
         bth_free(nva);
     return rv == 0 ? 0 : -1;
-}
-
-/* What a head says about its body. */
-struct head_info {
-    int status;
-    bool chunked;    /* Transfer-Encoding ends in chunked */
-    bool has_length; /* Content-Length */
-    uint64_t length;
-};
-
-static bool name_is(const char *p, size_t n, const char *lit)
-{
-    return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
-}
-
-/* Adds a field to the stream's list: the name lowercased, both copied into hbuf. */
-static int add_field(struct h2_stream *st, const char *n, size_t nlen, const char *v, size_t vlen)
-{
-    st->name_off = st->hlen;
-    st->name_len = nlen;
-    if (hbuf_add(st, n, nlen, true) != 0)
-        return -1;
-    st->value_off = st->hlen;
-    st->value_len = vlen;
-    if (hbuf_add(st, v, vlen, false) != 0)
-        return -1;
-    return push_nv(st);
-}
-
-/* Reads one field line of the head into the stream's list (lowercase name, value without
- * surrounding whitespace); connection-specific fields are left out. */
-static int head_field(struct h2_stream *st, const char *p, size_t l, struct head_info *hi)
-{
-    const char *colon = memchr(p, ':', l);
-    if (colon == NULL || colon == p)
-        return -1;
-    size_t nlen = (size_t)(colon - p);
-    const char *v = colon + 1, *vend = p + l;
-    while (v < vend && (*v == ' ' || *v == '\t'))
-        v++;
-    while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
-        vend--;
-    size_t vlen = (size_t)(vend - v);
-    if (name_is(p, nlen, "content-length")) {
-        uint64_t n = 0;
-        for (const char *c = v; c < vend; c++) {
-            if (*c < '0' || *c > '9' || n > UINT64_MAX / 10 - 9)
-                return -1;
-            n = n * 10 + (uint64_t)(*c - '0');
-        }
-        hi->has_length = true;
-        hi->length = n;
-    } else if (name_is(p, nlen, "transfer-encoding")) {
-        hi->chunked = vlen >= 7 && strncasecmp(vend - 7, "chunked", 7) == 0;
-    }
-    if (connection_specific_ci(p, nlen))
-        return 0;
-    return add_field(st, p, nlen, v, vlen);
-}
-
-/* Reads the head the session wrote (<len> bytes through its empty line). berth wrote it,
- * from a head llhttp had accepted or from its own answers, so a line reader is enough:
- * status line, then "Name: value" lines (an obs-fold continuation, which a target's head
- * may carry, joins the previous value with a space). */
-static int parse_head(struct h2_stream *st, const char *b, size_t len, struct head_info *hi)
-{
-    *hi = (struct head_info){0};
-    st->hlen = st->nnv = 0;
-    st->in_value = false;
-    if (len < 16 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
-        return -1;
-    for (int i = 9; i < 12; i++) {
-        if (b[i] < '0' || b[i] > '9')
-            return -1;
-        hi->status = hi->status * 10 + (b[i] - '0');
-    }
-    const char *p = memchr(b, '\n', len), *end = b + len;
-    bool kept = false; /* the previous field is in the list (for continuations) */
-    for (p = p + 1; p < end;) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        if (eol == NULL)
-            return -1;
-        size_t l = (size_t)(eol - p);
-        if (l > 0 && p[l - 1] == '\r')
-            l--;
-        if (l == 0)
-            break;
-        if (*p == ' ' || *p == '\t') {
-            if (kept) {
-                const char *v = p;
-                while (v < p + l && (*v == ' ' || *v == '\t'))
-                    v++;
-                if (hbuf_add(st, " ", 1, false) != 0 || hbuf_add(st, v, (size_t)(p + l - v), false))
-                    return -1;
-                st->nvs[st->nnv - 1].value_len += (uint32_t)(1 + (p + l - v));
-            }
-        } else {
-            size_t before = st->nnv;
-            if (head_field(st, p, l, hi) != 0)
-                return -1;
-            kept = st->nnv > before;
-        }
-        p = eol + 1;
-    }
-    return 0;
-}
-
-/* A chunked body is decoded by llhttp, primed with a bare chunked head. */
-static void start_chunked(struct h2_stream *st)
-{
-    static const char head[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-    rp_reset(st);
-    llhttp_execute(&st->rp, head, sizeof(head) - 1); /* pauses at the end of the head */
-    llhttp_resume(&st->rp);
-    st->nnv = st->hlen = 0;
 }
 
 /* The gRPC status for berth's own HTTP answer <status>, by the gRPC project's
@@ -601,7 +315,7 @@ static int submit_grpc_error(struct h2_stream *st, int status)
     /* grpc-message is percent-encoded (gRPC over HTTP/2); berth's reason phrases are plain
      * ASCII words, which need no escaping */
     int mn = snprintf(msg, sizeof(msg), "berth: HTTP %d %s", status, bth_http_reason(status));
-    if (lazy(&st->data) == NULL)
+    if (h2_msg_data(&st->ans) == NULL)
         return -1;
     nghttp2_nv nva[] = {
         {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
@@ -609,9 +323,9 @@ static int submit_grpc_error(struct h2_stream *st, int status)
         {(uint8_t *)"grpc-status", (uint8_t *)code, 11, (size_t)cn, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, (size_t)mn, NGHTTP2_NV_FLAG_NONE},
     };
-    st->discard = true;
+    st->ans.discard = true;
     st->submitted = true;
-    st->nnv = st->hlen = 0;
+    h2_msg_clear_fields(&st->ans);
     return nghttp2_submit_response(st->hc->ng, st->id, nva, 4, NULL) == 0 ? 0 : -1;
 }
 
@@ -625,8 +339,8 @@ static int take_head(struct h2_stream *st, struct evbuffer *in)
             return 0;
         size_t len = (size_t)end.pos + 4;
         const char *b = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-        struct head_info hi;
-        if (b == NULL || parse_head(st, b, len, &hi) != 0)
+        struct h2_msg_head hi;
+        if (b == NULL || h2_msg_parse_head(&st->ans, b, len, &hi) != 0 || hi.status == 0)
             return -1; /* berth wrote it: this does not happen */
         evbuffer_drain(in, len);
         if (hi.status == 101)
@@ -636,63 +350,14 @@ static int take_head(struct h2_stream *st, struct evbuffer *in)
                 return -1;
             continue;
         }
-        if (st->head_method || hi.status == 204 || hi.status == 304) {
-            st->phase = RP_DONE;
-        } else if (hi.chunked) {
-            st->phase = RP_CHUNKED;
-        } else if (hi.has_length) {
-            st->resp_left = hi.length;
-            st->phase = st->resp_left > 0 ? RP_LENGTH : RP_DONE;
-        } else {
-            st->phase = RP_UNTIL_GONE;
-        }
+        h2_msg_expect_body(&st->ans, &hi, st->head_method || hi.status == 204 || hi.status == 304);
         if (st->grpc && hi.status >= 300)
             return submit_grpc_error(st, hi.status) == 0 ? 1 : -1;
-        if (lazy(&st->data) == NULL || submit_head(st, hi.status) != 0)
+        if (h2_msg_data(&st->ans) == NULL || submit_head(st, hi.status) != 0)
             return -1;
-        st->nnv = st->hlen = 0; /* nghttp2 copied them; trailers, if any, come here */
-        if (st->phase == RP_CHUNKED)
-            start_chunked(st);
+        h2_msg_head_sent(&st->ans); /* trailers, if any, are read from here */
         return 1;
     }
-}
-
-/* Moves answer body bytes from <in> to the DATA queue, up to STREAM_DATA_MAX (<all>: every
- * byte, as the session ends). Returns 0, or -1 on a framing error. */
-static int take_body(struct h2_stream *st, struct evbuffer *in, bool all)
-{
-    while (st->phase != RP_DONE && evbuffer_get_length(in) > 0 &&
-           (all || evbuffer_get_length(st->data) < STREAM_DATA_MAX)) {
-        size_t room = all ? SIZE_MAX : STREAM_DATA_MAX - evbuffer_get_length(st->data);
-        size_t avail = evbuffer_get_length(in);
-        size_t n = avail < room ? avail : room;
-        if (st->phase == RP_LENGTH || st->phase == RP_UNTIL_GONE) {
-            if (st->phase == RP_LENGTH && n > st->resp_left)
-                n = (size_t)st->resp_left;
-            if (st->discard)
-                evbuffer_drain(in, n);
-            else
-                evbuffer_remove_buffer(in, st->data, n);
-            if (st->phase == RP_LENGTH && (st->resp_left -= n) == 0)
-                st->phase = RP_DONE;
-            continue;
-        }
-        /* chunked: llhttp decodes one contiguous piece at a time */
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            return -1;
-        size_t len = v.iov_len < n ? v.iov_len : n;
-        llhttp_errno_t err = llhttp_execute(&st->rp, v.iov_base, len);
-        size_t used = len;
-        if (err == HPE_PAUSED)
-            used = (size_t)(llhttp_get_error_pos(&st->rp) - (const char *)v.iov_base);
-        else if (err != HPE_OK)
-            return -1;
-        evbuffer_drain(in, used);
-    }
-    if (st->phase == RP_DONE)
-        st->ntrailers = st->nnv;
-    return 0;
 }
 
 /* Takes what the session wrote, as far as the stream's queue has room. */
@@ -702,9 +367,9 @@ static void stream_take(struct h2_stream *st)
     if (s == NULL || st->aborted)
         return;
     struct evbuffer *in = s->conn.out;
-    bool had = st->data != NULL && evbuffer_get_length(st->data) > 0;
-    bool was_done = st->phase == RP_DONE && st->submitted;
-    if (st->phase == RP_HEAD) {
+    bool had = st->ans.data != NULL && evbuffer_get_length(st->ans.data) > 0;
+    bool was_done = st->ans.phase == MSG_DONE && st->submitted;
+    if (st->ans.phase == MSG_HEAD) {
         int r = take_head(st, in);
         if (r < 0) {
             st->aborted = true;
@@ -713,12 +378,12 @@ static void stream_take(struct h2_stream *st)
         if (r == 0)
             return;
     }
-    if (take_body(st, in, false) != 0) {
+    if (h2_msg_take_body(&st->ans, in, STREAM_DATA_MAX, false) != 0) {
         st->aborted = true;
         return;
     }
-    bool now = evbuffer_get_length(st->data) > 0;
-    if (st->deferred && ((now && !had) || (st->phase == RP_DONE && !was_done))) {
+    bool now = evbuffer_get_length(st->ans.data) > 0;
+    if (st->deferred && ((now && !had) || (st->ans.phase == MSG_DONE && !was_done))) {
         st->deferred = false;
         nghttp2_session_resume_data(st->hc->ng, st->id);
     }
@@ -730,24 +395,17 @@ static ssize_t on_data_source(nghttp2_session *ng, int32_t stream_id, uint8_t *b
     struct h2_stream *st = source->ptr;
     (void)buf;
     (void)user_data;
-    size_t avail = evbuffer_get_length(st->data);
-    if (avail == 0 && st->phase != RP_DONE) {
+    size_t avail = evbuffer_get_length(st->ans.data);
+    if (avail == 0 && st->ans.phase != MSG_DONE) {
         st->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
     size_t n = avail < length ? avail : length;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->phase == RP_DONE && n == avail) {
+    if (st->ans.phase == MSG_DONE && n == avail) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (st->ntrailers > 0) {
-            nghttp2_nv stackbuf[16];
-            size_t k;
-            nghttp2_nv *nva = make_nva(st, 0, NULL, &k, stackbuf, 16);
-            if (nva != NULL && nghttp2_submit_trailer(ng, stream_id, nva, k) == 0)
-                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            if (nva != stackbuf)
-                bth_free(nva);
-        }
+        if (h2_msg_submit_trailers(&st->ans, ng, stream_id))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     }
     return (ssize_t)n;
 }
@@ -763,7 +421,7 @@ static int on_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     if (evbuffer_get_length(hc->conn.out) >= CONN_OUT_HIGH)
         return NGHTTP2_ERR_WOULDBLOCK;
     evbuffer_add(hc->conn.out, framehd, 9);
-    evbuffer_remove_buffer(st->data, hc->conn.out, length);
+    evbuffer_remove_buffer(st->ans.data, hc->conn.out, length);
     (void)frame; /* berth sends no padding */
     hc->data_sent++;
     if (st->s != NULL) {
@@ -826,13 +484,13 @@ static void front_gone(struct bth_http_session *s)
     struct h2_conn *hc = st->hc;
     struct evbuffer *in = s->conn.out;
     st->s = NULL;
-    if (!st->aborted && st->phase == RP_HEAD && take_head(st, in) < 0)
+    if (!st->aborted && st->ans.phase == MSG_HEAD && take_head(st, in) < 0)
         st->aborted = true;
-    if (!st->aborted && st->phase != RP_HEAD && take_body(st, in, true) != 0)
+    if (!st->aborted && h2_msg_take_body(&st->ans, in, 0, true) != 0)
         st->aborted = true;
-    if (!st->aborted && st->phase == RP_UNTIL_GONE)
-        st->phase = RP_DONE; /* the session's end is the body's end */
-    if (st->aborted || st->phase != RP_DONE) {
+    if (!st->aborted && st->ans.phase == MSG_UNTIL_GONE)
+        st->ans.phase = MSG_DONE; /* the session's end is the body's end */
+    if (st->aborted || st->ans.phase != MSG_DONE) {
         /* The answer broke off (the target went away mid-answer, or berth gave up on the
          * exchange): the client learns it from a reset, not from a short body. */
         st->aborted = true;
@@ -858,11 +516,11 @@ static ssize_t front_head(struct bth_http_session *s, int status, const struct b
     struct h2_stream *st = s->front_arg;
     if (evbuffer_get_length(s->conn.out) > 0)
         stream_take(st); /* interim answers (100 Continue) the session wrote before */
-    if (st->aborted || st->phase != RP_HEAD)
+    if (st->aborted || st->ans.phase != MSG_HEAD)
         return -1;
-    st->hlen = st->nnv = 0;
+    h2_msg_clear_fields(&st->ans);
     ssize_t size = 17;
-    struct head_info ignored = {0};
+    struct h2_msg_head ignored = {.status = status};
     for (unsigned i = 0; i < h->nhdrs; i++) {
         const struct bth_http_hdr *hd = &h->hdrs[i];
         /* the session marked the hop-by-hop fields; the framing is HTTP/2's own */
@@ -873,7 +531,7 @@ static ssize_t front_head(struct bth_http_session *s, int status, const struct b
         size_t vlen = hd->value.len;
         while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
             vlen--; /* llhttp keeps trailing whitespace */
-        if (add_field(st, bth_span_ptr(h, hd->name), hd->name.len, v, vlen) != 0)
+        if (h2_msg_add_field(&st->ans, bth_span_ptr(h, hd->name), hd->name.len, v, vlen) != 0)
             return -1;
     }
     if (extra != NULL) {
@@ -885,25 +543,19 @@ static ssize_t front_head(struct bth_http_session *s, int status, const struct b
             size_t l = eol != NULL ? (size_t)(eol - p) : (size_t)(end - p);
             if (l > 0 && p[l - 1] == '\r')
                 l--;
-            if (l > 0 && head_field(st, p, l, &ignored) != 0)
+            if (l > 0 && h2_msg_head_field(&st->ans, p, l, &ignored) != 0)
                 return -1;
             p = eol != NULL ? eol + 1 : end;
         }
     }
-    if (st->head_method || mode == BODY_NONE)
-        st->phase = RP_DONE;
-    else if (mode == BODY_CHUNKED)
-        st->phase = RP_CHUNKED;
-    else if (mode == BODY_LENGTH)
-        st->phase = length > 0 ? RP_LENGTH : RP_DONE;
-    else
-        st->phase = RP_UNTIL_GONE;
-    st->resp_left = length;
-    if (lazy(&st->data) == NULL || submit_head(st, status) != 0)
+    struct h2_msg_head framing = {.status = status,
+                                  .chunked = mode == BODY_CHUNKED,
+                                  .has_length = mode == BODY_LENGTH,
+                                  .length = length};
+    h2_msg_expect_body(&st->ans, &framing, st->head_method || mode == BODY_NONE);
+    if (h2_msg_data(&st->ans) == NULL || submit_head(st, status) != 0)
         return -1;
-    st->nnv = st->hlen = 0; /* nghttp2 copied them; trailers, if any, come here */
-    if (st->phase == RP_CHUNKED)
-        start_chunked(st);
+    h2_msg_head_sent(&st->ans); /* trailers, if any, are read from here */
     schedule_send(st->hc);
     return size;
 }
@@ -930,11 +582,11 @@ static void stream_answer(struct h2_stream *st, int status, const char *text)
         {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE},
         {(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen), NGHTTP2_NV_FLAG_NONE},
     };
-    if (lazy(&st->data) == NULL || evbuffer_add(st->data, text, n) != 0) {
+    if (h2_msg_data(&st->ans) == NULL || evbuffer_add(st->ans.data, text, n) != 0) {
         nghttp2_submit_rst_stream(hc->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    st->phase = RP_DONE;
+    st->ans.phase = MSG_DONE;
     st->submitted = true;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = on_data_source};
     nghttp2_submit_response(hc->ng, st->id, nva, 3, st->head_method ? NULL : &prd);
