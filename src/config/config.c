@@ -144,16 +144,17 @@ static int parse_cidr(const char *s)
     return -1;
 }
 
-/* Health check matcher: "200", "200-399", "200,302", or a mix; codes 200..599. */
-static int parse_matcher(const char *s)
+/* Health check matcher: "200", "200-399", "200,302", or a mix; codes <min>..<max> (HTTP
+ * 200..599, gRPC 0..99). */
+static int parse_matcher(const char *s, uint64_t min, uint64_t max)
 {
     for (;;) {
         uint64_t lo, hi;
         s = scan_u64(s, &lo);
-        if (s == NULL || lo < 200 || lo > 599)
+        if (s == NULL || lo < min || lo > max)
             return -1;
         hi = lo;
-        if (*s == '-' && ((s = scan_u64(s + 1, &hi)) == NULL || hi < lo || hi > 599))
+        if (*s == '-' && ((s = scan_u64(s + 1, &hi)) == NULL || hi < lo || hi > max))
             return -1;
         if (*s == '\0')
             return 0;
@@ -169,6 +170,13 @@ static const char *const alg_names[] = {"round_robin", "least_outstanding_reques
 const char *bth_proto_name(enum bth_proto p)
 {
     return (size_t)p < ARRAY_SIZE(proto_names) ? proto_names[p] : "?";
+}
+
+static const char *const pv_names[] = {"HTTP1", "HTTP2", "GRPC"};
+
+const char *bth_proto_version_name(enum bth_proto_version v)
+{
+    return (size_t)v < ARRAY_SIZE(pv_names) ? pv_names[v] : "?";
 }
 
 const char *bth_algorithm_name(enum bth_algorithm a)
@@ -191,6 +199,7 @@ struct ctx {
     struct bth_err *err; /* borrowed, may be NULL */
     unsigned nerrors;
     yaml_document_t *doc;
+    enum bth_proto_version group_pv; /* of the target group being read (its matcher) */
 };
 
 static struct bth_cfg_mark mark_of(const yaml_node_t *n)
@@ -294,6 +303,7 @@ struct enumdef {
 
 static const struct enumdef proto_enum = {proto_names, 6, "HTTP, HTTPS, TCP, TLS, UDP or TCP_UDP"};
 static const struct enumdef hc_proto_enum = {proto_names, 3, "HTTP, HTTPS or TCP"};
+static const struct enumdef pv_enum = {pv_names, 3, "HTTP1, HTTP2 or GRPC"};
 static const struct enumdef alg_enum = {
     alg_names, 4, "round_robin, least_outstanding_requests, weighted_random or flow_hash"};
 static const char *const sticky_names[] = {NULL, "lb_cookie", "app_cookie", "source_ip"};
@@ -936,21 +946,33 @@ static const struct field listener_fields[] = {
 };
 SECTION(listener_sec, "listener", listener_fields);
 
-/* The protocol a listener or group mapping declares, read ahead of its other keys because
- * their defaults depend on it. Invalid values fall back to HTTP; parse_map reports them. */
-static enum bth_proto proto_hint(struct ctx *c, yaml_node_t *n)
+/* The value of enum key <key> in mapping <n>, read ahead of its other keys because their
+ * defaults depend on it: 0 when absent or invalid (parse_map reports the latter). */
+static int enum_hint(struct ctx *c, yaml_node_t *n, const char *key, const struct enumdef *en)
 {
     if (n->type != YAML_MAPPING_NODE)
-        return BTH_PROTO_HTTP;
+        return 0;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
         if (k->type == YAML_SCALAR_NODE && v->type == YAML_SCALAR_NODE &&
-            strcmp((const char *)k->data.scalar.value, "protocol") == 0) {
-            int i = enum_index(&proto_enum, (const char *)v->data.scalar.value);
-            return i < 0 ? BTH_PROTO_HTTP : (enum bth_proto)i;
+            strcmp((const char *)k->data.scalar.value, key) == 0) {
+            int i = enum_index(en, (const char *)v->data.scalar.value);
+            return i < 0 ? 0 : i;
         }
     }
-    return BTH_PROTO_HTTP;
+    return 0;
+}
+
+/* The protocol a listener or group declares (HTTP when none). */
+static enum bth_proto proto_hint(struct ctx *c, yaml_node_t *n)
+{
+    return (enum bth_proto)enum_hint(c, n, "protocol", &proto_enum);
+}
+
+/* The protocol_version a group declares (HTTP1 when none). */
+static enum bth_proto_version pv_hint(struct ctx *c, yaml_node_t *n)
+{
+    return (enum bth_proto_version)enum_hint(c, n, "protocol_version", &pv_enum);
 }
 
 static void parse_listener(struct ctx *c, yaml_node_t *n, struct bth_cfg_listener *l)
@@ -1067,15 +1089,36 @@ static void on_hc_port(struct ctx *c, yaml_node_t *v, void *dst)
         set_field(c, &port, v, dst);
 }
 
+/* matcher: "200-399", or as ELB's Matcher {http_code: ...} / {grpc_code: ...}; gRPC groups
+ * match grpc-status codes 0..99, the others HTTP status codes. */
 static void on_matcher(struct ctx *c, yaml_node_t *v, void *dst)
 {
+    bool grpc = c->group_pv == BTH_PV_GRPC;
+    const char *want = grpc ? "grpc_code" : "http_code";
+    if (v->type == YAML_MAPPING_NODE) {
+        yaml_node_pair_t *p = v->data.mapping.pairs.start;
+        if (v->data.mapping.pairs.top - p != 1) {
+            err_node(c, v, "matcher takes one key, %s", want);
+            return;
+        }
+        yaml_node_t *k = node(c, p->key);
+        const char *ks = scalar(c, k);
+        if (ks == NULL)
+            return;
+        if (strcmp(ks, want) != 0) {
+            err_node(c, k, "matcher key \"%s\" does not fit this group (expected %s%s)", ks, want,
+                     grpc ? ": its protocol_version is GRPC" : "");
+            return;
+        }
+        v = node(c, p->value);
+    }
     const char *s = scalar(c, v);
-    if (s != NULL && parse_matcher(s) < 0)
-        err_node(c, v,
-                 "invalid matcher \"%s\" (expected e.g. \"200\", \"200-399\" or "
-                 "\"200,302\")",
-                 s);
-    else if (s != NULL)
+    if (s == NULL)
+        return;
+    if (parse_matcher(s, grpc ? 0 : 200, grpc ? 99 : 599) < 0)
+        err_node(c, v, "invalid %s matcher \"%s\" (expected e.g. %s)", grpc ? "grpc_code" : "", s,
+                 grpc ? "\"12\", \"0-99\" or \"0,12\"" : "\"200\", \"200-399\" or \"200,302\"");
+    else
         set_str(c, v, dst, s);
 }
 
@@ -1276,6 +1319,7 @@ static void on_discovery(struct ctx *c, yaml_node_t *v, void *dst)
 static const struct field group_fields[] = {
     FN("name", TG(name), on_group_name, REQ),
     FE("protocol", TG(protocol), &proto_enum, 0),
+    FE("protocol_version", TG(protocol_version), &pv_enum, 0),
     FE("algorithm", TG(algorithm), &alg_enum, 0),
     F("deregistration_delay", F_DUR, TG(deregistration_delay_ms), 0, 3600 * SEC_MS, 0),
     F("slow_start", F_DUR, TG(slow_start_ms), 30 * SEC_MS, 900 * SEC_MS, ZERO_OK),
@@ -1307,8 +1351,10 @@ static void group_defaults(struct ctx *c, yaml_node_t *n, struct bth_cfg_target_
     hc->timeout_ms = (l7 ? 5 : 10) * SEC_MS;
     hc->healthy_threshold = 5;
     hc->unhealthy_threshold = 2;
-    set_str(c, n, &hc->path, "/");
-    set_str(c, n, &hc->matcher, l7 ? "200" : "200-399");
+    /* gRPC groups: ALB's gRPC check, answered UNIMPLEMENTED (12) by any live gRPC server */
+    bool grpc = g->protocol_version == BTH_PV_GRPC;
+    set_str(c, n, &hc->path, grpc ? "/AWS.ALB/healthcheck" : "/");
+    set_str(c, n, &hc->matcher, grpc ? "12" : l7 ? "200" : "200-399");
     g->unhealthy_connection_termination = 1;
     g->outlier_detection.enabled = 1;
     g->outlier_detection.consecutive_errors = 5;
@@ -1329,9 +1375,14 @@ static void on_groups(struct ctx *c, yaml_node_t *v, void *dst)
         struct bth_cfg_target_group *g = &cfg->target_groups[i];
         yaml_node_t *item = node(c, items[i]);
         g->protocol = proto_hint(c, item);
+        g->protocol_version = c->group_pv = pv_hint(c, item);
         g->mark = mark_of(item);
         group_defaults(c, item, g);
         parse_map(c, item, &group_sec, g);
+        c->group_pv = BTH_PV_HTTP1;
+        if (g->protocol_version != BTH_PV_HTTP1 && !is_l7(g->protocol))
+            errat(c, g->mark, "protocol_version %s needs an HTTP or HTTPS group, not %s",
+                  bth_proto_version_name(g->protocol_version), bth_proto_name(g->protocol));
         for (size_t j = 0; g->name != NULL && j < i; j++)
             if (cfg->target_groups[j].name != NULL &&
                 strcmp(g->name, cfg->target_groups[j].name) == 0)

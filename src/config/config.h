@@ -193,9 +193,17 @@ struct bth_cfg_discovery {
     struct bth_cfg_mark mark;
 };
 
+/* How an ALB group's targets are spoken to, as ELB's ProtocolVersion. */
+enum bth_proto_version {
+    BTH_PV_HTTP1 = 0, /* every request as HTTP/1.1 (default) */
+    BTH_PV_HTTP2,     /* every request as HTTP/2: h2 by ALPN over TLS, h2c prior knowledge */
+    BTH_PV_GRPC,      /* HTTP/2, and only gRPC requests (content-type application/grpc*) */
+};
+
 struct bth_cfg_target_group {
     char *name; /* owned, unique */
     enum bth_proto protocol;
+    enum bth_proto_version protocol_version; /* HTTP and HTTPS groups */
     enum bth_algorithm algorithm;
     uint64_t deregistration_delay_ms; /* 0..3600s, default 300s */
     uint64_t slow_start_ms;           /* 0 or 30s..900s */
@@ -276,5 +284,6 @@ int bth_parse_duration_ms(const char *s, uint64_t *out); /* "500ms" "30s" "5m" "
 int bth_parse_size(const char *s, size_t *out);          /* "512" "16k" "1m" "1g" */
 const char *bth_proto_name(enum bth_proto p);
 const char *bth_algorithm_name(enum bth_algorithm a);
+const char *bth_proto_version_name(enum bth_proto_version v);
 
 #endif /* BERTH_CONFIG_H */

@@ -280,6 +280,7 @@ static json_t *group(const struct bth_cfg_target_group *g, bool *ok)
     json_t *obj = json_object(), *targets = json_array();
     put(obj, "name", json_string(g->name), ok);
     put(obj, "protocol", json_string(bth_proto_name(g->protocol)), ok);
+    put(obj, "protocol_version", json_string(bth_proto_version_name(g->protocol_version)), ok);
     put(obj, "algorithm", json_string(bth_algorithm_name(g->algorithm)), ok);
     put(obj, "deregistration_delay", dur(g->deregistration_delay_ms), ok);
     put(obj, "slow_start", dur(g->slow_start_ms), ok); /* "0s": off */

@@ -36,6 +36,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "grpc.h"
 #include "h2_msg.h"
 #include "http_session_int.h"
 #include "http_status.h"
@@ -280,38 +281,29 @@ static int submit_head(struct h2_stream *st, int code)
     return rv == 0 ? 0 : -1;
 }
 
-/* The gRPC status for berth's own HTTP answer <status>, by the gRPC project's
- * HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md): a target that does not answer in
- * time (504) is UNAVAILABLE there too, not DEADLINE_EXCEEDED, which is the client's own
- * deadline. */
-static int grpc_code(int status)
+/* The grpc-status berth put in its own answer (a gRPC deadline: DEADLINE_EXCEEDED), or -1. */
+static int answer_grpc_status(const struct h2_msg *m)
 {
-    switch (status) {
-    case 400:
-        return 13; /* INTERNAL */
-    case 401:
-        return 16; /* UNAUTHENTICATED */
-    case 403:
-        return 7; /* PERMISSION_DENIED */
-    case 404:
-        return 12; /* UNIMPLEMENTED */
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-        return 14; /* UNAVAILABLE */
-    default:
-        return 2; /* UNKNOWN */
+    for (size_t i = 0; i < m->nfields; i++) {
+        const struct h2_msg_field *f = &m->fields[i];
+        const char *v = m->hbuf + f->value_off;
+        if (f->name_len == 11 && memcmp(m->hbuf + f->name_off, "grpc-status", 11) == 0 &&
+            f->value_len >= 1 && f->value_len <= 2 && v[0] >= '0' && v[0] <= '9')
+            return f->value_len == 1 ? v[0] - '0' : (v[0] - '0') * 10 + (v[1] - '0');
     }
+    return -1;
 }
 
 /* berth's own answer <status> to a gRPC request, as a gRPC client can read it: HTTP 200
- * and a trailers-only answer with grpc-status and grpc-message; the HTTP body is dropped.
- * Returns 0 or -1. */
+ * and a trailers-only answer with grpc-status and grpc-message, by the gRPC project's
+ * HTTP-to-gRPC mapping (a target that does not answer in time, 504, is UNAVAILABLE there;
+ * berth answers DEADLINE_EXCEEDED only when the call's own grpc-timeout ran out). The HTTP
+ * body is dropped. Returns 0 or -1. */
 static int submit_grpc_error(struct h2_stream *st, int status)
 {
     char code[4], msg[96];
-    int cn = snprintf(code, sizeof(code), "%d", grpc_code(status));
+    int g = answer_grpc_status(&st->ans);
+    int cn = snprintf(code, sizeof(code), "%d", g >= 0 ? g : (int)bth_grpc_code_of_http(status));
     /* grpc-message is percent-encoded (gRPC over HTTP/2); berth's reason phrases are plain
      * ASCII words, which need no escaping */
     int mn = snprintf(msg, sizeof(msg), "berth: HTTP %d %s", status, bth_http_reason(status));
@@ -478,6 +470,32 @@ static int front_write(struct bth_http_session *s)
     return 0;
 }
 
+/* A gRPC answer broke off: the call ends with UNAVAILABLE, in trailers after the messages
+ * already queued when the head went out, else as a trailers-only answer. Returns 0, or -1
+ * when the stream is to be reset instead. */
+static int grpc_broke_off(struct h2_stream *st)
+{
+    static const char code[] = "14", msg[] = "berth: target connection lost";
+    if (!st->submitted) {
+        h2_msg_clear_fields(&st->ans);
+        return submit_grpc_error(st, 502);
+    }
+    if (st->ans.discard || st->ans.phase == MSG_DONE)
+        return -1;
+    h2_msg_clear_fields(&st->ans);
+    if (h2_msg_add_field(&st->ans, "grpc-status", 11, code, 2) != 0 ||
+        h2_msg_add_field(&st->ans, "grpc-message", 12, msg, sizeof(msg) - 1) != 0)
+        return -1;
+    st->ans.phase = MSG_DONE;
+    st->ans.ntrailers = st->ans.nfields;
+    st->aborted = false;
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->hc->ng, st->id);
+    }
+    return 0;
+}
+
 static void front_gone(struct bth_http_session *s)
 {
     struct h2_stream *st = s->front_arg;
@@ -490,7 +508,9 @@ static void front_gone(struct bth_http_session *s)
         st->aborted = true;
     if (!st->aborted && st->ans.phase == MSG_UNTIL_GONE)
         st->ans.phase = MSG_DONE; /* the session's end is the body's end */
-    if (st->aborted || st->ans.phase != MSG_DONE) {
+    if (st->grpc && (st->aborted || st->ans.phase != MSG_DONE) && grpc_broke_off(st) == 0) {
+        /* a gRPC client reads UNAVAILABLE, and may retry */
+    } else if (st->aborted || st->ans.phase != MSG_DONE) {
         /* The answer broke off (the target went away mid-answer, or berth gave up on the
          * exchange): the client learns it from a reset, not from a short body. */
         st->aborted = true;

@@ -78,8 +78,10 @@ struct exchange {
     bool desync_close; /* ambiguous request: close both sides after the response */
 
     /* routing */
-    int rule;           /* matched rule index, -1: default action */
-    bool set_tg_cookie; /* answer with a BERTHTG group stickiness cookie */
+    int rule;             /* matched rule index, -1: default action */
+    bool grpc;            /* a gRPC call (content-type application/grpc*) */
+    uint64_t deadline_ms; /* monotonic: the call's grpc-timeout runs out, 0: none */
+    bool set_tg_cookie;   /* answer with a BERTHTG group stickiness cookie */
     uint64_t tg_cookie_ms;
     bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */
     bool resp_sets_app_cookie;      /* the target set the app_cookie: bind BERTHAPP-<group> */

@@ -34,6 +34,8 @@
 #include "http_head.h"
 #include "http_status.h"
 #include "http_tolerate.h"
+#include "grpc.h"
+#include "h2_upstream.h"
 #include "http_upstream.h"
 #include "log.h"
 #include "mem.h"
@@ -133,9 +135,21 @@ static uint64_t body_ms_left(const struct bth_http_session *s)
 /* Arms the timer of an exchange in progress: the idle timeout, or the request body's deadline
  * when that comes first. The deadline is a plain (heap) timeout, not a common one: its
  * values differ per request and would crowd the worker's few fixed durations out. */
-static void arm_exchange_timer(struct bth_http_session *s)
+/* The wait allowed for the target: the idle timeout, or less when a gRPC call's deadline
+ * comes first. */
+static uint64_t target_wait_ms(const struct bth_http_session *s)
 {
     uint64_t idle_ms = s->listener->cfg->idle_timeout_ms;
+    if (s->ex.deadline_ms == 0)
+        return idle_ms;
+    uint64_t now = bth_clock_mono_ms();
+    uint64_t left = s->ex.deadline_ms > now ? s->ex.deadline_ms - now : 0;
+    return left < idle_ms ? left : idle_ms;
+}
+
+static void arm_exchange_timer(struct bth_http_session *s)
+{
+    uint64_t idle_ms = target_wait_ms(s);
     if (body_rate_applies(s) && s->xm->body_held_ms == 0) {
         uint64_t left = body_ms_left(s);
         if (left < idle_ms) {
@@ -242,7 +256,7 @@ void h1_flush_client(struct bth_http_session *s)
 static void flush_upstream(struct bth_http_session *s)
 {
     if (s->up != NULL && s->up->state == BTH_UP_ST_ACTIVE)
-        bth_conn_flush(&s->up->conn); /* errors surface as EV_READ/EOF on the upstream */
+        bth_upstream_flush(s->up); /* errors surface as EV_READ/EOF on the upstream */
 }
 
 /* ---- access log and metrics ----------------------------------------------------------- */
@@ -1039,6 +1053,20 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         bth_free(ri.buf);
 }
 
+/* A gRPC call: its content type, and the deadline its grpc-timeout sets (a malformed one
+ * is ignored, as the target will judge it too). */
+static void note_grpc(struct bth_http_session *s)
+{
+    const struct bth_http_head *h = &s->xm->req;
+    int ct = h->idx[BTH_HDR_CONTENT_TYPE], to = h->idx[BTH_HDR_GRPC_TIMEOUT];
+    s->ex.grpc =
+        ct >= 0 && bth_grpc_content_type(bth_span_ptr(h, h->hdrs[ct].value), h->hdrs[ct].value.len);
+    uint64_t ms;
+    if (s->ex.grpc && to >= 0 &&
+        bth_grpc_timeout_ms(bth_span_ptr(h, h->hdrs[to].value), h->hdrs[to].value.len, &ms) == 0)
+        s->ex.deadline_ms = bth_clock_mono_ms() + ms;
+}
+
 /* Sends the request of a forward action on: picks the group and a target and writes the
  * head as berth re-frames it; the body follows as it arrives. */
 static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
@@ -1050,6 +1078,14 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
         h1_send_error(s, 503, "no target group");
         return;
     }
+    note_grpc(s);
+    if (s->ex.group->cfg->protocol_version == BTH_PV_GRPC &&
+        (!s->ex.grpc || s->xm->req_parser.method != HTTP_POST)) {
+        /* as ELB: a GRPC group takes gRPC calls only */
+        evbuffer_drain(s->conn.in, head_len);
+        h1_send_error(s, 464, "not a gRPC request");
+        return;
+    }
     /* Cookies are read from the head, so before it is drained. */
     if (s->ex.group->cfg->stickiness == BTH_STICKY_LB_COOKIE ||
         s->ex.group->cfg->stickiness == BTH_STICKY_APP_COOKIE)
@@ -1057,7 +1093,7 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
     build_request_head(s, ri, s->xm->pending);
     evbuffer_drain(s->conn.in, head_len);
     h1_set_state(s, SS_CONNECTING);
-    h1_arm_timer(s, s->listener->cfg->idle_timeout_ms);
+    h1_arm_timer(s, target_wait_ms(s));
     start_exchange_on_target(s);
     /* Unless it answered already (503, 502): then the exchange is over, or closing. */
     if (!s->closing && !s->ex.req_done && (s->state == SS_CONNECTING || s->state == SS_PROXYING)) {
@@ -1066,6 +1102,16 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
         if (!s->closing && s->state == SS_CONNECTING && body_rate_applies(s))
             arm_exchange_timer(s);
     }
+}
+
+/* A connection to <t> for the exchange (<fresh>: not a pooled one): a stream on an HTTP/2
+ * connection for HTTP2 and GRPC groups, else an HTTP/1.1 connection. */
+static struct bth_upstream *acquire_upstream(struct bth_http_session *s, struct bth_target *t,
+                                             bool fresh)
+{
+    if (s->ex.group->cfg->protocol_version != BTH_PV_HTTP1)
+        return bth_h2_upstream_acquire(s->w, t, fresh, s->ex.group->tls, on_upstream_event, s);
+    return bth_upstream_acquire(s->w, t, fresh, s->ex.group->tls, on_upstream_event, s);
 }
 
 /* Picks a target not tried yet and attaches a connection; answers 502/503 when none is
@@ -1091,7 +1137,7 @@ static void start_exchange_on_target(struct bth_http_session *s)
         bth_target_ref(t);
         s->target = t;
         atomic_fetch_add_explicit(&t->outstanding, 1, memory_order_relaxed);
-        s->up = bth_upstream_acquire(s->w, t, false, s->ex.group->tls, on_upstream_event, s);
+        s->up = acquire_upstream(s, t, false);
         if (s->up != NULL)
             break;
         int err = errno;
@@ -1446,6 +1492,20 @@ static void on_body_deadline(struct bth_http_session *s)
         arm_exchange_timer(s);
 }
 
+/* A gRPC call's grpc-timeout ran out: the target's stream is cancelled (the upstream is
+ * dropped), and the client, if its answer has not started, reads DEADLINE_EXCEEDED. */
+static void grpc_deadline(struct bth_http_session *s)
+{
+    bth_log(BTH_LOG_DEBUG, "#%llu gRPC deadline passed", (unsigned long long)s->id);
+    if (s->ex.resp != RESP_WAITING) {
+        h1_session_close(s);
+        return;
+    }
+    static const char extra[] = "Grpc-Status: 4\r\nGrpc-Message: berth: deadline exceeded\r\n";
+    static const char body[] = "504 Gateway Timeout: gRPC deadline exceeded\n";
+    h1_send_answer(s, 504, "text/plain", body, sizeof(body) - 1, extra, "grpc deadline exceeded");
+}
+
 static void on_session_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_http_session *s = arg;
@@ -1464,6 +1524,8 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     case SS_PROXYING:
         if (s->timer_body) {
             on_body_deadline(s);
+        } else if (s->ex.deadline_ms != 0 && bth_clock_mono_ms() + 1 >= s->ex.deadline_ms) {
+            grpc_deadline(s);
         } else if (s->ex.resp == RESP_WAITING) {
             bth_log(BTH_LOG_INFO, "#%llu target %s did not answer in time",
                     (unsigned long long)s->id, s->target ? s->target->addr.text : "-");
@@ -1494,7 +1556,7 @@ static void upstream_failed_early(struct bth_http_session *s, const char *why)
         s->ex.retried_fresh = true;
         evbuffer_drain(s->xm->pending, evbuffer_get_length(s->xm->pending));
         evbuffer_add_buffer(s->xm->pending, s->xm->retry_copy);
-        s->up = bth_upstream_acquire(s->w, s->target, true, s->ex.group->tls, on_upstream_event, s);
+        s->up = acquire_upstream(s, s->target, true);
         if (s->up != NULL) {
             s->ex.up_reused = false;
             h1_set_state(s, SS_CONNECTING);
@@ -1734,7 +1796,7 @@ static bool response_step(struct bth_http_session *s)
             up->conn.read_pending = true;
             return false;
         }
-        bth_conn_read(&up->conn, READ_BUDGET);
+        bth_upstream_read(up, READ_BUDGET);
         s->xm->tx_bytes += evbuffer_get_length(up->conn.in);
         evbuffer_add_buffer(s->conn.out, up->conn.in);
         if (up->conn.eof || up->conn.error) {
@@ -1754,7 +1816,7 @@ static bool response_step(struct bth_http_session *s)
         up->conn.read_pending = true;
         return false;
     }
-    bth_conn_read(&up->conn, READ_BUDGET);
+    bth_upstream_read(up, READ_BUDGET);
     bool ended = up->conn.eof || up->conn.error != 0;
     if (s->ex.resp == RESP_WAITING) {
         int r = parse_response_head(s);

@@ -38,6 +38,10 @@ static void pool_remove(struct bth_upstream *up)
 
 void bth_upstream_destroy(struct bth_upstream *up)
 {
+    if (up->ops != NULL) {
+        up->ops->release(up, false);
+        return;
+    }
     if (up->state == BTH_UP_ST_IDLE)
         pool_remove(up);
     evtimer_del(&up->timer);
@@ -152,6 +156,8 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
 
 int bth_upstream_connected(struct bth_upstream *up)
 {
+    if (up->ops != NULL)
+        return up->ops->connected(up);
     int err = 0;
     socklen_t len = sizeof(err);
     if (getsockopt(up->conn.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
@@ -165,6 +171,10 @@ int bth_upstream_connected(struct bth_upstream *up)
 
 void bth_upstream_release(struct bth_upstream *up, bool reusable)
 {
+    if (up->ops != NULL) {
+        up->ops->release(up, reusable);
+        return;
+    }
     struct bth_upstream_pool *pool = pool_of(up);
     bool removed = atomic_load_explicit(&up->target->removed, memory_order_relaxed);
     if (!reusable || removed || up->state != BTH_UP_ST_ACTIVE || up->conn.eof ||

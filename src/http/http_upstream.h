@@ -28,10 +28,22 @@ enum bth_upstream_state {
  * EV_TIMEOUT means the connect deadline passed. */
 typedef void (*bth_upstream_event_cb)(struct bth_upstream *up, short what, void *arg);
 
+/* A connection that is not a socket of its own (a stream on an HTTP/2 connection, made by
+ * h2_upstream.c) says how the session's reads and writes reach it. Its conn has no
+ * descriptor: the request bytes the session writes into conn.out are taken by flush, the
+ * answer arrives in conn.in by read, as HTTP/1.1 either way. */
+struct bth_upstream_ops {
+    size_t (*read)(struct bth_upstream *up, size_t limit);
+    int (*flush)(struct bth_upstream *up);
+    int (*connected)(struct bth_upstream *up);
+    void (*release)(struct bth_upstream *up, bool reusable);
+};
+
 struct bth_upstream {
     struct bth_conn conn;
-    struct bth_worker *w;      /* borrowed: owner */
-    struct bth_target *target; /* one reference held */
+    const struct bth_upstream_ops *ops; /* NULL: conn is a socket to the target */
+    struct bth_worker *w;               /* borrowed: owner */
+    struct bth_target *target;          /* one reference held */
     enum bth_upstream_state state;
     struct bth_upstream *next_idle; /* pool list link */
     struct bth_worker_conn wc;      /* on the worker's list of target connections */
@@ -55,6 +67,18 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
 
 /* Finishes the connect: checks SO_ERROR. Returns 0 (now ACTIVE) or a negative errno. */
 int bth_upstream_connected(struct bth_upstream *up);
+
+/* Reads what the target sent into conn.in, up to <limit> bytes held (bth_conn_read). */
+static inline size_t bth_upstream_read(struct bth_upstream *up, size_t limit)
+{
+    return up->ops != NULL ? up->ops->read(up, limit) : bth_conn_read(&up->conn, limit);
+}
+
+/* Sends what the session wrote into conn.out (bth_conn_flush). */
+static inline int bth_upstream_flush(struct bth_upstream *up)
+{
+    return up->ops != NULL ? up->ops->flush(up) : bth_conn_flush(&up->conn);
+}
 
 /* Detaches <up> from its session: back to the pool when <reusable> and the pool has room,
  * else closed. */

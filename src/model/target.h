@@ -31,6 +31,7 @@ struct bth_upstream_pool {
     struct bth_upstream *idle_head; /* owned list of idle connections, most recent first */
     unsigned nidle;
     struct ssl_session_st *tls_session; /* owned: last TLS session, for resumption */
+    void *h2_conns; /* http/'s HTTP/2 connections to this target (h2_upstream.c owns them) */
 } __attribute__((aligned(64)));
 
 struct bth_target {

@@ -428,6 +428,11 @@ struct bth_tls_client *bth_tls_client_create(const struct bth_cfg_target_group *
     } else {
         SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
     }
+    /* HTTP/2 and gRPC groups ask for h2; a target that does not choose it is refused when
+     * the handshake ends (berth does not fall back to HTTP/1.1 for them, as ELB) */
+    static const unsigned char h2[] = {2, 'h', '2'};
+    if (g->protocol_version != BTH_PV_HTTP1 && SSL_CTX_set_alpn_protos(c->ctx, h2, sizeof(h2)) != 0)
+        goto fail;
     if (g->tls_server_name != NULL && (c->server_name = bth_strdup(g->tls_server_name)) == NULL)
         goto fail;
     return c;

@@ -180,6 +180,8 @@ static const struct kind_name kind_names[] = {
     KN("user-agent", BTH_HDR_USER_AGENT),
     KN("cookie", BTH_HDR_COOKIE),
     KN("set-cookie", BTH_HDR_SET_COOKIE),
+    KN("content-type", BTH_HDR_CONTENT_TYPE),
+    KN("grpc-timeout", BTH_HDR_GRPC_TIMEOUT),
 };
 
 enum bth_hdr_kind bth_http_hdr_kind(const char *name, size_t len)

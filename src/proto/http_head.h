@@ -33,6 +33,8 @@ enum bth_hdr_kind {
     BTH_HDR_USER_AGENT,
     BTH_HDR_COOKIE,
     BTH_HDR_SET_COOKIE,
+    BTH_HDR_CONTENT_TYPE,
+    BTH_HDR_GRPC_TIMEOUT,
     BTH_HDR__COUNT,
 };
 

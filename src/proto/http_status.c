@@ -48,6 +48,8 @@ const char *bth_http_reason(int status)
         return "Request Header Fields Too Large";
     case 463:
         return "Too Many Forwarded Addresses"; /* ELB's own */
+    case 464:
+        return "Incompatible Protocol"; /* ELB: the request does not fit the group's protocol */
     case 500:
         return "Internal Server Error";
     case 501:
