@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 BUILD_PKGS=(build-essential cmake pkg-config libevent-dev libssl-dev libjemalloc-dev node-llhttp
             libyaml-dev libjansson-dev libcmocka-dev libnghttp2-dev)
-TEST_PKGS=(python3 python3-pytest python3-yaml python3-h2 python3-grpcio curl openssl prometheus dnsmasq-base)
+TEST_PKGS=(python3 python3-pytest python3-yaml python3-h2 python3-grpcio python3-grpc-tools nghttp2-client
+           nghttp2-server iproute2 curl openssl prometheus dnsmasq-base)
 want=("${BUILD_PKGS[@]}")
 [ "${BERTH_WITH_TEST_DEPS:-0}" = 1 ] && want+=("${TEST_PKGS[@]}")
 

@@ -31,6 +31,7 @@
 #include "balancer.h"
 #include "clock.h"
 #include "config.h"
+#include "health_h2.h"
 #include "list.h"
 #include "log.h"
 #include "rand.h"
@@ -85,10 +86,12 @@ struct bth_hc {
     struct status_range ranges[MAX_RANGES];
     unsigned nranges;
     bool tls_verify;
+    enum bth_proto_version version; /* HTTP2, GRPC: the check speaks HTTP/2 */
     struct bth_cfg_outlier od;
     /* active check */
     struct event *timer;     /* next check, or the deadline of the running one */
     struct bufferevent *bev; /* the running check, NULL between checks */
+    struct bth_h2_check *h2; /* its HTTP/2 request, for HTTP2 and GRPC groups */
     uint64_t started_ms;
     unsigned passes, fails;
     enum hc_reason reason;
@@ -270,12 +273,20 @@ static void schedule_next(struct bth_hc *hc)
     schedule(hc, spent < next ? next - spent : 0);
 }
 
-static void finish(struct bth_hc *hc, bool ok, enum hc_reason why)
+/* Ends the running check's connection: checks never reuse one. */
+static void close_check(struct bth_hc *hc)
 {
+    bth_h2_check_free(hc->h2);
+    hc->h2 = NULL;
     if (hc->bev != NULL) {
-        bufferevent_free(hc->bev); /* closes the connection: checks never reuse one */
+        bufferevent_free(hc->bev);
         hc->bev = NULL;
     }
+}
+
+static void finish(struct bth_hc *hc, bool ok, enum hc_reason why)
+{
+    close_check(hc);
     evtimer_del(hc->timer);
     record(hc, ok, why);
     schedule_next(hc);
@@ -293,9 +304,54 @@ static void fail(struct bth_hc *hc, enum hc_reason why, const char *fmt, ...)
     finish(hc, false, why);
 }
 
+#define GRPC_HEALTH_PATH "/grpc.health.v1.Health/Check"
+
+/* The answer to an HTTP/2 or gRPC check. A gRPC check matches grpc-status against the
+ * matcher; the standard health protocol passes only a SERVING answer. */
+static void judge_h2(struct bth_hc *hc, const struct bth_h2_check_result *r)
+{
+    if (hc->version != BTH_PV_GRPC) {
+        if (r->status >= 0 && status_matches(hc, r->status))
+            finish(hc, true, R_NONE);
+        else
+            fail(hc, R_CODE_MISMATCH, "Health checks failed with these codes: [%d]", r->status);
+        return;
+    }
+    if (r->grpc_status < 0) {
+        fail(hc, R_FAILED, "Health checks failed: no grpc-status in the answer (HTTP %d)",
+             r->status);
+        return;
+    }
+    if (strcmp(hc->path, GRPC_HEALTH_PATH) == 0 && r->grpc_status == 0) {
+        static const char *const names[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
+        if (r->serving == 1)
+            finish(hc, true, R_NONE);
+        else
+            fail(hc, R_CODE_MISMATCH, "Health checks failed: grpc.health.v1 status %s",
+                 r->serving >= 0 && r->serving <= 3 ? names[r->serving] : "unreadable");
+        return;
+    }
+    if (status_matches(hc, r->grpc_status))
+        finish(hc, true, R_NONE);
+    else
+        fail(hc, R_CODE_MISMATCH, "Health checks failed with these gRPC codes: [%d]",
+             r->grpc_status);
+}
+
 static void on_check_read(struct bufferevent *bev, void *arg)
 {
     struct bth_hc *hc = arg;
+    if (hc->h2 != NULL) {
+        struct bth_h2_check_result r;
+        int rv = bth_h2_check_input(hc->h2, &r);
+        if (rv < 0)
+            fail(hc, R_FAILED, "Health checks failed: HTTP/2 protocol error");
+        else if (rv > 0)
+            judge_h2(hc, &r);
+        return;
+    }
+    if (hc->version != BTH_PV_HTTP1)
+        return; /* HTTP/2 bytes before the request could be sent: kept for it */
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t eol_len = 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
@@ -320,12 +376,35 @@ static void on_check_read(struct bufferevent *bev, void *arg)
     fail(hc, R_CODE_MISMATCH, "Health checks failed with these codes: [%d]", code);
 }
 
+/* An HTTP/2 check: the request goes out once the connection (and TLS, with h2 chosen) is
+ * up. */
+static void send_h2_check(struct bth_hc *hc, const char *host)
+{
+    bool tls = hc->proto == BTH_PROTO_HTTPS;
+    if (tls) {
+        const unsigned char *p = NULL;
+        unsigned n = 0;
+        SSL_get0_alpn_selected(bufferevent_openssl_get_ssl(hc->bev), &p, &n);
+        if (n != 2 || memcmp(p, "h2", 2) != 0) {
+            fail(hc, R_FAILED, "Health checks failed: the target did not choose h2 by ALPN");
+            return;
+        }
+    }
+    hc->h2 = bth_h2_check_start(hc->bev, host, hc->path, hc->version == BTH_PV_GRPC, tls);
+    if (hc->h2 == NULL)
+        fail(hc, R_FAILED, "Health checks failed: out of memory");
+}
+
 static void send_check_request(struct bth_hc *hc)
 {
     char host[80];
     const char *text = hc->t->addr.text;
     const char *colon = strrchr(text, ':');
     snprintf(host, sizeof(host), "%.*s", (int)(colon ? colon - text : (long)strlen(text)), text);
+    if (hc->version != BTH_PV_HTTP1) {
+        send_h2_check(hc, host);
+        return;
+    }
     evbuffer_add_printf(bufferevent_get_output(hc->bev),
                         "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: berth-health-checker/1.0\r\n"
                         "Accept: */*\r\nConnection: close\r\n\r\n",
@@ -356,7 +435,7 @@ static void on_check_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_EOF) {
-        on_check_read(bev, hc); /* a status line may have arrived with the FIN */
+        on_check_read(bev, hc); /* an answer may have arrived with the FIN */
         if (hc->bev != NULL)
             fail(hc, R_FAILED, "Health checks failed: connection closed without a response");
     }
@@ -370,6 +449,9 @@ static struct bufferevent *new_check_bev(struct bth_hc *hc)
     SSL *ssl = SSL_new(hc->tls_verify ? hc->h->ssl_verify : hc->h->ssl_noverify);
     if (ssl == NULL)
         return NULL;
+    static const unsigned char h2[] = {2, 'h', '2'};
+    if (hc->version != BTH_PV_HTTP1)
+        SSL_set_alpn_protos(ssl, h2, sizeof(h2));
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL)
@@ -405,8 +487,7 @@ static void start_check(struct bth_hc *hc)
             /* berth's own shortage, not the target's fault: try again later, count nothing */
             bth_log(BTH_LOG_WARN, "health check of %s postponed: %s", hc->t->addr.text,
                     strerror(errno));
-            bufferevent_free(hc->bev);
-            hc->bev = NULL;
+            close_check(hc);
             evtimer_del(hc->timer);
             schedule_next(hc);
             return;
@@ -491,8 +572,7 @@ static void on_outlier_tick(evutil_socket_t fd, short what, void *arg)
 
 static void hc_free(struct bth_hc *hc)
 {
-    if (hc->bev)
-        bufferevent_free(hc->bev);
+    close_check(hc);
     event_free(hc->timer);
     bth_list_remove(&hc->link);
     hc->t->hc = NULL;
@@ -548,6 +628,8 @@ static bool refresh(struct bth_hc *hc, const struct bth_reg_group *g)
     hc->healthy_threshold = c->healthy_threshold;
     hc->unhealthy_threshold = c->unhealthy_threshold;
     hc->tls_verify = c->tls_verify;
+    /* an HTTP check of an HTTP2/GRPC group speaks HTTP/2; a TCP check stays TCP */
+    hc->version = c->protocol == BTH_PROTO_TCP ? BTH_PV_HTTP1 : g->cfg->protocol_version;
     hc->nranges = parse_ranges(c->matcher, hc->ranges);
     hc->od = g->cfg->outlier_detection;
     return hc->enabled && !was;
@@ -571,10 +653,7 @@ void bth_health_sync(struct bth_health *h)
             bool switched_on = refresh(hc, g);
             bool draining = atomic_load(&t->state) == BTH_TARGET_DRAINING;
             if (!hc->enabled) {
-                if (hc->bev) {
-                    bufferevent_free(hc->bev);
-                    hc->bev = NULL;
-                }
+                close_check(hc);
                 evtimer_del(hc->timer);
                 if (!draining)
                     set_target_state(hc, BTH_TARGET_UNAVAILABLE, R_DISABLED);

@@ -55,14 +55,16 @@
 /* Flood limits (README, "HTTP/2"): beyond them the connection gets GOAWAY
  * ENHANCE_YOUR_CALM. Token buckets refill per second; the reset limit is below nghttp2's
  * own (1000, 33/s) so berth's answer comes first. */
-#define RESET_BURST        200
-#define RESET_RATE         100
-#define CONTROL_BURST      200 /* PING, SETTINGS, PRIORITY */
-#define CONTROL_RATE       50
-#define EMPTY_FRAMES_MAX   16   /* consecutive DATA/HEADERS frames without payload */
-#define WINDOW_UPDATE_FREE 1000 /* WINDOW_UPDATEs beyond 4 per DATA frame berth sent */
-#define BOMB_FACTOR        4    /* a header list this many times the limit: HPACK bomb */
-#define CLOSED_EARLY       32   /* streams remembered as closed before the client's end */
+#define RESET_BURST      200
+#define RESET_RATE       100
+#define CONTROL_BURST    200 /* PING, SETTINGS, PRIORITY */
+#define CONTROL_RATE     50
+#define EMPTY_FRAMES_MAX 16 /* consecutive DATA/HEADERS frames without payload */
+#define WINDOW_UPDATE_FREE                                                                         \
+    1000                /* WINDOW_UPDATEs beyond 4 per DATA frame berth sent and                   \
+                         * 2 per stream the client opened */
+#define BOMB_FACTOR  4  /* a header list this many times the limit: HPACK bomb */
+#define CLOSED_EARLY 32 /* streams remembered as closed before the client's end */
 
 struct bucket {
     double tokens;
@@ -101,7 +103,7 @@ struct h2_conn {
     /* flood accounting */
     struct bucket resets, control;
     unsigned empty_frames;
-    uint64_t window_updates, data_sent;
+    uint64_t window_updates, data_sent, streams_opened;
 };
 
 struct h2_stream {
@@ -809,7 +811,8 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
             return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "control frame flood");
         break;
     case NGHTTP2_WINDOW_UPDATE:
-        if (++hc->window_updates > WINDOW_UPDATE_FREE + 4 * hc->data_sent)
+        /* a client may open each stream's window at once (gRPC's do), before any DATA */
+        if (++hc->window_updates > WINDOW_UPDATE_FREE + 4 * hc->data_sent + 2 * hc->streams_opened)
             return cut_off(hc, NGHTTP2_ENHANCE_YOUR_CALM, "WINDOW_UPDATE flood");
         break;
     default:
@@ -823,6 +826,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     struct h2_conn *hc = user_data;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
+    hc->streams_opened++;
     struct h2_stream *st = bth_calloc(1, sizeof(*st));
     if (st == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset, others go on */

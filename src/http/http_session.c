@@ -1492,6 +1492,10 @@ static void on_body_deadline(struct bth_http_session *s)
         arm_exchange_timer(s);
 }
 
+/* libevent may fire a timer a little early (its cached clock): a deadline this close has
+ * come. */
+#define DEADLINE_SLACK_MS 20
+
 /* A gRPC call's grpc-timeout ran out: the target's stream is cancelled (the upstream is
  * dropped), and the client, if its answer has not started, reads DEADLINE_EXCEEDED. */
 static void grpc_deadline(struct bth_http_session *s)
@@ -1524,7 +1528,8 @@ static void on_session_timer(evutil_socket_t fd, short what, void *arg)
     case SS_PROXYING:
         if (s->timer_body) {
             on_body_deadline(s);
-        } else if (s->ex.deadline_ms != 0 && bth_clock_mono_ms() + 1 >= s->ex.deadline_ms) {
+        } else if (s->ex.deadline_ms != 0 &&
+                   bth_clock_mono_ms() + DEADLINE_SLACK_MS >= s->ex.deadline_ms) {
             grpc_deadline(s);
         } else if (s->ex.resp == RESP_WAITING) {
             bth_log(BTH_LOG_INFO, "#%llu target %s did not answer in time",
