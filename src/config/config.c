@@ -1116,7 +1116,7 @@ static void on_matcher(struct ctx *c, yaml_node_t *v, void *dst)
     if (s == NULL)
         return;
     if (parse_matcher(s, grpc ? 0 : 200, grpc ? 99 : 599) < 0)
-        err_node(c, v, "invalid %s matcher \"%s\" (expected e.g. %s)", grpc ? "grpc_code" : "", s,
+        err_node(c, v, "invalid %smatcher \"%s\" (expected e.g. %s)", grpc ? "grpc_code " : "", s,
                  grpc ? "\"12\", \"0-99\" or \"0,12\"" : "\"200\", \"200-399\" or \"200,302\"");
     else
         set_str(c, v, dst, s);

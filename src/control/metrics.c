@@ -5,11 +5,14 @@
  * berth_target_response_time_seconds, HealthyHostCount -> berth_healthy_targets, ... */
 #include "metrics.h"
 
+#include "grpc.h"
+
 #include <stddef.h>
 
 #include <event2/buffer.h>
 
 #include "balancer.h"
+#include "grpc.h"
 #include "registry.h"
 #include "stats.h"
 #include "target.h"
@@ -44,17 +47,39 @@ static void by_class(struct evbuffer *out, const char *name, const char *help, c
 
 /* One counter family whose second label takes <n> values, one consecutive stat each from
  * <first>, over the listeners' blocks. */
+/* One counter per block (labelled <block_label>=its name) and per value of <label>. */
 static void by_label(struct evbuffer *out, const char *name, const char *help,
-                     struct bth_stats *const *blocks, size_t nb, const char *label,
-                     const char *const *values, int n, enum bth_stat first)
+                     const char *block_label, struct bth_stats *const *blocks, size_t nb,
+                     const char *label, const char *const *values, int n, enum bth_stat first)
 {
     bth_metrics_family(out, name, "counter", help);
     for (size_t i = 0; i < nb; i++) {
         for (int k = 0; k < n; k++)
             evbuffer_add_printf(
-                out, "%s{listener=\"%s\",%s=\"%s\"} %llu\n", name, blocks[i]->name, label,
+                out, "%s{%s=\"%s\",%s=\"%s\"} %llu\n", name, block_label, blocks[i]->name, label,
                 values[k],
                 (unsigned long long)bth_stats_sum(blocks[i], (enum bth_stat)(first + k)));
+    }
+}
+
+/* gRPC calls by the grpc-status their clients read, for the groups that carry gRPC
+ * (protocol_version GRPC, or any group that has seen a gRPC call). */
+static void grpc_statuses(struct evbuffer *out, const struct bth_registry *reg)
+{
+    const char *name = "berth_grpc_responses_total";
+    bth_metrics_family(out, name, "counter",
+                       "gRPC calls by the grpc-status their client read (the target's, or "
+                       "berth's own answer's).");
+    for (size_t i = 0; i < reg->ngroups; i++) {
+        struct bth_stats *st = reg->groups[i].stats;
+        uint64_t n[BTH_GRPC_CODES], total = 0;
+        for (int k = 0; k < BTH_GRPC_CODES; k++)
+            total += n[k] = bth_stats_sum(st, (enum bth_stat)(BTH_ST_GRPC_STATUS0 + k));
+        if (total == 0 && reg->groups[i].cfg->protocol_version != BTH_PV_GRPC)
+            continue;
+        for (int k = 0; k < BTH_GRPC_CODES; k++)
+            evbuffer_add_printf(out, "%s{target_group=\"%s\",code=\"%s\"} %llu\n", name, st->name,
+                                bth_grpc_code_name(k), (unsigned long long)n[k]);
     }
 }
 
@@ -186,7 +211,7 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
     static const char *const tiers[] = {"acceptable", "ambiguous", "severe"};
     by_label(out, "berth_desync_requests_total",
              "Requests by desync classification (DesyncMitigationMode_NonCompliant_Request_Count).",
-             ls, nl, "class", tiers, 3, BTH_ST_DESYNC_ACCEPTABLE);
+             "listener", ls, nl, "class", tiers, 3, BTH_ST_DESYNC_ACCEPTABLE);
     per_block(out, "berth_desync_blocked_total",
               "Requests refused with 400: desync_mitigation_mode, or framing berth cannot read.",
               "listener", ls, nl, BTH_ST_DESYNC_BLOCKED);
@@ -203,15 +228,15 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               nl, BTH_ST_H2_STREAMS);
     static const char *const by[] = {"client", "berth"}; /* RESETS_RECEIVED, _SENT */
     by_label(out, "berth_http2_stream_resets_total",
-             "HTTP/2 streams reset (RST_STREAM), by the side that reset them.", ls, nl, "by", by, 2,
-             BTH_ST_H2_RESETS_RECEIVED);
+             "HTTP/2 streams reset (RST_STREAM), by the side that reset them.", "listener", ls, nl,
+             "by", by, 2, BTH_ST_H2_RESETS_RECEIVED);
     static const char *const goaway_codes[] = {"NO_ERROR",           "PROTOCOL_ERROR",
                                                "FLOW_CONTROL_ERROR", "COMPRESSION_ERROR",
                                                "ENHANCE_YOUR_CALM",  "OTHER"};
     by_label(out, "berth_http2_goaways_total",
              "HTTP/2 GOAWAY frames berth sent, by error code (ENHANCE_YOUR_CALM: a flood was "
              "cut off).",
-             ls, nl, "code", goaway_codes, 6, BTH_ST_H2_GOAWAY_NO_ERROR);
+             "listener", ls, nl, "code", goaway_codes, 6, BTH_ST_H2_GOAWAY_NO_ERROR);
     per_block(out, "berth_udp_flows_rejected_total",
               "UDP datagrams dropped because the flow table was full (udp_max_flows).", "listener",
               ls, nl, BTH_ST_UDP_FLOWS_REJECTED);
@@ -227,6 +252,7 @@ void bth_metrics_render(struct evbuffer *out, struct bth_worker *const *workers,
               "Connections to targets that failed (TargetConnectionErrorCount).", "target_group",
               gs, reg->ngroups, BTH_ST_TARGET_CONN_ERRORS);
     histogram(out, gs, reg->ngroups);
+    grpc_statuses(out, reg);
     bth_metrics_family(out, "berth_health_transitions_total", "counter",
                        "Target state changes made by active health checks.");
     for (size_t i = 0; i < reg->ngroups; i++) {

@@ -423,6 +423,11 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     }
     if (!st->head_done && namelen == 14 && memcmp(name, "content-length", 14) == 0)
         st->has_length = true;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0 && valuelen >= 1 && valuelen <= 2 &&
+        value[0] >= '0' && value[0] <= '9' &&
+        (valuelen == 1 || (value[1] >= '0' && value[1] <= '9')))
+        st->up.grpc_status =
+            valuelen == 1 ? value[0] - '0' : (value[0] - '0') * 10 + value[1] - '0';
     if (st->fields == NULL && (st->fields = evbuffer_new()) == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     /* nghttp2 refused values with CR, LF or NUL: each field is one HTTP/1.1 line */
@@ -885,6 +890,7 @@ struct bth_upstream *bth_h2_upstream_acquire(struct bth_worker *w, struct bth_ta
     bth_target_ref(t);
     st->up.target = t;
     st->up.state = tc->state == TC_READY ? BTH_UP_ST_ACTIVE : BTH_UP_ST_CONNECTING;
+    st->up.grpc_status = -1;
     st->up.cb = cb;
     st->up.cb_arg = arg;
     st->tc = tc;

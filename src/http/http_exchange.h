@@ -81,6 +81,8 @@ struct exchange {
     int rule;             /* matched rule index, -1: default action */
     bool grpc;            /* a gRPC call (content-type application/grpc*) */
     uint64_t deadline_ms; /* monotonic: the call's grpc-timeout runs out, 0: none */
+    bool deadline_hit;    /* berth ended the call at its deadline */
+    int grpc_status;      /* what the target's grpc-status was (kept when the upstream goes) */
     bool set_tg_cookie;   /* answer with a BERTHTG group stickiness cookie */
     uint64_t tg_cookie_ms;
     bool set_target_cookie;         /* answer with a BERTH-<group> lb_cookie */

@@ -201,6 +201,8 @@ void h1_release_target(struct bth_http_session *s)
 void h1_drop_upstream(struct bth_http_session *s, bool reusable)
 {
     if (s->up != NULL) {
+        if (s->up->grpc_status >= 0)
+            s->ex.grpc_status = s->up->grpc_status;
         bth_upstream_release(s->up, reusable);
         s->up = NULL;
     }
@@ -298,10 +300,33 @@ static void scratch_copy(struct bth_http_session *s)
 
 /* Counts the exchange for its listener and group (ELB's per-load-balancer and per-target-
  * group metrics). */
-static void count_exchange(struct bth_http_session *s)
+/* The grpc-status a gRPC call ended with, as its client read it: the target's, or the one
+ * berth answered with (its own answers, DEADLINE_EXCEEDED at the deadline, UNAVAILABLE for
+ * an answer that broke off); -1 for other requests, or when no status came (an HTTP/1
+ * target). */
+static int grpc_status_of(const struct bth_http_session *s)
+{
+    if (!s->ex.grpc)
+        return -1;
+    if (s->up != NULL && s->up->grpc_status >= 0)
+        return s->up->grpc_status;
+    if (s->ex.grpc_status >= 0)
+        return s->ex.grpc_status;
+    if (s->ex.deadline_hit)
+        return BTH_GRPC_DEADLINE_EXCEEDED;
+    if (s->ex.target_status < 0 && s->ex.status >= 300)
+        return (int)bth_grpc_code_of_http(s->ex.status);
+    if (s->xm->error_reason != NULL && s->ex.resp >= RESP_HEAD_SENT)
+        return BTH_GRPC_UNAVAILABLE;
+    return -1;
+}
+
+static void count_exchange(struct bth_http_session *s, int grpc)
 {
     unsigned row = s->w->id;
     struct bth_stats *ls = s->listener->stats;
+    if (grpc >= 0 && grpc < BTH_GRPC_CODES && s->ex.group != NULL)
+        bth_stats_add(s->ex.group->stats, row, (enum bth_stat)(BTH_ST_GRPC_STATUS0 + grpc), 1);
     bth_stats_add(ls, row, BTH_ST_REQUESTS, 1);
     bth_stats_add(ls, row, BTH_ST_PROCESSED_BYTES, s->xm->rx_bytes + s->xm->tx_bytes);
     int cls = s->ex.status / 100;
@@ -335,7 +360,8 @@ static void count_connection_error(struct bth_http_session *s)
 void h1_log_exchange(struct bth_http_session *s)
 {
     struct bth_worker *w = s->w;
-    count_exchange(s);
+    int grpc = grpc_status_of(s);
+    count_exchange(s, grpc);
     struct timespec t_end;
     bth_clock_mono(&t_end);
     if (w->alog.sink == NULL || w->alog.sink->fd < 0)
@@ -376,6 +402,7 @@ void h1_log_exchange(struct bth_http_session *s)
         .request_id = s->xm->request_id[0] ? s->xm->request_id : NULL,
         .matched_rule = s->xm->m_len == 0 ? NULL : rule_name,
         .error_reason = s->xm->error_reason,
+        .grpc_status = grpc,
     };
     bth_accesslog_append(&w->alog, &e);
 }
@@ -471,7 +498,7 @@ static void xm_release(struct bth_http_session *s)
  * connection with nothing buffered gives its exchange memory back while idle. */
 void h1_reset_exchange(struct bth_http_session *s)
 {
-    s->ex = (struct exchange){.rule = -1, .target_status = -1};
+    s->ex = (struct exchange){.rule = -1, .target_status = -1, .grpc_status = -1};
     if (s->xm != NULL && evbuffer_get_length(s->conn.in) > 0) {
         xm_reset(s);
     } else {
@@ -1505,6 +1532,7 @@ static void grpc_deadline(struct bth_http_session *s)
         h1_session_close(s);
         return;
     }
+    s->ex.deadline_hit = true;
     static const char extra[] = "Grpc-Status: 4\r\nGrpc-Message: berth: deadline exceeded\r\n";
     static const char body[] = "504 Gateway Timeout: gRPC deadline exceeded\n";
     h1_send_answer(s, 504, "text/plain", body, sizeof(body) - 1, extra, "grpc deadline exceeded");

@@ -105,6 +105,7 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
     if (up != NULL) {
         up->cb = cb;
         up->cb_arg = arg;
+        up->grpc_status = -1;
         return up;
     }
     int fd = socket(t->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -147,6 +148,7 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
     up->target = t;
     atomic_fetch_add_explicit(&t->active_conns, 1, memory_order_relaxed);
     up->state = BTH_UP_ST_CONNECTING;
+    up->grpc_status = -1;
     up->cb = cb;
     up->cb_arg = arg;
     evtimer_assign(&up->timer, w->base, on_upstream_timer, up);

@@ -49,6 +49,7 @@ struct bth_upstream {
     struct bth_worker_conn wc;      /* on the worker's list of target connections */
     struct event timer;             /* connect deadline, then pool idle timeout */
     unsigned requests;              /* requests completed on this connection */
+    int grpc_status; /* the grpc-status the target answered with (HTTP/2), -1: none yet */
     bth_upstream_event_cb cb;
     void *cb_arg;
 };

@@ -207,6 +207,10 @@ void bth_accesslog_append(struct bth_accesslog_buf *b, const struct bth_accesslo
     put_cstr(b, e->matched_rule);
     put_fmt(b, ",\"error_reason\":");
     put_cstr(b, e->error_reason);
+    if (e->grpc_status >= 0)
+        put_fmt(b, ",\"grpc_status\":%d", e->grpc_status);
+    else
+        put_fmt(b, ",\"grpc_status\":\"-\"");
     if (reserve(b, 2) == 0)
         put(b, "}\n", 2);
     if (b->len >= FLUSH_AT)

@@ -45,6 +45,7 @@ struct bth_accesslog_entry {
     const char *request_id;
     const char *matched_rule;
     const char *error_reason;
+    int grpc_status; /* a gRPC call's grpc-status, -1 when not a gRPC call or unknown */
 };
 
 /* <spec> is "stdout", "off" or a file path (opened for append). Returns 0 or -errno. */

@@ -12,6 +12,8 @@
 
 #define BTH_RT_BUCKETS 12
 
+#define BTH_GRPC_CODES 17 /* gRPC status codes OK (0) .. UNAUTHENTICATED (16) */
+
 enum bth_stat {
     BTH_ST_REQUESTS = 0,
     BTH_ST_NEW_CONNECTIONS,
@@ -50,7 +52,8 @@ enum bth_stat {
     BTH_ST_H2_GOAWAY_COMPRESSION_ERROR,
     BTH_ST_H2_GOAWAY_ENHANCE_YOUR_CALM,
     BTH_ST_H2_GOAWAY_OTHER,
-    BTH_ST_RT_BUCKET0, /* BTH_RT_BUCKETS entries follow */
+    BTH_ST_GRPC_STATUS0, /* gRPC calls by grpc-status, BTH_GRPC_CODES entries (0..16) */
+    BTH_ST_RT_BUCKET0 = BTH_ST_GRPC_STATUS0 + BTH_GRPC_CODES, /* BTH_RT_BUCKETS entries follow */
     BTH_ST_COUNT = BTH_ST_RT_BUCKET0 + BTH_RT_BUCKETS,
 };
 

@@ -30,6 +30,9 @@ bool bth_grpc_content_type(const char *v, size_t n);
  * malformed. */
 int bth_grpc_timeout_ms(const char *v, size_t n, uint64_t *ms);
 
+/* "OK", "CANCELLED", ... "UNAUTHENTICATED" for 0..16, else "UNKNOWN". */
+const char *bth_grpc_code_name(int code);
+
 /* The gRPC code for an HTTP status berth answers with: 400 INTERNAL, 401 UNAUTHENTICATED,
  * 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, else UNKNOWN. */
 enum bth_grpc_code bth_grpc_code_of_http(int status);

@@ -116,6 +116,10 @@ def test_four_call_kinds_with_metadata_and_trailers(berth, grpc_server):
     assert len(seen["x-request-id"]) == 32
     log = lb.access_log(expect=6)
     assert all(e["request"].endswith(" HTTP/2.0") and e["target"] == srv.addr for e in log)
+    # each call's grpc-status, in the access log and the group's metrics
+    assert [e["grpc_status"] for e in log] == [0, 0, 0, 0, 5], log
+    assert metric(lb, "berth_grpc_responses_total", target_group="app", code="OK") == 4
+    assert metric(lb, "berth_grpc_responses_total", target_group="app", code="NOT_FOUND") == 1
 
 
 def test_grpc_over_tls_to_target(berth, grpc_server, tmp_path):
@@ -163,6 +167,10 @@ def test_berth_enforces_grpc_timeout_itself(berth, grpc_server):
     assert st["headers"]["grpc-status"] == "4", st["headers"]
     assert 0.3 < took < 2.5, took
     assert wait_until(lambda: "raw" in srv.cancelled, timeout=3), srv.cancelled
+    (e,) = lb.access_log(expect=1)
+    assert e["grpc_status"] == 4 and e["elb_status_code"] == 504, e
+    assert metric(lb, "berth_grpc_responses_total", target_group="app",
+                  code="DEADLINE_EXCEEDED") == 1
 
 
 def test_client_cancellation_reaches_target(berth, grpc_server):
@@ -231,6 +239,10 @@ def test_grpc_answers_for_no_target_and_wrong_content_type(berth, grpc_server):
                           "http://127.0.0.1:%d/x" % port], stdout=subprocess.PIPE, text=True)
     assert out.stdout == "464"
     assert srv.calls == 0
+    assert metric(lb, "berth_grpc_responses_total", target_group="empty",
+                  code="UNAVAILABLE") == 1
+    log = lb.access_log(expect=4)
+    assert [e["grpc_status"] for e in log] == [14, "-", 2, "-"], log
 
 
 # ---- many streams, restarts, GOAWAY ----

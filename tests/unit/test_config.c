@@ -701,6 +701,16 @@ static const struct err_case err_cases[] = {
      {"t.yaml:2:1: did not find expected node content while parsing a flow node"}},
     {"listeners:\n  - bind: 0.0.0.0:80\n   default_action: x\n",
      {"t.yaml:3:4: did not find expected '-' indicator while parsing a block collection"}},
+    {"target_groups:\n  - {name: t, protocol: TCP, protocol_version: GRPC}\n",
+     {"t.yaml:2:5: protocol_version GRPC needs an HTTP or HTTPS group, not TCP",
+      "t.yaml:1:1: at least one listener is required"}},
+    {"target_groups:\n  - {name: g, protocol_version: GRPC, health_check: {matcher: \"200\"}}\n",
+     {"t.yaml:2:63: invalid grpc_code matcher \"200\" (expected e.g. \"12\", \"0-99\" or "
+      "\"0,12\")",
+      "t.yaml:1:1: at least one listener is required"}},
+    {"target_groups:\n  - {name: g, health_check: {matcher: {grpc_code: \"0\"}}}\n",
+     {"t.yaml:2:40: matcher key \"grpc_code\" does not fit this group (expected http_code)",
+      "t.yaml:1:1: at least one listener is required"}},
     {"a: *nope\n", {"t.yaml:1:4: found undefined alias"}},
     {"a: \"\x01\"\n", {"t.yaml:1:5: control characters are not allowed"}},
 };
@@ -730,6 +740,39 @@ static void test_errors(void **state)
         failed += !ok;
     }
     assert_int_equal(failed, 0);
+}
+
+/* protocol_version: HTTP1 by default; GRPC groups check ALB's gRPC path for UNIMPLEMENTED;
+ * matchers in both forms. */
+static void test_protocol_version(void **state)
+{
+    (void)state;
+    struct bth_config *cfg =
+        load_ok("listeners:\n"
+                "  - bind: 0.0.0.0:80\n"
+                "    default_action: {forward: {target_group: a}}\n"
+                "target_groups:\n"
+                "  - name: a\n"
+                "  - {name: b, protocol: HTTPS, protocol_version: HTTP2}\n"
+                "  - {name: c, protocol_version: GRPC}\n"
+                "  - name: d\n"
+                "    protocol_version: GRPC\n"
+                "    health_check: {path: /grpc.health.v1.Health/Check,\n"
+                "                   matcher: {grpc_code: \"0-2,12\"}}\n"
+                "  - {name: e, health_check: {matcher: {http_code: \"200-299\"}}}\n");
+    assert_int_equal(cfg->target_groups[0].protocol_version, BTH_PV_HTTP1);
+    assert_int_equal(cfg->target_groups[1].protocol_version, BTH_PV_HTTP2);
+    assert_string_equal(cfg->target_groups[1].health_check.path, "/");
+    assert_string_equal(cfg->target_groups[1].health_check.matcher, "200");
+    const struct bth_cfg_health_check *c = &cfg->target_groups[2].health_check;
+    assert_int_equal(cfg->target_groups[2].protocol_version, BTH_PV_GRPC);
+    assert_string_equal(c->path, "/AWS.ALB/healthcheck");
+    assert_string_equal(c->matcher, "12");
+    assert_string_equal(cfg->target_groups[3].health_check.path, "/grpc.health.v1.Health/Check");
+    assert_string_equal(cfg->target_groups[3].health_check.matcher, "0-2,12");
+    assert_string_equal(cfg->target_groups[4].health_check.matcher, "200-299");
+    assert_string_equal(bth_proto_version_name(BTH_PV_GRPC), "GRPC");
+    bth_config_destroy(cfg);
 }
 
 /* target_groups[].discovery: defaults, every field, and a group without it. */
@@ -954,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_body_rate),
         cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_protocol_version),
         cmocka_unit_test(test_discovery),
         cmocka_unit_test(test_weird_inputs),
     };
