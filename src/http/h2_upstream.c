@@ -34,6 +34,7 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 
+#include "grpc.h"
 #include "h2_msg.h"
 #include "http_status.h"
 #include "list.h"
@@ -86,10 +87,13 @@ struct h2_ustream {
     bool head_done; /* the answer's final head is in rx */
     bool chunked;   /* the answer goes to the session chunked (no content-length) */
     bool has_length;
+    bool grpc;     /* a gRPC call, or an answer that announces trailers: chunked to the
+                    * session whatever its length, so the trailers (grpc-status) have a place */
     bool resp_end; /* the answer is whole in rx */
     int error;     /* errno of the connection's failure */
     bool broke;    /* the stream or its connection ended before the answer was whole */
     int status;
+    char length[21];         /* the answer's content-length, written only if the framing uses it */
     struct h2_msg req;       /* the request as the session wrote it */
     struct evbuffer *rx;     /* owned: the answer as HTTP/1.1, for the session */
     struct evbuffer *fields; /* owned: the fields of the HEADERS being read, as lines */
@@ -421,8 +425,18 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
             st->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         return 0;
     }
-    if (!st->head_done && namelen == 14 && memcmp(name, "content-length", 14) == 0)
+    if (!st->head_done && namelen == 14 && memcmp(name, "content-length", 14) == 0) {
+        if (valuelen >= sizeof(st->length))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 checked it is a number */
+        memcpy(st->length, value, valuelen);
+        st->length[valuelen] = '\0';
         st->has_length = true;
+        return 0;
+    }
+    if (!st->head_done && ((namelen == 12 && memcmp(name, "content-type", 12) == 0 &&
+                            bth_grpc_content_type((const char *)value, valuelen)) ||
+                           (namelen == 7 && memcmp(name, "trailer", 7) == 0)))
+        st->grpc = true;
     if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0 && valuelen >= 1 && valuelen <= 2 &&
         value[0] >= '0' && value[0] <= '9' &&
         (valuelen == 1 || (value[1] >= '0' && value[1] <= '9')))
@@ -477,10 +491,12 @@ static void headers_done(struct h2_ustream *st, bool end_stream)
     bool bodiless = code == 204 || code == 304;
     if (end_stream) {
         /* no body: a trailers-only gRPC answer among others */
-        if (!st->has_length && !bodiless)
-            evbuffer_add(rx, "content-length: 0\r\n", 19);
+        if (!bodiless)
+            evbuffer_add_printf(rx, "content-length: %s\r\n", st->has_length ? st->length : "0");
         st->resp_end = true;
-    } else if (!st->has_length && !bodiless) {
+    } else if (st->has_length && !st->grpc) {
+        evbuffer_add_printf(rx, "content-length: %s\r\n", st->length);
+    } else if (!bodiless) {
         evbuffer_add(rx, "transfer-encoding: chunked\r\n", 28);
         st->chunked = true;
     }
@@ -739,6 +755,17 @@ static void take_request_body(struct h2_ustream *st)
     }
 }
 
+/* The request's content type says gRPC (its fields as read, names lowercase). */
+static bool is_grpc_call(const struct h2_msg *m)
+{
+    for (size_t i = 0; i < m->nfields; i++) {
+        const struct h2_msg_field *f = &m->fields[i];
+        if (f->name_len == 12 && memcmp(m->hbuf + f->name_off, "content-type", 12) == 0)
+            return bth_grpc_content_type(m->hbuf + f->value_off, f->value_len);
+    }
+    return false;
+}
+
 /* Submits the request head the session wrote, once it is whole. Returns 0 or -1. */
 static int submit_request(struct h2_ustream *st)
 {
@@ -780,6 +807,7 @@ static int submit_request(struct h2_ustream *st)
         return -1;
     st->id = id;
     st->open = true;
+    st->grpc = is_grpc_call(&st->req);
     evbuffer_drain(out, len);
     h2_msg_head_sent(&st->req);
     return 0;

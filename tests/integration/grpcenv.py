@@ -199,3 +199,59 @@ def wait_until(pred, timeout=10.0, step=0.05):
 
 __all__ = ["Server", "Msg", "channel", "pb_grpc", "health_pb", "health_grpc", "wait_until",
            "threading"]
+
+
+class MuteH2Server:
+    """An HTTP/2 server (h2c, Python's h2) that takes requests and never answers, and
+    records the streams its peer reset: a target that ignores grpc-timeout."""
+
+    def __init__(self, host="127.0.0.1"):
+        import socket
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.addr = "%s:%d" % self.sock.getsockname()
+        self.requests, self.resets = [], []
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        import h2.config
+        import h2.connection
+        import h2.events
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        c.sendall(conn.data_to_send())
+        while not self.stopping:
+            try:
+                data = c.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    self.requests.append(dict((k.decode() if isinstance(k, bytes) else k,
+                                               v.decode() if isinstance(v, bytes) else v)
+                                              for k, v in ev.headers))
+                elif isinstance(ev, h2.events.StreamReset):
+                    self.resets.append(int(ev.error_code))
+                elif isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            out = conn.data_to_send()
+            if out:
+                c.sendall(out)
+        c.close()
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()

@@ -16,7 +16,7 @@ import pytest
 
 import h2wire
 from conftest import free_port, make_http_config, metric
-from grpcenv import Msg, Server, channel, pb_grpc, wait_until
+from grpcenv import MuteH2Server, Msg, Server, channel, pb_grpc, wait_until
 from test_tls import make_cert
 
 
@@ -150,27 +150,31 @@ def test_deadline_expires_at_target(berth, grpc_server):
     assert wait_until(lambda: "late" in srv.cancelled, timeout=3), srv.cancelled
 
 
-def test_berth_enforces_grpc_timeout_itself(berth, grpc_server):
-    """A client that sends grpc-timeout but never cancels (a raw HTTP/2 client): berth
-    ends the call with DEADLINE_EXCEEDED at the deadline and cancels the target's stream."""
-    srv = grpc_server("slow")
-    lb = berth(grpc_config([srv.addr]))
-    c = h2wire.Client(lb.ports["web"])
-    body = b"\x00" + len(Msg(text="raw", sleep=5).SerializeToString()).to_bytes(4, "big") + \
-        Msg(text="raw", sleep=5).SerializeToString()
-    t0 = time.monotonic()
-    st = post(c, "/berthtest.Echo/Unary", body,
-              [("content-type", "application/grpc"), ("te", "trailers"), ("grpc-timeout", "400m")])
-    took = time.monotonic() - t0
-    c.close()
-    assert st["headers"][":status"] == "200"
-    assert st["headers"]["grpc-status"] == "4", st["headers"]
-    assert 0.3 < took < 2.5, took
-    assert wait_until(lambda: "raw" in srv.cancelled, timeout=3), srv.cancelled
-    (e,) = lb.access_log(expect=1)
-    assert e["grpc_status"] == 4 and e["elb_status_code"] == 504, e
-    assert metric(lb, "berth_grpc_responses_total", target_group="app",
-                  code="DEADLINE_EXCEEDED") == 1
+def test_berth_enforces_grpc_timeout_itself(berth):
+    """A target that ignores grpc-timeout and a client that never cancels (raw HTTP/2 on
+    both sides): berth ends the call with DEADLINE_EXCEEDED at the deadline and cancels the
+    target's stream (RST_STREAM CANCEL)."""
+    mute = MuteH2Server("127.0.0.30")
+    try:
+        lb = berth(grpc_config([mute.addr]))
+        c = h2wire.Client(lb.ports["web"])
+        t0 = time.monotonic()
+        st = post(c, "/berthtest.Echo/Unary", b"\0\0\0\0\0",
+                  [("content-type", "application/grpc"), ("te", "trailers"),
+                   ("grpc-timeout", "400m")])
+        took = time.monotonic() - t0
+        c.close()
+        assert st["headers"][":status"] == "200"
+        assert st["headers"]["grpc-status"] == "4", st["headers"]
+        assert 0.35 < took < 2.5, took
+        assert mute.requests and mute.requests[0]["grpc-timeout"] == "400m"
+        assert wait_until(lambda: mute.resets == [8], timeout=3), mute.resets  # CANCEL
+        (e,) = lb.access_log(expect=1)
+        assert e["grpc_status"] == 4 and e["elb_status_code"] == 504, e
+        assert metric(lb, "berth_grpc_responses_total", target_group="app",
+                      code="DEADLINE_EXCEEDED") == 1
+    finally:
+        mute.stop()
 
 
 def test_client_cancellation_reaches_target(berth, grpc_server):
@@ -335,9 +339,14 @@ def nghttpd(tmp_path):
     www.mkdir()
     (www / "hello.txt").write_bytes(b"hello over h2\n")
     (www / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    # a gRPC answer as a file: one message (Msg{text: "static"}); nghttpd adds the trailer
+    (www / "berthtest.Echo").mkdir()
+    reply = Msg(text="static").SerializeToString()
+    (www / "berthtest.Echo" / "Unary").write_bytes(b"\0" + len(reply).to_bytes(4, "big") + reply)
     port = free_port("127.0.0.40")
     p = subprocess.Popen(["nghttpd", "--no-tls", "--address=127.0.0.40", "-d", str(www),
-                          str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--trailer", "grpc-status: 0", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert wait_until(lambda: port_open("127.0.0.40", port), timeout=5)
     yield "127.0.0.40:%d" % port, www
     p.terminate()
@@ -364,6 +373,19 @@ def test_http2_group_speaks_h2c_to_target(berth, nghttpd):
     assert p.stdout == b"404"
     log = lb.access_log(expect=4)
     assert [e["target_status_code"] for e in log] == [200, 200, 200, 404]
+
+
+def test_grpc_trailers_after_a_length_delimited_answer(berth, nghttpd):
+    """nghttpd answers with content-length and then trailers (grpc-status): the trailers
+    still reach the gRPC client."""
+    addr, _ = nghttpd
+    lb = berth(grpc_config([addr]))
+    ch, stub = stub_for(lb)
+    with ch:
+        r, call = stub.Unary.with_call(Msg(text="x"), timeout=5)
+        assert r.text == "static" and call.code() == grpc.StatusCode.OK
+    (e,) = lb.access_log(expect=1)
+    assert e["grpc_status"] == 0, e
 
 
 def test_http2_group_many_streams_share_a_connection(berth, nghttpd):
