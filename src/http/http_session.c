@@ -967,6 +967,20 @@ static bool upgrade_is_h2c(const struct bth_http_head *h)
     return false;
 }
 
+/* A gRPC call: its content type, and the deadline its grpc-timeout sets (a malformed one
+ * is ignored, as the target will judge it too). */
+static void note_grpc(struct bth_http_session *s)
+{
+    const struct bth_http_head *h = &s->xm->req;
+    int ct = h->idx[BTH_HDR_CONTENT_TYPE], to = h->idx[BTH_HDR_GRPC_TIMEOUT];
+    s->ex.grpc =
+        ct >= 0 && bth_grpc_content_type(bth_span_ptr(h, h->hdrs[ct].value), h->hdrs[ct].value.len);
+    uint64_t ms;
+    if (s->ex.grpc && to >= 0 &&
+        bth_grpc_timeout_ms(bth_span_ptr(h, h->hdrs[to].value), h->hdrs[to].value.len, &ms) == 0)
+        s->ex.deadline_ms = bth_clock_mono_ms() + ms;
+}
+
 /* The head is complete: classify it, route it and start forwarding. <head_len> bytes of
  * the input are the head as received; <parsed_len>, the head as parsed (the same, or the
  * length of the mended head in xm->req_view). */
@@ -1004,6 +1018,7 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         h1_send_error(s, status, reason);
         return;
     }
+    note_grpc(s);
     s->ex.is_upgrade = s->xm->req_parser.upgrade && h->conn_upgrade && h->idx[BTH_HDR_UPGRADE] >= 0;
     if (s->ex.is_upgrade && upgrade_is_h2c(h)) {
         /* berth does not offer the h2c upgrade (nor does ALB), and must not pass it on: a
@@ -1080,20 +1095,6 @@ static void start_request(struct bth_http_session *s, size_t head_len, size_t pa
         bth_free(ri.buf);
 }
 
-/* A gRPC call: its content type, and the deadline its grpc-timeout sets (a malformed one
- * is ignored, as the target will judge it too). */
-static void note_grpc(struct bth_http_session *s)
-{
-    const struct bth_http_head *h = &s->xm->req;
-    int ct = h->idx[BTH_HDR_CONTENT_TYPE], to = h->idx[BTH_HDR_GRPC_TIMEOUT];
-    s->ex.grpc =
-        ct >= 0 && bth_grpc_content_type(bth_span_ptr(h, h->hdrs[ct].value), h->hdrs[ct].value.len);
-    uint64_t ms;
-    if (s->ex.grpc && to >= 0 &&
-        bth_grpc_timeout_ms(bth_span_ptr(h, h->hdrs[to].value), h->hdrs[to].value.len, &ms) == 0)
-        s->ex.deadline_ms = bth_clock_mono_ms() + ms;
-}
-
 /* Sends the request of a forward action on: picks the group and a target and writes the
  * head as berth re-frames it; the body follows as it arrives. */
 static void forward_request(struct bth_http_session *s, const struct bth_snap_action *act,
@@ -1105,7 +1106,6 @@ static void forward_request(struct bth_http_session *s, const struct bth_snap_ac
         h1_send_error(s, 503, "no target group");
         return;
     }
-    note_grpc(s);
     if (s->ex.group->cfg->protocol_version == BTH_PV_GRPC &&
         (!s->ex.grpc || s->xm->req_parser.method != HTTP_POST)) {
         /* as ELB: a GRPC group takes gRPC calls only */

@@ -299,6 +299,22 @@ def test_target_restart_mid_stream(berth, grpc_server):
         assert again.calls == 1
 
 
+def test_failed_connect_goes_to_another_target(berth, grpc_server):
+    """A target nobody listens on: its HTTP/2 connection fails before it is up, and the
+    calls waiting for it go to the other target, as after a failed HTTP/1.1 connect."""
+    from backends import refused_addr
+    good = grpc_server("good")
+    dead = refused_addr("127.0.0.31")
+    lb = berth(grpc_config([dead, good.addr]))
+    ch, stub = stub_for(lb)
+    with ch:
+        futs = [stub.Unary.future(Msg(text="r%d" % i), timeout=10) for i in range(20)]
+        assert all(f.result().server == "good" for f in futs)
+        for _ in range(4):  # sequential calls too, each landing on the dead one in turn
+            assert stub.Unary(Msg(text="s"), timeout=5).server == "good"
+    assert metric(lb, "berth_target_connection_errors_total", target_group="app") >= 1
+
+
 def test_goaway_lets_open_streams_finish(berth, grpc_server):
     """A target that stops gracefully (GOAWAY) finishes the calls in flight; new calls
     go to the other target."""
