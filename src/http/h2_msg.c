@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 
+#include "conn.h"
 #include "mem.h"
 
 void h2_msg_fini(struct h2_msg *m)
@@ -359,6 +360,24 @@ int h2_msg_take_body(struct h2_msg *m, struct evbuffer *in, size_t room, bool al
     return 0;
 }
 
+ssize_t h2_msg_read_data(struct h2_msg *m, nghttp2_session *ng, int32_t id, size_t length,
+                         uint32_t *flags, bool *deferred)
+{
+    size_t avail = evbuffer_get_length(m->data);
+    if (avail == 0 && m->phase != MSG_DONE) {
+        *deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? avail : length;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (m->phase == MSG_DONE && n == avail) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (h2_msg_submit_trailers(m, ng, id))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
+    return (ssize_t)n;
+}
+
 bool h2_msg_submit_trailers(const struct h2_msg *m, nghttp2_session *ng, int32_t id)
 {
     if (m->ntrailers == 0)
@@ -370,4 +389,33 @@ bool h2_msg_submit_trailers(const struct h2_msg *m, nghttp2_session *ng, int32_t
     if (nva != stackbuf)
         bth_free(nva);
     return sent;
+}
+
+int h2_line_add(struct evbuffer *b, const void *name, size_t nlen, const void *value, size_t vlen)
+{
+    struct evbuffer_iovec io;
+    size_t len = nlen + vlen + 4;
+    if (evbuffer_reserve_space(b, (ev_ssize_t)len, &io, 1) != 1)
+        return -1;
+    char *p = io.iov_base;
+    memcpy(p, name, nlen);
+    p += nlen;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, vlen);
+    p += vlen;
+    *p++ = '\r';
+    *p = '\n';
+    io.iov_len = len;
+    return evbuffer_commit_space(b, &io, 1);
+}
+
+ssize_t h2_send_to_conn(void *user_data, const uint8_t *data, size_t length, size_t high)
+{
+    struct bth_conn *c = user_data;
+    if (evbuffer_get_length(c->out) >= high)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (evbuffer_add(c->out, data, length) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)length;
 }

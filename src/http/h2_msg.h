@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <llhttp.h>
 #include <nghttp2/nghttp2.h>
@@ -96,8 +97,25 @@ int h2_msg_take_body(struct h2_msg *m, struct evbuffer *in, size_t room, bool al
 nghttp2_nv *h2_msg_nva(const struct h2_msg *m, size_t from, const nghttp2_nv *first, size_t nfirst,
                        size_t *n, nghttp2_nv *stackbuf, size_t stackn);
 
+/* A data source's read for a stream sending <m>'s body (DATA payloads are moved by the
+ * caller's send_data callback, NO_COPY): up to <length> bytes, the end of the stream (or
+ * the trailers, submitted here) when the body is whole, or NGHTTP2_ERR_DEFERRED with
+ * *<deferred> set while no byte waits. */
+ssize_t h2_msg_read_data(struct h2_msg *m, nghttp2_session *ng, int32_t id, size_t length,
+                         uint32_t *flags, bool *deferred);
+
 /* At the end of the body: submits the trailers read, if any, on stream <id> and returns
  * true when they went (the DATA then must not end the stream). */
 bool h2_msg_submit_trailers(const struct h2_msg *m, nghttp2_session *ng, int32_t id);
+
+/* ---- the other way: HTTP/2 fields written as HTTP/1.1 lines ---- */
+
+/* Appends "<name>: <value>\r\n" to <b> in one piece (nghttp2 refused CR, LF and NUL in
+ * fields, so each is one line). Returns 0 or -1. */
+int h2_line_add(struct evbuffer *b, const void *name, size_t nlen, const void *value, size_t vlen);
+
+/* nghttp2's send callback for a connection whose struct starts with its struct bth_conn
+ * (<user_data>): frames go into the connection's output, up to <high> bytes waiting. */
+ssize_t h2_send_to_conn(void *user_data, const uint8_t *data, size_t length, size_t high);
 
 #endif /* BERTH_H2_MSG_H */

@@ -25,6 +25,7 @@
 #include "h2_session.h"
 
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -105,6 +106,7 @@ struct h2_conn {
     unsigned empty_frames;
     uint64_t window_updates, data_sent, streams_opened;
 };
+_Static_assert(offsetof(struct h2_conn, conn) == 0, "h2_send_to_conn takes it as its conn");
 
 struct h2_stream {
     struct bth_list link;
@@ -389,19 +391,7 @@ static ssize_t on_data_source(nghttp2_session *ng, int32_t stream_id, uint8_t *b
     struct h2_stream *st = source->ptr;
     (void)buf;
     (void)user_data;
-    size_t avail = evbuffer_get_length(st->ans.data);
-    if (avail == 0 && st->ans.phase != MSG_DONE) {
-        st->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    size_t n = avail < length ? avail : length;
-    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->ans.phase == MSG_DONE && n == avail) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (h2_msg_submit_trailers(&st->ans, ng, stream_id))
-            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    }
-    return (ssize_t)n;
+    return h2_msg_read_data(&st->ans, ng, stream_id, length, flags, &st->deferred);
 }
 
 /* nghttp2 writes a DATA frame: its 9-byte header, then the payload moved (not copied) from
@@ -728,39 +718,14 @@ static void dispatch_ready(evutil_socket_t fd, short what, void *arg)
         schedule_send(hc);
 }
 
-/* Appends "<name>: <value>\r\n" to <b> in one piece. */
-static int add_line(struct evbuffer *b, struct bth_span_vec n, struct bth_span_vec v)
-{
-    struct evbuffer_iovec io;
-    size_t len = n.n + v.n + 4;
-    if (evbuffer_reserve_space(b, (ev_ssize_t)len, &io, 1) != 1)
-        return -1;
-    char *p = io.iov_base;
-    memcpy(p, n.p, n.n);
-    p += n.n;
-    *p++ = ':';
-    *p++ = ' ';
-    memcpy(p, v.p, v.n);
-    p += v.n;
-    *p++ = '\r';
-    *p = '\n';
-    io.iov_len = len;
-    return evbuffer_commit_space(b, &io, 1);
-}
-
 /* ---- nghttp2 callbacks ---------------------------------------------------------------------- */
 
 static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t length, int flags,
                        void *user_data)
 {
-    struct h2_conn *hc = user_data;
     (void)ng;
     (void)flags;
-    if (evbuffer_get_length(hc->conn.out) >= CONN_OUT_HIGH)
-        return NGHTTP2_ERR_WOULDBLOCK;
-    if (evbuffer_add(hc->conn.out, data, length) != 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    return (ssize_t)length;
+    return h2_send_to_conn(user_data, data, length, CONN_OUT_HIGH); /* conn comes first */
 }
 
 static bool closed_early(const struct h2_conn *hc, int32_t id)
@@ -866,7 +831,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
         return 0;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* trailers: they can follow only a chunked body */
-        if (lazy(&st->req_trailers) == NULL || add_line(st->req_trailers, n, v) != 0)
+        if (lazy(&st->req_trailers) == NULL ||
+            h2_line_add(st->req_trailers, n.p, n.n, v.p, v.n) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         return 0;
     }
@@ -898,7 +864,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rc
     if (n.n == 12 && memcmp(n.p, "content-type", 12) == 0 && v.n >= 16 &&
         strncasecmp(v.p, "application/grpc", 16) == 0)
         st->grpc = true;
-    if (lazy(&st->head) == NULL || add_line(st->head, n, v) != 0)
+    if (lazy(&st->head) == NULL || h2_line_add(st->head, n.p, n.n, v.p, v.n) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }

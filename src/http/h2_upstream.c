@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,6 +76,7 @@ struct h2_tconn {
     bool alpn_checked;
     bool in_io; /* inside its own callback: freeing waits for its end */
 };
+_Static_assert(offsetof(struct h2_tconn, conn) == 0, "h2_send_to_conn takes it as its conn");
 
 struct h2_ustream {
     struct bth_upstream up; /* what the session holds; up.conn has no descriptor */
@@ -350,17 +352,6 @@ static void on_tconn_io(evutil_socket_t fd, short what, void *arg)
     tconn_settle(tc);
 }
 
-static void on_tconn_send(evutil_socket_t fd, short what, void *arg)
-{
-    struct h2_tconn *tc = arg;
-    (void)fd;
-    (void)what;
-    tc->in_io = true;
-    tconn_send(tc);
-    tc->in_io = false;
-    tconn_settle(tc);
-}
-
 static void on_tconn_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct h2_tconn *tc = arg;
@@ -392,14 +383,9 @@ static const struct bth_conn_ops tconn_ops = {.abort = tconn_abort};
 static ssize_t on_send(nghttp2_session *ng, const uint8_t *data, size_t length, int flags,
                        void *user_data)
 {
-    struct h2_tconn *tc = user_data;
     (void)ng;
     (void)flags;
-    if (evbuffer_get_length(tc->conn.out) >= CONN_OUT_HIGH)
-        return NGHTTP2_ERR_WOULDBLOCK;
-    if (evbuffer_add(tc->conn.out, data, length) != 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    return (ssize_t)length;
+    return h2_send_to_conn(user_data, data, length, CONN_OUT_HIGH); /* conn comes first */
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
@@ -444,22 +430,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
             valuelen == 1 ? value[0] - '0' : (value[0] - '0') * 10 + value[1] - '0';
     if (st->fields == NULL && (st->fields = evbuffer_new()) == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    /* nghttp2 refused values with CR, LF or NUL: each field is one HTTP/1.1 line */
-    struct evbuffer_iovec io;
-    size_t len = namelen + valuelen + 4;
-    if (evbuffer_reserve_space(st->fields, (ev_ssize_t)len, &io, 1) != 1)
+    if (h2_line_add(st->fields, name, namelen, value, valuelen) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    char *p = io.iov_base;
-    memcpy(p, name, namelen);
-    p += namelen;
-    *p++ = ':';
-    *p++ = ' ';
-    memcpy(p, value, valuelen);
-    p += valuelen;
-    *p++ = '\r';
-    *p = '\n';
-    io.iov_len = len;
-    evbuffer_commit_space(st->fields, &io, 1);
     return 0;
 }
 
@@ -592,19 +564,7 @@ static ssize_t on_req_data(nghttp2_session *ng, int32_t stream_id, uint8_t *buf,
     (void)user_data;
     if (!st->attached) /* the session gave up on it: the stream is being reset */
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t avail = evbuffer_get_length(st->req.data);
-    if (avail == 0 && st->req.phase != MSG_DONE) {
-        st->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    size_t n = avail < length ? avail : length;
-    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->req.phase == MSG_DONE && n == avail) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (h2_msg_submit_trailers(&st->req, ng, stream_id))
-            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    }
-    return (ssize_t)n;
+    return h2_msg_read_data(&st->req, ng, stream_id, length, flags, &st->deferred);
 }
 
 static void take_request_body(struct h2_ustream *st);
@@ -674,18 +634,9 @@ static int session_setup(struct h2_tconn *tc)
 static struct h2_tconn *tconn_open(struct bth_worker *w, struct bth_target *t,
                                    struct bth_tls_client *tls)
 {
-    int fd = socket(t->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = bth_upstream_connect(t);
     if (fd == -1)
         return NULL;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (const struct sockaddr *)&t->addr.ss, t->addr.len) == -1 &&
-        errno != EINPROGRESS) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return NULL;
-    }
     struct h2_tconn *tc = bth_calloc(1, sizeof(*tc));
     if (tc == NULL || bth_conn_init(&tc->conn, w->base, fd, on_tconn_io, tc) != 0) {
         close(fd);
@@ -709,7 +660,7 @@ static struct h2_tconn *tconn_open(struct bth_worker *w, struct bth_target *t,
     bth_list_init(&tc->streams);
     bth_worker_track(w, &tc->wc, &tconn_ops, false);
     evtimer_assign(&tc->timer, w->base, on_tconn_timer, tc);
-    event_assign(&tc->send_ev, w->base, -1, 0, on_tconn_send, tc);
+    event_assign(&tc->send_ev, w->base, -1, 0, on_tconn_io, tc); /* EV_WRITE: send */
     tc->state = TC_CONNECTING;
     if (session_setup(tc) != 0) {
         tc->state = TC_DEAD;

@@ -83,6 +83,23 @@ static void on_upstream_timer(evutil_socket_t fd, short what, void *arg)
     up->cb(up, EV_TIMEOUT, up->cb_arg);
 }
 
+int bth_upstream_connect(const struct bth_target *t)
+{
+    int fd = socket(t->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (const struct sockaddr *)&t->addr.ss, t->addr.len) == -1 &&
+        errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 static struct bth_upstream *take_idle(struct bth_worker *w, struct bth_target *t)
 {
     struct bth_upstream_pool *pool = &t->pools[w->id];
@@ -108,18 +125,9 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
         up->grpc_status = -1;
         return up;
     }
-    int fd = socket(t->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = bth_upstream_connect(t);
     if (fd == -1)
         return NULL;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (const struct sockaddr *)&t->addr.ss, t->addr.len) == -1 &&
-        errno != EINPROGRESS) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return NULL;
-    }
     up = bth_calloc(1, sizeof(*up));
     if (up == NULL) {
         close(fd);

@@ -66,6 +66,10 @@ struct bth_upstream *bth_upstream_acquire(struct bth_worker *w, struct bth_targe
                                           struct bth_tls_client *tls, bth_upstream_event_cb cb,
                                           void *arg);
 
+/* A non-blocking socket to <t> with its connect() started (TCP_NODELAY), or -1 with errno
+ * set. */
+int bth_upstream_connect(const struct bth_target *t);
+
 /* Finishes the connect: checks SO_ERROR. Returns 0 (now ACTIVE) or a negative errno. */
 int bth_upstream_connected(struct bth_upstream *up);
 
