@@ -9,12 +9,15 @@
 #   udp    one flow: a 1200-byte datagram up, its echo back (a Python echo target)
 #   h2     h2c (prior knowledge) GETs on one connection, one stream after another (Python's
 #          h2 client; HTTP/2 listener -> the same HTTP group)
+#   grpc   unary gRPC calls the same way (POST, a 9-byte message, te: trailers) to a GRPC
+#          group whose target is nghttpd answering one message and grpc-status 0 in trailers
+#          (HTTP/2 on both sides: berth's h2_upstream)
 # Each case runs twice (N1 and N2 exchanges); the difference in instructions over N2-N1
 # cancels start-up and shutdown, and the script prints instructions per exchange.
 #
 # Usage: bench/callgrind.sh
 # Environment: BERTH_BIN=PATH (default <repo>/build/berth), N1=200 N2=1200, PORT_BASE=8391,
-#   MODES="http tcp udp h2" (the cases to run)
+#   MODES="http tcp udp h2 grpc" (the cases to run; grpc needs nghttpd, nghttp2-server)
 # Exit status: 0 ok; 2 setup failure.
 set -euo pipefail
 
@@ -38,7 +41,8 @@ done
 bench_tmpdir callgrind
 BACKEND=$PORT_BASE HTTP_PORT=$((PORT_BASE + 1)) TCP_PORT=$((PORT_BASE + 2))
 UDP_PORT=$((PORT_BASE + 3)) ECHO_PORT=$((PORT_BASE + 4)) H2_PORT=$((PORT_BASE + 5))
-for p in $BACKEND $HTTP_PORT $TCP_PORT $H2_PORT; do
+GRPC_TARGET=$((PORT_BASE + 6)) GRPC_PORT=$((PORT_BASE + 7))
+for p in $BACKEND $HTTP_PORT $TCP_PORT $H2_PORT $GRPC_TARGET $GRPC_PORT; do
     tcp_port_busy "$p" && die "port $p is busy (set PORT_BASE)"
 done
 
@@ -71,6 +75,15 @@ while True:
 EOF
 STARTED+=($!)
 
+if [[ " ${MODES:-http tcp udp h2 grpc} " == *" grpc "* ]]; then
+    command -v nghttpd >/dev/null || die "nghttpd is missing (Debian: nghttp2-server)"
+    mkdir -p "$D/www/berthtest.Echo"
+    printf '\x00\x00\x00\x00\x07\x0a\x05hello' >"$D/www/berthtest.Echo/Unary"
+    nghttpd --no-tls --address=127.0.0.1 -d "$D/www" --trailer "grpc-status: 0" "$GRPC_TARGET" \
+        >"$D/nghttpd.log" 2>&1 &
+    STARTED+=($!)
+fi
+
 cat >"$D/berth.yaml" <<EOF
 workers: 1
 control: {socket: $D/berth.sock}
@@ -80,19 +93,21 @@ listeners:
   - {name: tcp, protocol: TCP, bind: "127.0.0.1:$TCP_PORT", default_action: {forward: {target_groups: [{name: tcp}]}}}
   - {name: udp, protocol: UDP, bind: "127.0.0.1:$UDP_PORT", default_action: {forward: {target_groups: [{name: udp}]}}}
   - {name: h2, protocol: HTTP, h2c: true, bind: "127.0.0.1:$H2_PORT", default_action: {forward: {target_groups: [{name: web}]}}}
+  - {name: grpc, protocol: HTTP, h2c: true, bind: "127.0.0.1:$GRPC_PORT", default_action: {forward: {target_groups: [{name: grpc}]}}}
 target_groups:
   - {name: web, protocol: HTTP, health_check: {enabled: false}, targets: ["127.0.0.1:$BACKEND"]}
   - {name: tcp, protocol: TCP, health_check: {enabled: false}, targets: ["127.0.0.1:$BACKEND"]}
   - {name: udp, protocol: UDP, health_check: {enabled: false}, targets: ["127.0.0.1:$ECHO_PORT"]}
+  - {name: grpc, protocol: HTTP, protocol_version: GRPC, health_check: {enabled: false}, targets: ["127.0.0.1:$GRPC_TARGET"]}
 EOF
 
 # client MODE N: N exchanges, one after another.
 client() {
-    /usr/bin/python3 - "$1" "$2" "$HTTP_PORT" "$TCP_PORT" "$UDP_PORT" "$H2_PORT" <<'EOF'
+    /usr/bin/python3 - "$1" "$2" "$HTTP_PORT" "$TCP_PORT" "$UDP_PORT" "$H2_PORT" "$GRPC_PORT" <<'EOF'
 import socket, sys
-mode, n, http_port, tcp_port, udp_port, h2_port = (sys.argv[1], int(sys.argv[2]),
-                                                   int(sys.argv[3]), int(sys.argv[4]),
-                                                   int(sys.argv[5]), int(sys.argv[6]))
+mode, n, http_port, tcp_port, udp_port, h2_port, grpc_port = (
+    sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+    int(sys.argv[6]), int(sys.argv[7]))
 req = b"GET /x HTTP/1.1\r\nHost: bench\r\nUser-Agent: callgrind\r\n\r\n"
 if mode == "http":
     s = socket.create_connection(("127.0.0.1", http_port))
@@ -103,17 +118,24 @@ if mode == "http":
             buf += s.recv(65536)
         buf = buf.split(b"hello from backend\n", 1)[1]
     s.close()
-elif mode == "h2":
+elif mode in ("h2", "grpc"):
     import h2.connection, h2.config, h2.events
-    s = socket.create_connection(("127.0.0.1", h2_port))
+    s = socket.create_connection(("127.0.0.1", h2_port if mode == "h2" else grpc_port))
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     c.initiate_connection()
     s.sendall(c.data_to_send())
     hs = [(":method", "GET"), (":scheme", "http"), (":authority", "bench"), (":path", "/x"),
           ("user-agent", "callgrind")]
+    if mode == "grpc":
+        hs = [(":method", "POST"), (":scheme", "http"), (":authority", "bench"),
+              (":path", "/berthtest.Echo/Unary"), ("content-type", "application/grpc"),
+              ("te", "trailers"), ("user-agent", "callgrind")]
+    msg = b"\x00\x00\x00\x00\x04\x0a\x02hi"
     for _ in range(n):
         sid = c.get_next_available_stream_id()
-        c.send_headers(sid, hs, end_stream=True)
+        c.send_headers(sid, hs, end_stream=mode == "h2")
+        if mode == "grpc":
+            c.send_data(sid, msg, end_stream=True)
         s.sendall(c.data_to_send())
         done = False
         while not done:
@@ -161,7 +183,7 @@ instructions() {
 }
 
 printf '%-6s %14s %14s %18s\n' case "Ir (N=$N1)" "Ir (N=$N2)" "Ir per exchange"
-for mode in ${MODES:-http tcp udp h2}; do
+for mode in ${MODES:-http tcp udp h2 grpc}; do
     a=$(instructions "$mode" "$N1")
     b=$(instructions "$mode" "$N2")
     printf '%-6s %14s %14s %18s\n' "$mode" "$a" "$b" $(((b - a) / (N2 - N1)))

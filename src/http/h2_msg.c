@@ -419,3 +419,15 @@ ssize_t h2_send_to_conn(void *user_data, const uint8_t *data, size_t length, siz
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     return (ssize_t)length;
 }
+
+void h2_chunk_head(struct evbuffer *b, size_t n)
+{
+    char buf[2 * sizeof(size_t) + 2], *p = buf + sizeof(buf);
+    *--p = '\n';
+    *--p = '\r';
+    do {
+        *--p = "0123456789abcdef"[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    evbuffer_add(b, p, (size_t)(buf + sizeof(buf) - p));
+}

@@ -114,6 +114,9 @@ bool h2_msg_submit_trailers(const struct h2_msg *m, nghttp2_session *ng, int32_t
  * fields, so each is one line). Returns 0 or -1. */
 int h2_line_add(struct evbuffer *b, const void *name, size_t nlen, const void *value, size_t vlen);
 
+/* Appends a chunk-size line ("<hex>\r\n") for <n> bytes to <b>. */
+void h2_chunk_head(struct evbuffer *b, size_t n);
+
 /* nghttp2's send callback for a connection whose struct starts with its struct bth_conn
  * (<user_data>): frames go into the connection's output, up to <high> bytes waiting. */
 ssize_t h2_send_to_conn(void *user_data, const uint8_t *data, size_t length, size_t high);

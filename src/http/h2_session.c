@@ -431,7 +431,7 @@ static void front_read(struct bth_http_session *s, size_t limit)
         if (n > limit - moved)
             n = limit - moved;
         if (st->chunked)
-            evbuffer_add_printf(s->conn.in, "%zx\r\n", n);
+            h2_chunk_head(s->conn.in, n);
         evbuffer_remove_buffer(st->body, s->conn.in, n);
         if (st->chunked)
             evbuffer_add(s->conn.in, "\r\n", 2);

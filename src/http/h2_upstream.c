@@ -451,7 +451,23 @@ static void headers_done(struct h2_ustream *st, bool end_stream)
         return;
     }
     int code = st->status;
-    evbuffer_add_printf(rx, "HTTP/1.1 %03d %s\r\n", code, bth_http_reason(code));
+    const char *reason = bth_http_reason(code);
+    char line[16] = {'H',
+                     'T',
+                     'T',
+                     'P',
+                     '/',
+                     '1',
+                     '.',
+                     '1',
+                     ' ',
+                     (char)('0' + code / 100 % 10),
+                     (char)('0' + code / 10 % 10),
+                     (char)('0' + code % 10),
+                     ' '};
+    evbuffer_add(rx, line, 13);
+    evbuffer_add(rx, reason, strlen(reason));
+    evbuffer_add(rx, "\r\n", 2);
     if (f != NULL)
         evbuffer_add_buffer(rx, f);
     if (code >= 100 && code < 200) {
@@ -464,10 +480,11 @@ static void headers_done(struct h2_ustream *st, bool end_stream)
     if (end_stream) {
         /* no body: a trailers-only gRPC answer among others */
         if (!bodiless)
-            evbuffer_add_printf(rx, "content-length: %s\r\n", st->has_length ? st->length : "0");
+            h2_line_add(rx, "content-length", 14, st->has_length ? st->length : "0",
+                        st->has_length ? strlen(st->length) : 1);
         st->resp_end = true;
     } else if (st->has_length && !st->grpc) {
-        evbuffer_add_printf(rx, "content-length: %s\r\n", st->length);
+        h2_line_add(rx, "content-length", 14, st->length, strlen(st->length));
     } else if (!bodiless) {
         evbuffer_add(rx, "transfer-encoding: chunked\r\n", 28);
         st->chunked = true;
@@ -519,7 +536,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
         return 0;
     }
     if (st->chunked)
-        evbuffer_add_printf(st->rx, "%zx\r\n", len);
+        h2_chunk_head(st->rx, len);
     evbuffer_add(st->rx, data, len);
     if (st->chunked)
         evbuffer_add(st->rx, "\r\n", 2);
