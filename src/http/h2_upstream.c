@@ -51,6 +51,7 @@
 #define STREAM_WINDOW          (256 * 1024) /* answer bytes a target may send ahead, a stream */
 #define CONN_WINDOW            (16 * 1024 * 1024) /* and all streams of a connection */
 #define STREAMS_UNTIL_SETTINGS 100                /* RFC 9113 6.5.2's advice before SETTINGS */
+#define FIELDS_MAX             (256 * 1024)       /* an answer's head, or its trailers, as text */
 
 enum tconn_state {
     TC_CONNECTING = 0, /* connect() in progress */
@@ -430,7 +431,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
             valuelen == 1 ? value[0] - '0' : (value[0] - '0') * 10 + value[1] - '0';
     if (st->fields == NULL && (st->fields = evbuffer_new()) == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (h2_line_add(st->fields, name, namelen, value, valuelen) != 0)
+    /* a target's head or trailers beyond this reset the stream (the session would refuse
+     * a head far smaller: max_response_header_size) */
+    if (evbuffer_get_length(st->fields) + namelen + valuelen > FIELDS_MAX ||
+        h2_line_add(st->fields, name, namelen, value, valuelen) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
