@@ -202,10 +202,12 @@ __all__ = ["Server", "Msg", "channel", "pb_grpc", "health_pb", "health_grpc", "w
 
 
 class MuteH2Server:
-    """An HTTP/2 server (h2c, Python's h2) that takes requests and never answers, and
-    records the streams its peer reset: a target that ignores grpc-timeout."""
+    """An HTTP/2 server (h2c, Python's h2) that takes requests and never answers (or answers
+    with <respond>(conn, stream_id)), and records the streams its peer reset: a target that
+    ignores grpc-timeout, or one that misbehaves."""
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", respond=None):
+        self.respond = respond
         import socket
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -240,6 +242,8 @@ class MuteH2Server:
                 break
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.RequestReceived):
+                    if self.respond is not None:
+                        self.respond(conn, ev.stream_id)
                     self.requests.append(dict((k.decode() if isinstance(k, bytes) else k,
                                                v.decode() if isinstance(v, bytes) else v)
                                               for k, v in ev.headers))

@@ -177,6 +177,28 @@ def test_berth_enforces_grpc_timeout_itself(berth):
         mute.stop()
 
 
+def test_oversized_answer_head_from_target_is_502(berth):
+    """A target whose answer head is 400 KB: berth resets that stream and answers 502
+    without holding the whole head; the connection serves the next request."""
+    def huge(conn, sid):
+        conn.send_headers(sid, [(":status", "200")] +
+                          [("x-big-%d" % i, "v" * 1000) for i in range(400)], end_stream=True)
+
+    bad = MuteH2Server("127.0.0.32", respond=huge)
+    try:
+        lb = berth(grpc_config([bad.addr], version="HTTP2"))
+        for _ in range(2):
+            p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                "http://127.0.0.1:%d/" % lb.ports["web"]],
+                               stdout=subprocess.PIPE, text=True, timeout=20)
+            assert p.stdout == "502", p.stdout
+        # cut off while the head arrived (the stream failed), not read whole and refused
+        log = lb.access_log(expect=2)
+        assert [e["error_reason"] for e in log] == ["target reset the connection"] * 2, log
+    finally:
+        bad.stop()
+
+
 def test_client_cancellation_reaches_target(berth, grpc_server):
     srv = grpc_server("stream")
     lb = berth(grpc_config([srv.addr]))
