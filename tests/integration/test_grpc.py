@@ -303,6 +303,26 @@ def test_thousand_concurrent_streams_over_one_connection(berth, grpc_server):
     assert metric(lb, "berth_new_connections_total", listener="web") == 1
 
 
+def test_least_outstanding_counts_streams(berth, grpc_server):
+    """Least outstanding requests over multiplexed connections counts calls in flight
+    (streams), not connections: a target holding calls gets no more while the other is idle."""
+    a = grpc_server("held")
+    b = grpc_server("quick")
+    release = threading.Event()
+    a.gate = lambda req: release.wait(20)
+    cfg = grpc_config([a.addr, b.addr])
+    cfg["target_groups"][0]["algorithm"] = "least_outstanding_requests"
+    lb = berth(cfg)
+    ch, stub = stub_for(lb)
+    with ch:
+        held = [stub.Unary.future(Msg(text="h%d" % i), timeout=30) for i in range(3)]
+        assert wait_until(lambda: a.calls >= 1 and b.calls + a.calls >= 3)
+        quick = [stub.Unary(Msg(text="q%d" % i), timeout=10).server for i in range(20)]
+        release.set()
+        assert all(f.result().text.startswith("h") for f in held)
+    assert quick == ["quick"] * 20, quick
+
+
 def test_target_restart_mid_stream(berth, grpc_server):
     srv = grpc_server("first")
     host, port = srv.host, srv.port
