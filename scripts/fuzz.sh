@@ -17,7 +17,7 @@ cd "$ROOT"
 OUT=build-fuzz
 SECONDS_PER=${FUZZ_SECONDS:-600}
 CC=${CC:-clang}
-ALL=(http_request http_response config control_json pp2 sticky dns h2)
+ALL=(http_request http_response config control_json pp2 sticky dns h2 h2_target)
 if [ $# -gt 0 ]; then NAMES=("$@"); else NAMES=("${ALL[@]}"); fi
 
 SAN=address,undefined
