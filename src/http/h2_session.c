@@ -1131,6 +1131,13 @@ static void conn_sweep(struct bth_worker_conn *c, uint64_t now_ms)
 {
     struct h2_conn *hc = bth_list_entry(c, struct h2_conn, wc);
     uint64_t ping = hc->listener->cfg->http2.ping_interval_ms;
+    struct bth_list *it, *tmp;
+    bth_list_foreach_safe(it, tmp, &hc->streams) /* targets whose drain ended: exchanges end */
+    {
+        struct h2_stream *st = bth_list_entry(it, struct h2_stream, link);
+        if (st->s != NULL)
+            h1_exchange_expired(st->s);
+    }
     if (hc->wl->retired && !hc->going_away) {
         go_away(hc, NGHTTP2_NO_ERROR);
     } else if (ping > 0 && now_ms - hc->last_rx_ms >= ping) {

@@ -51,7 +51,9 @@
 static void on_client_io(evutil_socket_t fd, short what, void *arg);
 static void session_stop(struct bth_worker_conn *c);
 static void session_abort(struct bth_worker_conn *c);
-static const struct bth_conn_ops session_conn_ops = {.stop = session_stop, .abort = session_abort};
+static void session_sweep(struct bth_worker_conn *c, uint64_t now_ms);
+static const struct bth_conn_ops session_conn_ops = {
+    .stop = session_stop, .abort = session_abort, .sweep = session_sweep};
 static void on_session_timer(evutil_socket_t fd, short what, void *arg);
 static void on_upstream_event(struct bth_upstream *up, short what, void *arg);
 static void process_client(struct bth_http_session *s);
@@ -1538,9 +1540,56 @@ static void grpc_deadline(struct bth_http_session *s)
     h1_send_answer(s, 504, "text/plain", body, sizeof(body) - 1, extra, "grpc deadline exceeded");
 }
 
+/* The target's deregistration delay ended with this exchange still on it: as ELB, it ends
+ * (a 502 when no answer has started, else the connection closes; a tunnel closes). */
+static void end_expired_exchange(struct bth_http_session *s)
+{
+    bth_log(BTH_LOG_INFO, "#%llu target %s: deregistration delay ended, exchange cut",
+            (unsigned long long)s->id, s->target->addr.text);
+    if (s->state == SS_TUNNEL || s->ex.resp != RESP_WAITING) {
+        if (s->state != SS_TUNNEL)
+            s->xm->error_reason = "deregistration delay ended";
+        h1_session_close(s);
+        return;
+    }
+    s->close_after = true;
+    h1_send_error(s, 502, "deregistration delay ended");
+}
+
+/* The exchange in progress runs on a target whose deregistration delay ended. */
+static bool on_expired_target(const struct bth_http_session *s)
+{
+    return s->target != NULL && atomic_load_explicit(&s->target->expired, memory_order_relaxed) &&
+           (s->state == SS_CONNECTING || s->state == SS_PROXYING || s->state == SS_TUNNEL);
+}
+
+bool h1_exchange_expired(struct bth_http_session *s)
+{
+    if (!on_expired_target(s))
+        return false;
+    /* ended from the session's own timer callback, never from the caller's stack */
+    s->expire = true;
+    event_active(&s->timer, EV_TIMEOUT, 1);
+    return true;
+}
+
+static void session_sweep(struct bth_worker_conn *c, uint64_t now_ms)
+{
+    (void)now_ms;
+    h1_exchange_expired(bth_list_entry(c, struct bth_http_session, wc));
+}
+
 static void on_session_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bth_http_session *s = arg;
+    if (s->expire) {
+        /* activated by h1_exchange_expired: the exchange may have ended meanwhile */
+        s->expire = false;
+        if (on_expired_target(s))
+            end_expired_exchange(s);
+        session_settle(s);
+        return;
+    }
     switch (s->state) {
     case SS_IDLE:
         h1_session_close(s);

@@ -94,6 +94,7 @@ struct bth_http_session {
     bool resume;              /* a buffered request waits for on_client_io (resume_client) */
     bool https;               /* the client came over TLS (X-Forwarded-Proto, redirects, log) */
     bool http2;               /* the client speaks HTTP/2 (the access log's version) */
+    bool expire;              /* the target's drain ended: the timer ends the exchange */
     size_t out_high;          /* stop reading the target while conn.out holds this much */
     struct sockaddr_in6 peer; /* or a sockaddr_in: the client, AF_INET or AF_INET6 */
     char client_ip[INET6_ADDRSTRLEN];
@@ -173,6 +174,10 @@ void h1_front_drained(struct bth_http_session *s);
 /* The client gave up the request (a reset stream): the session ends now, without calling
  * the front again. */
 void h1_front_abort(struct bth_http_session *s);
+/* Once a second (the worker's sweep, or its HTTP/2 connection's): when the exchange's
+ * target finished its deregistration delay, the exchange is ended from the session's own
+ * timer (never from the caller's stack). Returns true when it will be. */
+bool h1_exchange_expired(struct bth_http_session *s);
 
 /* ---- http_answer.c: berth's own answers ---- */
 

@@ -313,15 +313,23 @@ static void drain_detach(struct bth_registry *reg, struct bth_drain *d)
         d->target->drain = NULL;
 }
 
-/* Frees a detached drain, calling its waiters first when <run_waiters>. */
-static void drain_free(struct bth_drain *d, bool run_waiters)
+/* Calls (when <run>) and frees the waiters of <d>. */
+static void drain_answer_waiters(struct bth_drain *d, bool run)
 {
-    for (struct bth_drain_waiter *w = d->waiters, *n; w != NULL; w = n) {
+    struct bth_drain_waiter *w = d->waiters;
+    d->waiters = NULL;
+    for (struct bth_drain_waiter *n; w != NULL; w = n) {
         n = w->next;
-        if (run_waiters)
+        if (run)
             w->cb(w->arg);
         bth_free(w);
     }
+}
+
+/* Frees a detached drain, calling its waiters first when <run_waiters>. */
+static void drain_free(struct bth_drain *d, bool run_waiters)
+{
+    drain_answer_waiters(d, run_waiters);
     bth_target_unref(d->target);
     bth_free(d->group);
     bth_free(d);
@@ -407,8 +415,8 @@ int bth_registry_drain_wait(struct bth_registry *reg, struct bth_reg_group *g,
 {
     ssize_t at = group_index_of(g, addr);
     struct bth_drain *d = at >= 0 ? bth_registry_find_drain(reg, g->targets[at]) : NULL;
-    if (d == NULL) {
-        cb(arg);
+    if (d == NULL || atomic_load_explicit(&d->target->outstanding, memory_order_relaxed) == 0) {
+        cb(arg); /* gone, or nothing in flight: its deregistration is complete */
         return 0;
     }
     struct bth_drain_waiter *w = bth_calloc(1, sizeof(*w));
@@ -445,9 +453,14 @@ int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms)
     int n = 0;
     for (; d != NULL; d = next) {
         next = d->next;
-        bool idle = atomic_load_explicit(&d->target->outstanding, memory_order_relaxed) == 0;
-        if (!idle && now_ms < d->deadline_ms)
+        if (now_ms < d->deadline_ms) {
+            /* As ELB: the target stays draining for the whole delay, but a caller waiting
+             * for its deregistration hears as soon as nothing is in flight. */
+            if (d->waiters != NULL &&
+                atomic_load_explicit(&d->target->outstanding, memory_order_relaxed) == 0)
+                drain_answer_waiters(d, true);
             continue;
+        }
         struct bth_reg_group *g = bth_registry_find_group(reg, d->group);
         ssize_t at = g != NULL ? group_index_of(g, &d->target->addr) : -1;
         if (at >= 0) {
@@ -455,6 +468,7 @@ int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms)
             g->compact = true;
         }
         atomic_store(&d->target->removed, true);
+        atomic_store(&d->target->expired, true); /* what still runs on it ends (ELB) */
         drain_detach(reg, d);
         d->next = ended;
         ended = d;

@@ -46,8 +46,9 @@ struct bth_drain_waiter {
     struct bth_drain_waiter *next;
 };
 
-/* A deregistered target finishing its in-flight work. It stays in its group's array (state
- * draining, so no new request picks it) until nothing is in flight or the deadline passes. */
+/* A deregistered target finishing its in-flight work. As ELB, it stays in its group's array
+ * (state draining, so no new request picks it) until the deregistration delay passes, idle or
+ * not; those waiting for it (Wait: true) hear as soon as nothing is in flight. */
 struct bth_drain {
     char *group;                      /* owned: group name (group arrays move on reload) */
     struct bth_drain *prev;           /* in the registry's list, so it unlinks in O(1) */
@@ -107,13 +108,15 @@ int bth_registry_deregister(struct bth_registry *reg, struct bth_reg_group *g,
 int bth_registry_drain(struct bth_registry *reg, struct bth_reg_group *g,
                        const struct bth_addr *addr, uint64_t now_ms);
 
-/* Calls <cb>(<arg>) when the drain of <addr> in <g> ends; at once (before returning) when
- * the target is not draining. Returns 0 or -1 (out of memory: <cb> is not called). */
+/* Calls <cb>(<arg>) when the drain of <addr> in <g> is complete: nothing in flight any more,
+ * or its deadline; at once (before returning) when the target is not draining or idle. Returns 0 or
+ * -1 (out of memory: <cb> is not called). */
 int bth_registry_drain_wait(struct bth_registry *reg, struct bth_reg_group *g,
                             const struct bth_addr *addr, bth_drain_done_cb cb, void *arg);
 
-/* Ends the drains that are idle or past their deadline: the targets leave their groups and
- * waiters are called. Returns the number ended (the caller publishes when > 0). */
+/* Ends the drains past their deadline (the targets leave their groups, their waiters are
+ * called) and answers the waiters of drains with nothing in flight. Returns the number
+ * ended (the caller publishes when > 0). */
 int bth_registry_drain_tick(struct bth_registry *reg, uint64_t now_ms);
 
 /* The drain of <t>, or NULL (t->drain). */

@@ -40,6 +40,8 @@ struct bth_target {
     atomic_int active_conns;         /* upstream connections open, all workers */
     atomic_int state;                /* enum bth_target_state */
     atomic_bool removed;             /* no longer in any group: pools drop its connections */
+    atomic_bool expired;             /* its deregistration delay ended: workers end the
+                                      * exchanges and tunnels still running on it */
     _Atomic uint64_t ready_since_ms; /* monotonic ms it began taking traffic, for slow
                                       * start; 0 = exempt from it. Main thread writes */
     atomic_int consecutive_errors;   /* passive checks: failures in a row seen by workers */

@@ -94,10 +94,10 @@ def assert_served_by(resp, b):
     assert b.addr.encode() in resp.body, resp
 
 
-def test_draining_state_and_early_end(berth, backend, http_config):
-    """A deregistered target with a request in flight shows draining/Target.DeregistrationInProgress, gets no new requests, completes the request, and leaves the health view within 1 s of going idle although the delay is 30 s."""
+def test_draining_state_until_the_delay(berth, backend, http_config):
+    """A deregistered target with a request in flight shows draining/Target.DeregistrationInProgress, gets no new requests, completes the request, and, as ELB, stays draining after going idle until its 3 s delay ends, then leaves the health view."""
     b1, b2 = backend(), backend()
-    lb = berth(drain_config(http_config, [b1.addr, b2.addr], "30s"))
+    lb = berth(drain_config(http_config, [b1.addr, b2.addr], "3s"))
     slow, t = start_slow(lb, [b1, b2], 1500)
     other = b2 if t is b1 else b1
     t0 = time.monotonic()
@@ -115,24 +115,23 @@ def test_draining_state_and_early_end(berth, backend, http_config):
         assert (r.status, r.header("X-Backend")) == (200, other.addr), r
     assert len(t.requests) == count, [q.target for q in t.requests[count:]]
     assert slow.is_alive(), "the 1.5 s request ended early"
-    view = health(lb)
-    assert view[t.addr]["State"] == "draining", view
     assert_served_by(slow.result(), t)
-    ended = slow.ended
-    while t.addr in health(lb) and time.monotonic() - ended < 3.0:
+    time.sleep(0.5)  # idle now: still draining, still no traffic
+    assert time.monotonic() - t0 < 2.7
+    assert health(lb)[t.addr]["State"] == "draining"
+    r = fetch(lb.port, "GET", "/idle")
+    assert (r.status, r.header("X-Backend")) == (200, other.addr), r
+    while t.addr in health(lb) and time.monotonic() - t0 < 5.0:
         time.sleep(0.02)
-    gone_after = time.monotonic() - ended
-    assert t.addr not in health(lb), "still listed %.1fs after going idle" % gone_after
-    assert gone_after < 1.0, "removed %.2fs after its last request ended" % gone_after
+    gone = time.monotonic() - t0
+    assert t.addr not in health(lb), "still listed %.1fs after deregister" % gone
+    assert 2.8 <= gone < 3.8, "left %.2fs after deregister with a 3 s delay" % gone
     assert set(health(lb)) == {other.addr}
-    for i in range(4):
-        r = fetch(lb.port, "GET", "/after/%d" % i)
-        assert (r.status, r.header("X-Backend")) == (200, other.addr), r
     assert len(t.requests) == count
 
 
 def test_wait_answers_after_drain(berth, backend, http_config):
-    """A deregister call with "Wait": true is answered only once the 1.5 s in-flight request is over, and the target is gone by then."""
+    """A deregister call with "Wait": true is answered once the 1.5 s in-flight request is over; the target is still draining then (the delay is 30 s)."""
     b1, b2 = backend(), backend()
     lb = berth(drain_config(http_config, [b1.addr, b2.addr], "30s"))
     slow, t = start_slow(lb, [b1, b2], 1500)
@@ -142,7 +141,7 @@ def test_wait_answers_after_drain(berth, backend, http_config):
     assert (status, body) == (200, {}), (status, body)
     assert took >= 1.2, "Wait answered after %.2fs with a 1.5 s request in flight" % took
     assert took < 4.0, "Wait answered after %.2fs" % took
-    assert t.addr not in health(lb)
+    assert health(lb)[t.addr]["State"] == "draining"
     assert_served_by(slow.result(), t)
 
 
@@ -158,7 +157,7 @@ def test_wait_idle_is_immediate(berth, backend, http_config):
     took = time.monotonic() - t0
     assert (status, body) == (200, {}), (status, body)
     assert took < 0.5, "Wait with nothing in flight took %.2fs" % took
-    assert set(health(lb)) == {b2.addr}
+    assert health(lb)[b1.addr]["State"] == "draining"
     for i in range(4):
         r = fetch(lb.port, "GET", "/after/%d" % i)
         assert (r.status, r.header("X-Backend")) == (200, b2.addr), r
@@ -201,8 +200,8 @@ def test_reregister_cancels_drain(berth, backend, http_config):
     assert health(lb).get(t.addr, {}).get("State") == "unavailable"
 
 
-def test_deadline_removes_target_request_completes(berth, backend, http_config):
-    """With a 3 s request and a 1 s delay, the target leaves the health view at the deadline while the request still runs and then completes with 200."""
+def test_deadline_ends_request_in_flight(berth, backend, http_config):
+    """As ELB: with a 3 s request and a 1 s delay, the target leaves the health view at the deadline and the request still running is ended (502, no answer had started) within a sweep (1 s)."""
     b1, b2 = backend(), backend()
     lb = berth(drain_config(http_config, [b1.addr, b2.addr], "1s"))
     slow, t = start_slow(lb, [b1, b2], 3000)
@@ -216,17 +215,19 @@ def test_deadline_removes_target_request_completes(berth, backend, http_config):
     gone = time.monotonic() - t0
     assert t.addr not in health(lb), "still listed %.2fs after deregister" % gone
     assert 0.8 <= gone < 1.6, "removed %.2fs after deregister with a 1 s delay" % gone
-    assert slow.is_alive(), "the 3 s request ended before the deadline removal"
+    slow.join(5)
+    assert not slow.is_alive() and slow.error is None, slow.error
+    assert slow.resp.status == 502, slow.resp
+    assert slow.ended - t0 < 2.6, "ended %.2fs after deregister" % (slow.ended - t0)
     for i in range(4):
         r = fetch(lb.port, "GET", "/after/%d" % i)
         assert (r.status, r.header("X-Backend")) == (200, other.addr), r
-    assert_served_by(slow.result(), t)
-    assert slow.ended - t0 >= 2.0
-    assert set(health(lb)) == {other.addr}
+    log = [e for e in lb.access_log(expect=6) if e["elb_status_code"] == 502]
+    assert log and log[0]["error_reason"] == "deregistration delay ended", log
 
 
 def test_wait_ends_at_deadline(berth, backend, http_config):
-    """With a 2.5 s request and a 1 s delay, a "Wait": true deregister is answered at the deadline while the request still runs to a 200."""
+    """With a 2.5 s request and a 1 s delay, a "Wait": true deregister is answered at the deadline, and the request still running is ended then."""
     b1, b2 = backend(), backend()
     lb = berth(drain_config(http_config, [b1.addr, b2.addr], "1s"))
     slow, t = start_slow(lb, [b1, b2], 2500)
@@ -235,6 +236,55 @@ def test_wait_ends_at_deadline(berth, backend, http_config):
     took = time.monotonic() - t0
     assert (status, body) == (200, {}), (status, body)
     assert 0.8 <= took < 1.6, "Wait answered after %.2fs with a 1 s delay" % took
-    assert slow.is_alive(), "the 2.5 s request ended before the deadline"
     assert t.addr not in health(lb)
-    assert_served_by(slow.result(), t)
+    slow.join(5)
+    assert slow.error is None and slow.resp.status == 502, (slow.error, slow.resp)
+
+
+def test_websocket_closed_at_deadline(berth, backend, http_config):
+    """A WebSocket tunnel to a deregistered target is closed when its 1 s delay ends."""
+    import base64
+    import os
+    from httpwire import Client, ws_encode, ws_read_frame
+    ws = backend("ws")
+    lb = berth(drain_config(http_config, [ws.addr], "1s"))
+    key = base64.b64encode(os.urandom(16)).decode()
+    with Client(lb.port, timeout=10) as c:
+        c.send(("GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+        assert c.response().status == 101
+        c.send(ws_encode(0x1, b"before", mask=True))
+        assert ws_read_frame(c.reader)[2] == b"before"
+        t0 = time.monotonic()
+        status, body = call(lb, "deregister", ws)
+        assert (status, body) == (200, {}), (status, body)
+        c.send(ws_encode(0x1, b"draining", mask=True))  # still open while draining
+        assert ws_read_frame(c.reader)[2] == b"draining"
+        assert c.wait_closed(4.0) is not None, "tunnel still open after the delay"
+        took = time.monotonic() - t0
+        assert 0.8 <= took < 2.6, "tunnel closed %.2fs after deregister" % took
+
+
+def test_http2_stream_ended_at_deadline(berth, backend, http_config):
+    """An HTTP/2 stream whose exchange runs on the target gets its 502 when the delay ends; the connection serves on."""
+    import subprocess
+    b1, b2 = backend(), backend()
+    cfg = drain_config(http_config, [b1.addr, b2.addr], "1s")
+    cfg["listeners"][0]["h2c"] = True
+    lb = berth(cfg)
+    # find the target of the next request: round robin alternates, so send one first
+    first = fetch(lb.port, "GET", "/first")
+    nxt = b2 if first.header("X-Backend") == b1.addr else b1
+    p = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w",
+                          "%{http_code}", "http://127.0.0.1:%d/slow?ms=3000" % lb.port],
+                         stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 2
+    while not any(r.target.startswith("/slow") for r in nxt.requests):
+        assert time.monotonic() < deadline, "the slow request reached no target"
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    assert call(lb, "deregister", nxt) == (200, {})
+    out, _ = p.communicate(timeout=10)
+    assert out == "502", out
+    assert time.monotonic() - t0 < 2.6

@@ -132,8 +132,9 @@ static void test_drains_end_together(void **state)
         struct bth_addr a = addr_n(i);
         assert_int_equal(bth_registry_drain(&reg, g, &a, 1000), 1);
         assert_int_equal(bth_registry_drain(&reg, g, &a, 1000), 1); /* under way already */
-        assert_int_equal(bth_registry_drain_wait(&reg, g, &a, on_done, NULL), 0);
         struct bth_target *t = bth_registry_find_target(g, &a);
+        atomic_store(&t->outstanding, 1); /* busy: its waiter waits for the deadline */
+        assert_int_equal(bth_registry_drain_wait(&reg, g, &a, on_done, NULL), 0);
         assert_non_null(bth_registry_find_drain(&reg, t));
     }
     assert_int_equal(waiter_calls, 0);
@@ -176,11 +177,45 @@ static void test_register_cancels_drain(void **state)
     assert_int_equal(waiter_calls, 1);
     assert_null(bth_registry_find_drain(&reg, t));
     assert_int_equal(atomic_load(&t->state), BTH_TARGET_UNAVAILABLE);
-    /* b is idle: its drain ends; a stays */
-    assert_int_equal(bth_registry_drain_tick(&reg, 2000), 1);
+    /* b is idle but, as ELB, stays draining until its delay; a waiter on it is answered
+     * at once; at the deadline b leaves and a stays */
+    waiter_calls = 0;
+    assert_int_equal(bth_registry_drain_wait(&reg, g, &b, on_done, NULL), 0);
+    assert_int_equal(waiter_calls, 1);
+    assert_int_equal(bth_registry_drain_tick(&reg, 2000), 0);
+    assert_int_equal(g->ntargets, 2);
+    assert_int_equal(bth_registry_drain_tick(&reg, 301000), 1);
     assert_int_equal(g->ntargets, 1);
     assert_ptr_equal(g->targets[0], t);
     atomic_store(&t->outstanding, 0);
+    bth_registry_fini(&reg);
+}
+
+/* A waiter on a busy target is answered at the tick that finds it idle, before the delay
+ * ends; the target stays draining until then. */
+static void test_wait_answers_when_idle(void **state)
+{
+    struct bth_registry reg;
+    setup(&reg);
+    struct bth_reg_group *g = &reg.groups[0];
+    group_cfg.deregistration_delay_ms = 10000;
+    struct bth_addr a = addr_n(1);
+    bth_registry_register(&reg, g, &a, 1);
+    struct bth_target *t = bth_registry_find_target(g, &a);
+    atomic_store(&t->outstanding, 2);
+    assert_int_equal(bth_registry_drain(&reg, g, &a, 1000), 1);
+    waiter_calls = 0;
+    bth_registry_drain_wait(&reg, g, &a, on_done, NULL);
+    assert_int_equal(bth_registry_drain_tick(&reg, 2000), 0);
+    assert_int_equal(waiter_calls, 0);
+    atomic_store(&t->outstanding, 0);
+    assert_int_equal(bth_registry_drain_tick(&reg, 3000), 0);
+    assert_int_equal(waiter_calls, 1);
+    assert_int_equal(atomic_load(&t->state), BTH_TARGET_DRAINING);
+    assert_int_equal(bth_registry_drain_tick(&reg, 4000), 0);
+    assert_int_equal(waiter_calls, 1); /* once */
+    assert_int_equal(bth_registry_drain_tick(&reg, 11000), 1);
+    assert_null(bth_registry_find_target(g, &a));
     bth_registry_fini(&reg);
 }
 
@@ -191,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_deregister_keeps_lookups_right),
         cmocka_unit_test(test_drains_end_together),
         cmocka_unit_test(test_register_cancels_drain),
+        cmocka_unit_test(test_wait_answers_when_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
